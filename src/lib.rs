@@ -1,0 +1,8 @@
+//! registrar: a gRPC gateway that registers users in bulk with third-party
+//! vendors (Tencent LCIC, ZEGOCLOUD ZIM, Volcengine RTC, Tencent CIAM).
+//!
+//! Data flows one way: `api` -> `engine` -> `outbound` -> `vendor` ->
+//! `engine` -> `api`, with audit rows written by the engine through `audit`.
+
+pub mod domain;
+pub mod vendor;

@@ -1,0 +1,217 @@
+//! Vendor modules: one per vendor API, each pure.
+//!
+//! A vendor module validates users against the vendor's documented rules,
+//! turns a slice of users into one signed `http::Request`, and turns the
+//! vendor's `http::Response` into one outcome per user, with every failure
+//! classified retryable, throttled or permanent. It never touches the network,
+//! the clock or a random source: the time and nonce of an attempt are handed
+//! in, so every module is tested without a network against the vendors'
+//! published examples.
+
+pub mod lcic;
+pub mod tc3;
+pub mod tencent;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::domain::{Rejection, User, VendorKind};
+
+/// How a failure may be handled by the retry layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Transient: the same request may succeed later.
+    Retryable,
+    /// The vendor's quota was exceeded: slow down, then retry.
+    Throttled,
+    /// Retrying cannot help.
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, ErrorClass::Permanent)
+    }
+}
+
+/// What the vendor said about one user of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VendorOutcome {
+    /// Registered (or overwritten, for vendors that overwrite).
+    Registered { vendor_user_id: Option<String> },
+    /// The vendor reports that the user exists already.
+    AlreadyExists { code: String, message: String },
+    /// The vendor rejected the user's data; never retried.
+    Rejected { code: String, message: String },
+    /// The call failed for this user; `class` says whether it may be retried.
+    Failed {
+        class: ErrorClass,
+        code: String,
+        message: String,
+    },
+}
+
+impl VendorOutcome {
+    pub fn failed(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        VendorOutcome::Failed {
+            class,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The class of a failure that may be retried, `None` for final outcomes.
+    pub fn retry_class(&self) -> Option<ErrorClass> {
+        match self {
+            VendorOutcome::Failed { class, .. } if class.is_retryable() => Some(*class),
+            _ => None,
+        }
+    }
+}
+
+/// The parsed answer to one vendor call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallReport {
+    /// The vendor's request id, for support tickets.
+    pub vendor_request_id: Option<String>,
+    /// The call-level vendor error code, if the whole call failed.
+    pub error_code: Option<String>,
+    /// The class of the call-level error, if the whole call failed.
+    pub error_class: Option<ErrorClass>,
+    /// One outcome per user sent, in the order the users were given.
+    pub outcomes: Vec<VendorOutcome>,
+}
+
+impl CallReport {
+    /// A report in which the whole call failed the same way for every user.
+    pub fn call_failed(
+        user_count: usize,
+        vendor_request_id: Option<String>,
+        class: ErrorClass,
+        code: &str,
+        message: &str,
+    ) -> Self {
+        CallReport {
+            vendor_request_id,
+            error_code: Some(code.to_owned()),
+            error_class: Some(class),
+            outcomes: vec![VendorOutcome::failed(class, code, message); user_count],
+        }
+    }
+
+    /// A report in which the vendor rejected the data of every user of the call.
+    pub fn call_rejected(
+        user_count: usize,
+        vendor_request_id: Option<String>,
+        code: &str,
+        message: &str,
+    ) -> Self {
+        CallReport {
+            vendor_request_id,
+            error_code: Some(code.to_owned()),
+            error_class: Some(ErrorClass::Permanent),
+            outcomes: vec![
+                VendorOutcome::Rejected {
+                    code: code.to_owned(),
+                    message: message.to_owned(),
+                };
+                user_count
+            ],
+        }
+    }
+}
+
+/// What one attempt needs from outside a pure module: the time and a nonce.
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    /// Seconds since the Unix epoch at which the attempt is signed.
+    pub unix_time: i64,
+    /// A fresh random nonce (hex), for vendors that sign one.
+    pub nonce: String,
+}
+
+impl AttemptContext {
+    /// The current time and a fresh random 16-hex-digit nonce.
+    pub fn now() -> Self {
+        let unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or_default();
+        AttemptContext {
+            unix_time,
+            nonce: hex::encode(rand::random::<[u8; 8]>()),
+        }
+    }
+}
+
+/// A request could not be built (a configuration problem, never user input).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("could not encode the request body: {0}")]
+    Body(#[from] serde_json::Error),
+    #[error("could not build the http request: {0}")]
+    Http(#[from] http::Error),
+}
+
+/// One vendor API, configured for one target.
+pub trait VendorApi: Send + Sync + 'static {
+    /// The vendor kind this module speaks.
+    fn kind(&self) -> VendorKind;
+
+    /// The vendor action a call performs, e.g. `BatchRegister` (for audit rows and spans).
+    fn action(&self) -> &'static str;
+
+    /// Checks one user against the vendor's documented field rules.
+    fn validate(&self, user: &User) -> Result<(), Rejection>;
+
+    /// Builds the signed request that registers `users` in one call.
+    fn build_request(
+        &self,
+        users: &[&User],
+        attempt: &AttemptContext,
+    ) -> Result<http::Request<Bytes>, BuildError>;
+
+    /// Maps the vendor's answer to one outcome per user of the call.
+    fn parse_response(&self, users: &[&User], response: &http::Response<Bytes>) -> CallReport;
+}
+
+pub type SharedVendor = Arc<dyn VendorApi>;
+
+/// Splits an endpoint base URL into the URI to post to and the `Host` value to sign.
+pub(crate) fn endpoint_uri(endpoint: &str) -> Result<(http::Uri, String), BuildError> {
+    let invalid = |reason: &str| BuildError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: http::Uri = endpoint.parse().map_err(|_| invalid("not a valid URL"))?;
+    let scheme = uri.scheme_str().ok_or_else(|| invalid("missing scheme"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid("scheme must be http or https"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| invalid("missing host"))?
+        .to_string();
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority.as_str())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| invalid("not a valid URL"))?;
+    Ok((uri, authority))
+}

@@ -1,0 +1,478 @@
+//! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0 (LCIC, CIAM).
+//!
+//! Signing follows vendors.md A.1 (tencentcloud-sdk-go `sendWithSignatureV3`)
+//! and reproduces the published test vectors T1 to T4 of A.2. Verification
+//! is the same computation run by the simulator over a received request; it
+//! never reveals the expected signature or the key in its errors.
+
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a TC3 signature covers.
+#[derive(Debug, Clone)]
+pub struct SigningInput<'a> {
+    /// `POST` or `GET`.
+    pub method: &'a str,
+    /// The RFC 3986 query for GET; empty for POST.
+    pub canonical_query: &'a str,
+    /// The signed headers as (name, value); names are lower-cased and sorted here.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body, byte for byte as sent.
+    pub payload: &'a [u8],
+    /// The service, e.g. `lcic` or `ciam`.
+    pub service: &'a str,
+    /// `X-TC-Timestamp`, seconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+/// A computed signature and the `Authorization` header that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub canonical_request_hash: String,
+    pub signed_headers: String,
+    pub signature: String,
+    pub authorization: String,
+}
+
+/// The UTC date (`yyyy-mm-dd`) of a timestamp, as the credential scope uses it.
+pub fn utc_date(timestamp: i64) -> String {
+    chrono::DateTime::from_timestamp(timestamp, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn sorted_headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut lowered: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_ascii_lowercase()))
+        .collect();
+    lowered.sort();
+    lowered
+}
+
+/// The canonical request and the `SignedHeaders` list of A.1.
+pub fn canonical_request(input: &SigningInput<'_>) -> (String, String) {
+    let headers = sorted_headers(input.headers);
+    let canonical_headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\n"))
+        .collect();
+    let signed_headers = headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let request = format!(
+        "{}\n/\n{}\n{}\n{}\n{}",
+        input.method,
+        input.canonical_query,
+        canonical_headers,
+        signed_headers,
+        hex::encode(Sha256::digest(input.payload)),
+    );
+    (request, signed_headers)
+}
+
+fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).expect("hmac accepts keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The derived signing key: SecretDate -> SecretService -> SecretSigning.
+pub fn signing_key(secret_key: &SecretString, date: &str, service: &str) -> Vec<u8> {
+    let secret_date = hmac(
+        format!("TC3{}", secret_key.expose_secret()).as_bytes(),
+        date.as_bytes(),
+    );
+    let secret_service = hmac(&secret_date, service.as_bytes());
+    hmac(&secret_service, b"tc3_request")
+}
+
+fn string_to_sign(input: &SigningInput<'_>, date: &str, canonical_request_hash: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{}\n{date}/{}/tc3_request\n{canonical_request_hash}",
+        input.timestamp, input.service
+    )
+}
+
+/// Signs a request with the given credentials.
+pub fn sign(input: &SigningInput<'_>, secret_id: &str, secret_key: &SecretString) -> Signature {
+    let date = utc_date(input.timestamp);
+    let (request, signed_headers) = canonical_request(input);
+    let canonical_request_hash = hex::encode(Sha256::digest(request.as_bytes()));
+    let to_sign = string_to_sign(input, &date, &canonical_request_hash);
+    let signature = hex::encode(hmac(
+        &signing_key(secret_key, &date, input.service),
+        to_sign.as_bytes(),
+    ));
+    let authorization = format!(
+        "{ALGORITHM} Credential={secret_id}/{date}/{}/tc3_request, SignedHeaders={signed_headers}, Signature={signature}",
+        input.service
+    );
+    Signature {
+        canonical_request_hash,
+        signed_headers,
+        signature,
+        authorization,
+    }
+}
+
+/// The parts of a received `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedAuthorization {
+    pub secret_id: String,
+    pub date: String,
+    pub service: String,
+    pub signed_headers: Vec<String>,
+    pub signature: String,
+}
+
+/// Why a received signature was refused; the variants map to Tencent's `AuthFailure.*` codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the Authorization header is missing or malformed")]
+    InvalidAuthorization,
+    #[error("the SecretId is not known")]
+    SecretIdNotFound,
+    #[error("the signature does not match")]
+    SignatureFailure,
+    #[error("the timestamp is more than 5 minutes away from the server time")]
+    SignatureExpire,
+}
+
+impl VerifyError {
+    /// Tencent's error code for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::InvalidAuthorization => "AuthFailure.InvalidAuthorization",
+            VerifyError::SecretIdNotFound => "AuthFailure.SecretIdNotFound",
+            VerifyError::SignatureFailure => "AuthFailure.SignatureFailure",
+            VerifyError::SignatureExpire => "AuthFailure.SignatureExpire",
+        }
+    }
+}
+
+/// Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=hex`.
+pub fn parse_authorization(header: &str) -> Result<ParsedAuthorization, VerifyError> {
+    let rest = header
+        .strip_prefix(ALGORITHM)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .ok_or(VerifyError::InvalidAuthorization)?;
+    let (mut credential, mut signed_headers, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let (key, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or(VerifyError::InvalidAuthorization)?;
+        match key {
+            "Credential" => credential = Some(value),
+            "SignedHeaders" => signed_headers = Some(value),
+            "Signature" => signature = Some(value),
+            _ => return Err(VerifyError::InvalidAuthorization),
+        }
+    }
+    let credential: Vec<&str> = credential
+        .ok_or(VerifyError::InvalidAuthorization)?
+        .split('/')
+        .collect();
+    let [secret_id, date, service, "tc3_request"] = credential[..] else {
+        return Err(VerifyError::InvalidAuthorization);
+    };
+    Ok(ParsedAuthorization {
+        secret_id: secret_id.to_owned(),
+        date: date.to_owned(),
+        service: service.to_owned(),
+        signed_headers: signed_headers
+            .ok_or(VerifyError::InvalidAuthorization)?
+            .split(';')
+            .map(str::to_owned)
+            .collect(),
+        signature: signature.ok_or(VerifyError::InvalidAuthorization)?.to_owned(),
+    })
+}
+
+/// Verifies a received request the way Tencent's gateway does: recomputes the
+/// signature over the headers it names, with the key of its SecretId, and
+/// checks the timestamp is within 5 minutes of `now`. Returns the SecretId.
+pub fn verify(
+    method: &str,
+    headers: &http::HeaderMap,
+    payload: &[u8],
+    now: i64,
+    secret_key_of: impl Fn(&str) -> Option<SecretString>,
+) -> Result<String, VerifyError> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let parsed = parse_authorization(
+        header("authorization").ok_or(VerifyError::InvalidAuthorization)?,
+    )?;
+    let timestamp: i64 = header("x-tc-timestamp")
+        .and_then(|value| value.parse().ok())
+        .ok_or(VerifyError::InvalidAuthorization)?;
+    if (now - timestamp).abs() > 300 {
+        return Err(VerifyError::SignatureExpire);
+    }
+    if parsed.date != utc_date(timestamp)
+        || !parsed.signed_headers.iter().any(|name| name == "content-type")
+        || !parsed.signed_headers.iter().any(|name| name == "host")
+    {
+        return Err(VerifyError::InvalidAuthorization);
+    }
+    let secret_key = secret_key_of(&parsed.secret_id).ok_or(VerifyError::SecretIdNotFound)?;
+    let mut signed = Vec::with_capacity(parsed.signed_headers.len());
+    for name in &parsed.signed_headers {
+        signed.push((name.as_str(), header(name).ok_or(VerifyError::InvalidAuthorization)?));
+    }
+    let input = SigningInput {
+        method,
+        canonical_query: "",
+        headers: &signed,
+        payload,
+        service: &parsed.service,
+        timestamp,
+    };
+    let (request, _) = canonical_request(&input);
+    let canonical_request_hash = hex::encode(Sha256::digest(request.as_bytes()));
+    let to_sign = string_to_sign(&input, &parsed.date, &canonical_request_hash);
+    let claimed = hex::decode(&parsed.signature).map_err(|_| VerifyError::SignatureFailure)?;
+    let mut mac = HmacSha256::new_from_slice(&signing_key(&secret_key, &parsed.date, &parsed.service))
+        .expect("hmac accepts keys of any length");
+    mac.update(to_sign.as_bytes());
+    mac.verify_slice(&claimed)
+        .map_err(|_| VerifyError::SignatureFailure)?;
+    Ok(parsed.secret_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // vendors.md A.2: the official CVM DescribeInstances worked example.
+    const BODY: &[u8] = br#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+    const CONTENT_TYPE: &str = "application/json; charset=utf-8";
+    const HOST: &str = "cvm.tencentcloudapi.com";
+    const TIMESTAMP: i64 = 1551113065;
+
+    fn input<'a>(headers: &'a [(&'a str, &'a str)]) -> SigningInput<'a> {
+        SigningInput {
+            method: "POST",
+            canonical_query: "",
+            headers,
+            payload: BODY,
+            service: "cvm",
+            timestamp: TIMESTAMP,
+        }
+    }
+
+    const WITH_ACTION: &[(&str, &str)] = &[
+        ("Content-Type", CONTENT_TYPE),
+        ("Host", HOST),
+        ("X-TC-Action", "DescribeInstances"),
+    ];
+    const WITHOUT_ACTION: &[(&str, &str)] = &[("Content-Type", CONTENT_TYPE), ("Host", HOST)];
+
+    fn masked_key_t1() -> (String, SecretString) {
+        (format!("AKID{}", "*".repeat(32)), SecretString::from("*".repeat(32)))
+    }
+
+    #[test]
+    fn payload_hash_matches_the_published_value() {
+        // vendors.md A.2: hex(sha256(body)) of the worked example.
+        assert_eq!(
+            hex::encode(Sha256::digest(BODY)),
+            "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
+        );
+    }
+
+    #[test]
+    fn date_is_utc_not_local_time() {
+        // vendors.md A.2: 1551113065 is 2019-02-26 in UTC+8 but the scope date is 2019-02-25.
+        assert_eq!(utc_date(TIMESTAMP), "2019-02-25");
+    }
+
+    #[test]
+    fn t1_current_doc_masked_key() {
+        // vendors.md A.2 T1 (cloud.tencent.com/document/api/213/30654, current revision).
+        let (secret_id, secret_key) = masked_key_t1();
+        let signature = sign(&input(WITH_ACTION), &secret_id, &secret_key);
+        assert_eq!(
+            signature.canonical_request_hash,
+            "7019a55be8395899b900fb5564e4200d984910f34794a27cb3fb7d10ff6a1e84"
+        );
+        assert_eq!(
+            signature.signature,
+            "10b1a37a7301a02ca19a647ad722d5e43b4b3cff309d421d85b46093f6ab6c4f"
+        );
+        assert_eq!(
+            signature.authorization,
+            "TC3-HMAC-SHA256 Credential=AKID********************************/2019-02-25/cvm/tc3_request, \
+             SignedHeaders=content-type;host;x-tc-action, \
+             Signature=10b1a37a7301a02ca19a647ad722d5e43b4b3cff309d421d85b46093f6ab6c4f"
+        );
+    }
+
+    #[test]
+    fn t1_published_intermediate_keys() {
+        // vendors.md A.2 T1 intermediates: SecretDate, SecretService, SecretSigning.
+        let (_, secret_key) = masked_key_t1();
+        let secret_date = hmac(
+            format!("TC3{}", secret_key.expose_secret()).as_bytes(),
+            b"2019-02-25",
+        );
+        assert_eq!(
+            hex::encode(&secret_date),
+            "da98fb70dcf6b112dc21038d1eeeb3a95c74b4dcb12c1131f864f6066bd02be0"
+        );
+        let secret_service = hmac(&secret_date, b"cvm");
+        assert_eq!(
+            hex::encode(&secret_service),
+            "8d70cbefb03939f929db64d32dc2ba89b1095620119fe3e050e2b18c5bd2752f"
+        );
+        assert_eq!(
+            hex::encode(signing_key(&secret_key, "2019-02-25", "cvm")),
+            "b596b923aad85185e2d1f6659d2a062e0a86731226e021e61bfe06f7ed05f5af"
+        );
+    }
+
+    #[test]
+    fn t1_canonical_request_text() {
+        // vendors.md A.2: T1/T2 canonical request, with the lower-cased action.
+        let (request, signed_headers) = canonical_request(&input(WITH_ACTION));
+        assert_eq!(
+            request,
+            "POST\n/\n\ncontent-type:application/json; charset=utf-8\nhost:cvm.tencentcloudapi.com\n\
+             x-tc-action:describeinstances\n\ncontent-type;host;x-tc-action\n\
+             35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
+        );
+        assert_eq!(signed_headers, "content-type;host;x-tc-action");
+    }
+
+    #[test]
+    fn t2_signature_process_demo_key() {
+        // vendors.md A.2 T2 (signature-process-demo signature-v3/python/demo.py).
+        let signature = sign(
+            &input(WITH_ACTION),
+            "AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******",
+            &SecretString::from("Gu5t9xGARNpq86cd98joQYCN3*******"),
+        );
+        assert_eq!(
+            signature.canonical_request_hash,
+            "7019a55be8395899b900fb5564e4200d984910f34794a27cb3fb7d10ff6a1e84"
+        );
+        assert_eq!(
+            signature.signature,
+            "be4f67d323c78ab9acb7395e43c0dbcf822a9cfac32fea2449a7bc7726b770a3"
+        );
+    }
+
+    #[test]
+    fn t3_older_doc_example_key() {
+        // vendors.md A.2 T3 (qcloud-documents Python_API.md, SignedHeaders content-type;host).
+        let signature = sign(
+            &input(WITHOUT_ACTION),
+            "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE",
+            &SecretString::from("Gu5t9xGARNpq86cd98joQYCN3EXAMPLE"),
+        );
+        assert_eq!(
+            signature.canonical_request_hash,
+            "5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"
+        );
+        assert_eq!(
+            signature.signature,
+            "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
+        );
+    }
+
+    #[test]
+    fn t4_older_doc_masked_key() {
+        // vendors.md A.2 T4 (older revision of 213/30654, masked key).
+        let signature = sign(
+            &input(WITHOUT_ACTION),
+            "AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******",
+            &SecretString::from("Gu5t9xGARNpq86cd98joQYCN3*******"),
+        );
+        assert_eq!(
+            signature.canonical_request_hash,
+            "5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"
+        );
+        assert_eq!(
+            signature.signature,
+            "2230eefd229f582d8b1b891af7107b91597240707d778ab3738f756258d7652c"
+        );
+    }
+
+    fn received(signature: &Signature, headers: &[(&str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map.insert("authorization", signature.authorization.parse().unwrap());
+        map.insert("x-tc-timestamp", TIMESTAMP.to_string().parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn verify_accepts_the_t1_and_t3_requests_and_names_the_secret_id() {
+        // vendors.md A.2: both SignedHeaders variants are valid TC3 signatures.
+        for (headers, secret_id, secret_key) in [
+            (WITH_ACTION, masked_key_t1().0, masked_key_t1().1),
+            (
+                WITHOUT_ACTION,
+                "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE".to_owned(),
+                SecretString::from("Gu5t9xGARNpq86cd98joQYCN3EXAMPLE"),
+            ),
+        ] {
+            let signature = sign(&input(headers), &secret_id, &secret_key);
+            let verified = verify(
+                "POST",
+                &received(&signature, headers),
+                BODY,
+                TIMESTAMP + 10,
+                |id| (id == secret_id).then(|| secret_key.clone()),
+            );
+            assert_eq!(verified, Ok(secret_id.clone()));
+        }
+    }
+
+    #[test]
+    fn verify_refuses_tampering_unknown_ids_and_stale_timestamps() {
+        let (secret_id, secret_key) = masked_key_t1();
+        let signature = sign(&input(WITH_ACTION), &secret_id, &secret_key);
+        let headers = received(&signature, WITH_ACTION);
+        let key_of = |id: &str| (id == secret_id).then(|| secret_key.clone());
+
+        let tampered = br#"{"Limit": 2}"#;
+        assert_eq!(
+            verify("POST", &headers, tampered, TIMESTAMP, key_of),
+            Err(VerifyError::SignatureFailure)
+        );
+        assert_eq!(
+            verify("POST", &headers, BODY, TIMESTAMP + 301, key_of),
+            Err(VerifyError::SignatureExpire)
+        );
+        assert_eq!(
+            verify("POST", &headers, BODY, TIMESTAMP, |_| None),
+            Err(VerifyError::SecretIdNotFound)
+        );
+        let wrong_key = SecretString::from("x".repeat(32));
+        assert_eq!(
+            verify("POST", &headers, BODY, TIMESTAMP, |_| Some(wrong_key.clone())),
+            Err(VerifyError::SignatureFailure)
+        );
+        let mut no_auth = headers.clone();
+        no_auth.remove("authorization");
+        assert_eq!(
+            verify("POST", &no_auth, BODY, TIMESTAMP, key_of),
+            Err(VerifyError::InvalidAuthorization)
+        );
+    }
+}
