@@ -4,5 +4,7 @@
 //! Data flows one way: `api` -> `engine` -> `outbound` -> `vendor` ->
 //! `engine` -> `api`, with audit rows written by the engine through `audit`.
 
+pub mod config;
 pub mod domain;
+pub mod sim;
 pub mod vendor;

@@ -1,0 +1,534 @@
+//! Configuration: compiled-in defaults, then a TOML file (`--config`), then
+//! environment variables (`REGISTRAR__SECTION__KEY`), then CLI flags.
+//!
+//! Every key is checked: an unknown key or a missing required one stops
+//! start-up with a message naming it. Credentials are written literally or
+//! read from a named environment variable or file, and are held as
+//! `SecretString` so that no `Debug` output or log line can reveal them.
+
+use std::{collections::HashSet, net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::VendorKind;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// `[server]`: the gRPC listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The gRPC listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long in-flight vendor calls and audit writes may take to finish after SIGTERM.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// The largest unary `BatchRegister`; larger batches must use `BatchRegisterStream`.
+    #[serde(default = "default_max_unary_users")]
+    pub max_unary_users: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            shutdown_grace: default_shutdown_grace(),
+            max_unary_users: default_max_unary_users(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 50051))
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_unary_users() -> usize {
+    10_000
+}
+
+/// `[audit]`: where audit rows go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `sqlite://PATH?mode=rwc` (default `sqlite://registrar.db?mode=rwc`) or
+    /// `postgres://USER:PASSWORD@HOST/DB`; may hold a password, so it is a credential.
+    #[serde(default = "default_database_url")]
+    pub database_url: Credential,
+    /// Largest number of pooled database connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            database_url: default_database_url(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_database_url() -> Credential {
+    Credential::Literal("sqlite://registrar.db?mode=rwc".to_owned())
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+/// `[telemetry]`: logs and traces.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// An OTLP/gRPC collector, e.g. `http://otel-collector:4317`; traces are exported when set.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[[targets]]`: one vendor account or app that callers can name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// What callers put in `targets`.
+    pub name: String,
+    pub vendor: VendorKind,
+    /// The vendor's base URL (e.g. `https://lcic.tencentcloudapi.com`), or a simulator's.
+    pub endpoint: String,
+    /// LCIC SdkAppId, ZIM AppId, Volcengine AppId.
+    #[serde(default)]
+    pub app_id: Option<u64>,
+    /// CIAM user store.
+    #[serde(default)]
+    pub user_store_id: Option<String>,
+    /// Tencent X-TC-Region (required by CIAM), Volcengine region (default cn-north-1).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Tencent SecretId, Volcengine AccessKeyId.
+    #[serde(default)]
+    pub secret_id: Option<Credential>,
+    /// Tencent SecretKey, Volcengine SecretAccessKey.
+    #[serde(default)]
+    pub secret_key: Option<Credential>,
+    /// ZEGO ServerSecret.
+    #[serde(default)]
+    pub server_secret: Option<Credential>,
+    /// Vendor calls per second (default: the vendor's documented quota).
+    #[serde(default)]
+    pub qps: Option<u32>,
+    /// Users per vendor call (default and maximum: the vendor's cap).
+    #[serde(default)]
+    pub max_batch: Option<u32>,
+    /// Per-call timeout.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a partly filled batch waits for more users.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// Vendor calls in flight at once (default: enough to use the whole quota at 1 s latency).
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Attempts per user, the first included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_linger() -> Duration {
+    Duration::from_millis(5)
+}
+
+fn default_max_attempts() -> u32 {
+    4
+}
+
+impl TargetConfig {
+    pub fn qps(&self) -> u32 {
+        self.qps.unwrap_or_else(|| self.vendor.default_qps())
+    }
+
+    pub fn max_batch(&self) -> u32 {
+        self.max_batch
+            .unwrap_or_else(|| self.vendor.default_max_batch())
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+            .unwrap_or_else(|| (self.qps() as usize).max(1) * 2)
+    }
+}
+
+/// A secret: written literally, or read from an environment variable or a file.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Credential {
+    Literal(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Literal(_) => formatter.write_str("Credential::Literal([redacted])"),
+            Credential::Env { env } => write!(formatter, "Credential::Env({env})"),
+            Credential::File { file } => write!(formatter, "Credential::File({})", file.display()),
+        }
+    }
+}
+
+impl Credential {
+    /// Reads the secret; `key` names it in errors (never the value).
+    pub fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        let value = match self {
+            Credential::Literal(value) => value.clone(),
+            Credential::Env { env } => std::env::var(env).map_err(|_| ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: format!("environment variable {env} is not set"),
+            })?,
+            Credential::File { file } => std::fs::read_to_string(file)
+                .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|error| ConfigError::Invalid {
+                    key: key.to_owned(),
+                    reason: format!("cannot read {}: {error}", file.display()),
+                })?,
+        };
+        if value.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: "is empty".to_owned(),
+            });
+        }
+        Ok(SecretString::from(value))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {key} is required for vendor {vendor}")]
+    Missing { key: String, vendor: VendorKind },
+    #[error("configuration: {key} {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        // figment names the key and the file; join all errors so none is hidden
+        ConfigError::Parse(
+            error
+                .into_iter()
+                .map(|error| error.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+}
+
+/// Values given on the command line; they override the file and the environment.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers: the TOML text (file or embedded), then `REGISTRAR__*`, then the CLI.
+    pub fn load(
+        toml_file: Option<&std::path::Path>,
+        embedded_toml: Option<&str>,
+        overrides: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(text) = embedded_toml {
+            figment = figment.merge(Toml::string(text));
+        }
+        if let Some(path) = toml_file {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("REGISTRAR__").split("__"));
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen.to_string()));
+        }
+        if let Some(url) = &overrides.database_url {
+            figment = figment.merge(Serialized::default("audit.database_url", url));
+        }
+        let config: Config = figment.extract()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: unique names, per-vendor required keys, caps.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (position, target) in self.targets.iter().enumerate() {
+            let key = |field: &str| format!("targets[{position}].{field}");
+            if target.name.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    reason: "must not be empty".to_owned(),
+                });
+            }
+            if !names.insert(target.name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    reason: format!("{:?} is used by more than one target", target.name),
+                });
+            }
+            crate::vendor::endpoint_uri(&target.endpoint).map_err(|error| {
+                ConfigError::Invalid {
+                    key: key("endpoint"),
+                    reason: error.to_string(),
+                }
+            })?;
+            let missing = |field: &str| ConfigError::Missing {
+                key: format!("targets[{position}].{field} (target {:?})", target.name),
+                vendor: target.vendor,
+            };
+            for field in required_fields(target.vendor) {
+                let present = match *field {
+                    "app_id" => target.app_id.is_some(),
+                    "user_store_id" => target.user_store_id.is_some(),
+                    "region" => target.region.is_some(),
+                    "secret_id" => target.secret_id.is_some(),
+                    "secret_key" => target.secret_key.is_some(),
+                    "server_secret" => target.server_secret.is_some(),
+                    _ => true,
+                };
+                if !present {
+                    return Err(missing(field));
+                }
+            }
+            let cap = target.vendor.default_max_batch();
+            match target.max_batch {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        key: key("max_batch"),
+                        reason: "must be at least 1".to_owned(),
+                    });
+                }
+                Some(max_batch) if max_batch > cap && target.vendor != VendorKind::TencentCiamImport => {
+                    return Err(ConfigError::Invalid {
+                        key: key("max_batch"),
+                        reason: format!("{max_batch} is above the {} cap of {cap}", target.vendor),
+                    });
+                }
+                _ => {}
+            }
+            if target.qps == Some(0) {
+                return Err(ConfigError::Invalid {
+                    key: key("qps"),
+                    reason: "must be at least 1".to_owned(),
+                });
+            }
+            if target.max_attempts == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key("max_attempts"),
+                    reason: "must be at least 1".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|target| target.name == name)
+    }
+}
+
+/// The keys each vendor needs (vendors.md: LCIC SdkAppId, ZIM AppId, RTC AppId, CIAM UserStoreId and Region).
+pub fn required_fields(vendor: VendorKind) -> &'static [&'static str] {
+    match vendor {
+        VendorKind::TencentLcic => &["app_id", "secret_id", "secret_key"],
+        VendorKind::ZegoZim => &["app_id", "server_secret"],
+        VendorKind::VolcRtc => &["app_id", "secret_id", "secret_key"],
+        VendorKind::TencentCiam | VendorKind::TencentCiamImport => {
+            &["user_store_id", "region", "secret_id", "secret_key"]
+        }
+    }
+}
+
+/// Resolves a required credential of a target, naming the key on error.
+pub fn target_secret(
+    target: &TargetConfig,
+    field: &'static str,
+    credential: &Option<Credential>,
+) -> Result<SecretString, ConfigError> {
+    let key = format!("targets.{}.{field}", target.name);
+    credential
+        .as_ref()
+        .ok_or_else(|| ConfigError::Missing {
+            key: key.clone(),
+            vendor: target.vendor,
+        })?
+        .resolve(&key)
+}
+
+/// A credential that is not secret on its own (a SecretId), resolved to plain text.
+pub fn target_identifier(
+    target: &TargetConfig,
+    field: &'static str,
+    credential: &Option<Credential>,
+) -> Result<String, ConfigError> {
+    target_secret(target, field, credential).map(|secret| secret.expose_secret().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads inside a figment jail, so that tests setting `REGISTRAR__*` never leak into it.
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let mut loaded = None;
+        figment::Jail::expect_with(|_| {
+            loaded = Some(Config::load(None, Some(text), &CliOverrides::default()));
+            Ok(())
+        });
+        loaded.expect("the jail ran the closure")
+    }
+
+    const LCIC: &str = r#"
+        [[targets]]
+        name = "lcic"
+        vendor = "tencent-lcic"
+        endpoint = "https://lcic.tencentcloudapi.com"
+        app_id = 1400000000
+        secret_id = "AKIDexample"
+        secret_key = { env = "REGISTRAR_TEST_UNSET_VARIABLE" }
+    "#;
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let config = load(LCIC).unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:50051".parse().unwrap());
+        assert_eq!(config.server.shutdown_grace, Duration::from_secs(30));
+        let target = &config.targets[0];
+        assert_eq!(target.vendor, VendorKind::TencentLcic);
+        assert_eq!(target.qps(), 20);
+        assert_eq!(target.max_batch(), 1000);
+        assert_eq!(target.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(error.to_string().contains("lisen"), "{error}");
+        let error = load(&format!("{LCIC}\nsecret_kee = \"x\"\n")).unwrap_err();
+        assert!(error.to_string().contains("secret_kee"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let error = load(
+            r#"[[targets]]
+            name = "lcic"
+            vendor = "tencent-lcic"
+            endpoint = "https://lcic.tencentcloudapi.com"
+            secret_id = "a"
+            secret_key = "b""#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("app_id"), "{error}");
+        let error = load("[[targets]]\nname = \"x\"\nvendor = \"tencent-lcic\"\n").unwrap_err();
+        assert!(error.to_string().contains("endpoint"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_vendor_and_a_cap_above_the_vendor_are_refused() {
+        let error = load(&LCIC.replace("tencent-lcic", "tencent-lcc")).unwrap_err();
+        assert!(error.to_string().contains("tencent-lcc"), "{error}");
+        let error = load(&format!("{LCIC}\nmax_batch = 1001\n")).unwrap_err();
+        assert!(error.to_string().contains("max_batch"), "{error}");
+    }
+
+    #[test]
+    fn credentials_resolve_from_env_and_never_print() {
+        let config = load(LCIC).unwrap();
+        let target = &config.targets[0];
+        let error = target_secret(target, "secret_key", &target.secret_key).unwrap_err();
+        assert!(error.to_string().contains("REGISTRAR_TEST_UNSET_VARIABLE"));
+        let literal = Credential::Literal("hunter2".to_owned());
+        assert!(!format!("{literal:?}").contains("hunter2"));
+        assert!(!format!("{config:?}").contains("AKIDexample"));
+    }
+
+    #[test]
+    fn credentials_resolve_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let credential = Credential::File { file: path };
+        assert_eq!(credential.resolve("k").unwrap().expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REGISTRAR__SERVER__LISTEN", "127.0.0.1:6000");
+            jail.set_env("REGISTRAR__AUDIT__DATABASE_URL", "sqlite://other.db?mode=rwc");
+            let config = Config::load(None, Some(LCIC), &CliOverrides::default()).unwrap();
+            assert_eq!(config.server.listen, "127.0.0.1:6000".parse().unwrap());
+            let url = config.audit.database_url.resolve("audit.database_url").unwrap();
+            assert_eq!(url.expose_secret(), "sqlite://other.db?mode=rwc");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cli_overrides_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REGISTRAR__SERVER__LISTEN", "127.0.0.1:6000");
+            let overrides = CliOverrides {
+                listen: Some("127.0.0.1:7000".parse().unwrap()),
+                database_url: None,
+            };
+            let config = Config::load(None, Some(LCIC), &overrides).unwrap();
+            assert_eq!(config.server.listen, "127.0.0.1:7000".parse().unwrap());
+            Ok(())
+        });
+    }
+}
