@@ -351,7 +351,9 @@ impl Config {
                         reason: "must be at least 1".to_owned(),
                     });
                 }
-                Some(max_batch) if max_batch > cap && target.vendor != VendorKind::TencentCiamImport => {
+                Some(max_batch)
+                    if max_batch > cap && target.vendor != VendorKind::TencentCiamImport =>
+                {
                     return Err(ConfigError::Invalid {
                         key: key("max_batch"),
                         reason: format!("{max_batch} is above the {} cap of {cap}", target.vendor),
@@ -509,10 +511,17 @@ mod tests {
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("REGISTRAR__SERVER__LISTEN", "127.0.0.1:6000");
-            jail.set_env("REGISTRAR__AUDIT__DATABASE_URL", "sqlite://other.db?mode=rwc");
+            jail.set_env(
+                "REGISTRAR__AUDIT__DATABASE_URL",
+                "sqlite://other.db?mode=rwc",
+            );
             let config = Config::load(None, Some(LCIC), &CliOverrides::default()).unwrap();
             assert_eq!(config.server.listen, "127.0.0.1:6000".parse().unwrap());
-            let url = config.audit.database_url.resolve("audit.database_url").unwrap();
+            let url = config
+                .audit
+                .database_url
+                .resolve("audit.database_url")
+                .unwrap();
             assert_eq!(url.expose_secret(), "sqlite://other.db?mode=rwc");
             Ok(())
         });

@@ -97,7 +97,9 @@ impl Outcome {
     }
 
     pub fn parse(stored: &str) -> Option<Outcome> {
-        Outcome::ALL.into_iter().find(|outcome| outcome.as_str() == stored)
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == stored)
     }
 }
 
@@ -167,7 +169,10 @@ impl FromStr for VendorKind {
             .find(|kind| kind.as_str() == name)
             .ok_or_else(|| {
                 let known: Vec<_> = VendorKind::ALL.iter().map(|kind| kind.as_str()).collect();
-                format!("unknown vendor {name:?}; known vendors: {}", known.join(", "))
+                format!(
+                    "unknown vendor {name:?}; known vendors: {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -193,7 +198,11 @@ impl Rejection {
     }
 
     pub fn required(field: &'static str) -> Self {
-        Rejection::new(field, "validation.required", "is required and must not be empty")
+        Rejection::new(
+            field,
+            "validation.required",
+            "is required and must not be empty",
+        )
     }
 
     /// The message reported to the caller: the field, then the rule.

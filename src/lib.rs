@@ -4,7 +4,13 @@
 //! Data flows one way: `api` -> `engine` -> `outbound` -> `vendor` ->
 //! `engine` -> `api`, with audit rows written by the engine through `audit`.
 
+pub mod api;
+pub mod app;
+pub mod audit;
 pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod outbound;
 pub mod sim;
+pub mod telemetry;
 pub mod vendor;

@@ -90,6 +90,11 @@ impl VendorApi for Lcic {
         ACTION
     }
 
+    fn repeat_is_safe(&self) -> bool {
+        // seed 000: "If a user ID already exists, the existing one will be overwritten."
+        true
+    }
+
     fn validate(&self, user: &User) -> Result<(), Rejection> {
         // OriginId is how results are matched back, so it must be present;
         // B.1 documents no length or charset limits for it (UNCONFIRMED).
@@ -273,7 +278,10 @@ mod tests {
         .unwrap();
         assert_eq!(body, documented);
         assert_eq!(request.method(), http::Method::POST);
-        assert_eq!(request.uri().to_string(), "https://lcic.tencentcloudapi.com/");
+        assert_eq!(
+            request.uri().to_string(),
+            "https://lcic.tencentcloudapi.com/"
+        );
         let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
         assert_eq!(header("x-tc-action"), "BatchRegister");
         assert_eq!(header("x-tc-version"), "2022-08-17");
@@ -397,11 +405,9 @@ mod tests {
             assert_eq!(report.outcomes.len(), 2);
             for outcome in &report.outcomes {
                 match failed_class {
-                    Some(class) => assert_eq!(
-                        outcome,
-                        &VendorOutcome::failed(class, code, "m"),
-                        "{code}"
-                    ),
+                    Some(class) => {
+                        assert_eq!(outcome, &VendorOutcome::failed(class, code, "m"), "{code}")
+                    }
                     None => assert_eq!(
                         outcome,
                         &VendorOutcome::Rejected {
@@ -433,6 +439,9 @@ mod tests {
             );
         }
         let report = parse(&users, 503, "");
-        assert_eq!(report.outcomes[0].retry_class(), Some(ErrorClass::Retryable));
+        assert_eq!(
+            report.outcomes[0].retry_class(),
+            Some(ErrorClass::Retryable)
+        );
     }
 }

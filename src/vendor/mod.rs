@@ -172,6 +172,11 @@ pub trait VendorApi: Send + Sync + 'static {
     /// The vendor action a call performs, e.g. `BatchRegister` (for audit rows and spans).
     fn action(&self) -> &'static str;
 
+    /// Whether sending the same users again is harmless when an attempt's
+    /// answer was lost after the request left (the vendor overwrites, or
+    /// reports "already exists" on a repeat).
+    fn repeat_is_safe(&self) -> bool;
+
     /// Checks one user against the vendor's documented field rules.
     fn validate(&self, user: &User) -> Result<(), Rejection>;
 

@@ -194,7 +194,9 @@ pub fn parse_authorization(header: &str) -> Result<ParsedAuthorization, VerifyEr
             .split(';')
             .map(str::to_owned)
             .collect(),
-        signature: signature.ok_or(VerifyError::InvalidAuthorization)?.to_owned(),
+        signature: signature
+            .ok_or(VerifyError::InvalidAuthorization)?
+            .to_owned(),
     })
 }
 
@@ -209,9 +211,8 @@ pub fn verify(
     secret_key_of: impl Fn(&str) -> Option<SecretString>,
 ) -> Result<String, VerifyError> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let parsed = parse_authorization(
-        header("authorization").ok_or(VerifyError::InvalidAuthorization)?,
-    )?;
+    let parsed =
+        parse_authorization(header("authorization").ok_or(VerifyError::InvalidAuthorization)?)?;
     let timestamp: i64 = header("x-tc-timestamp")
         .and_then(|value| value.parse().ok())
         .ok_or(VerifyError::InvalidAuthorization)?;
@@ -219,7 +220,10 @@ pub fn verify(
         return Err(VerifyError::SignatureExpire);
     }
     if parsed.date != utc_date(timestamp)
-        || !parsed.signed_headers.iter().any(|name| name == "content-type")
+        || !parsed
+            .signed_headers
+            .iter()
+            .any(|name| name == "content-type")
         || !parsed.signed_headers.iter().any(|name| name == "host")
     {
         return Err(VerifyError::InvalidAuthorization);
@@ -227,7 +231,10 @@ pub fn verify(
     let secret_key = secret_key_of(&parsed.secret_id).ok_or(VerifyError::SecretIdNotFound)?;
     let mut signed = Vec::with_capacity(parsed.signed_headers.len());
     for name in &parsed.signed_headers {
-        signed.push((name.as_str(), header(name).ok_or(VerifyError::InvalidAuthorization)?));
+        signed.push((
+            name.as_str(),
+            header(name).ok_or(VerifyError::InvalidAuthorization)?,
+        ));
     }
     let input = SigningInput {
         method,
@@ -241,8 +248,9 @@ pub fn verify(
     let canonical_request_hash = hex::encode(Sha256::digest(request.as_bytes()));
     let to_sign = string_to_sign(&input, &parsed.date, &canonical_request_hash);
     let claimed = hex::decode(&parsed.signature).map_err(|_| VerifyError::SignatureFailure)?;
-    let mut mac = HmacSha256::new_from_slice(&signing_key(&secret_key, &parsed.date, &parsed.service))
-        .expect("hmac accepts keys of any length");
+    let mut mac =
+        HmacSha256::new_from_slice(&signing_key(&secret_key, &parsed.date, &parsed.service))
+            .expect("hmac accepts keys of any length");
     mac.update(to_sign.as_bytes());
     mac.verify_slice(&claimed)
         .map_err(|_| VerifyError::SignatureFailure)?;
@@ -278,7 +286,10 @@ mod tests {
     const WITHOUT_ACTION: &[(&str, &str)] = &[("Content-Type", CONTENT_TYPE), ("Host", HOST)];
 
     fn masked_key_t1() -> (String, SecretString) {
-        (format!("AKID{}", "*".repeat(32)), SecretString::from("*".repeat(32)))
+        (
+            format!("AKID{}", "*".repeat(32)),
+            SecretString::from("*".repeat(32)),
+        )
     }
 
     #[test]
@@ -465,7 +476,9 @@ mod tests {
         );
         let wrong_key = SecretString::from("x".repeat(32));
         assert_eq!(
-            verify("POST", &headers, BODY, TIMESTAMP, |_| Some(wrong_key.clone())),
+            verify("POST", &headers, BODY, TIMESTAMP, |_| Some(
+                wrong_key.clone()
+            )),
             Err(VerifyError::SignatureFailure)
         );
         let mut no_auth = headers.clone();

@@ -297,9 +297,11 @@ mod tests {
         assert_eq!(failure.code, "registrar.MalformedResponse");
         let failure = decode_envelope(http::StatusCode::OK, b"\xff\xfe").unwrap_err();
         assert_eq!(failure.class, ErrorClass::Permanent);
-        let failure =
-            decode_envelope(http::StatusCode::OK, br#"{"Response":{"Error":{"Message":"x"}}}"#)
-                .unwrap_err();
+        let failure = decode_envelope(
+            http::StatusCode::OK,
+            br#"{"Response":{"Error":{"Message":"x"}}}"#,
+        )
+        .unwrap_err();
         assert_eq!(failure.code, "registrar.MalformedResponse");
     }
 }

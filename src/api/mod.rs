@@ -1,0 +1,19 @@
+//! The gRPC edge: the `registrar.v1.RegistrationService` implementation,
+//! proto <-> domain conversion, error -> `Status` mapping, and the tonic
+//! server with reflection, health and graceful shutdown. It validates the
+//! shape of requests and converts; the engine decides.
+
+pub mod convert;
+pub mod error;
+pub mod server;
+pub mod service;
+
+/// The generated `registrar.v1` messages, client and server.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("registrar.v1");
+
+    /// The encoded descriptor set served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/registrar_descriptor.bin"));
+}

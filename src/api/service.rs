@@ -1,0 +1,354 @@
+//! `registrar.v1.RegistrationService`: each RPC checks the request's shape,
+//! converts it, and hands it to the engine or the audit store.
+
+use std::{pin::Pin, sync::Arc};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{
+    convert,
+    error::invalid_argument,
+    pb::{self, registration_service_server::RegistrationService},
+};
+use crate::{
+    audit::RegistrationFilter,
+    engine::{
+        BatchOptions, Engine, OpenedBatch,
+        batch::{BatchResults, BatchWriter},
+    },
+};
+
+/// Responses buffered per stream before the server stops reading results.
+const RESPONSE_BUFFER: usize = 256;
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+pub struct RegistrationApi {
+    engine: Arc<Engine>,
+    max_unary_users: usize,
+}
+
+impl RegistrationApi {
+    pub fn new(engine: Arc<Engine>, max_unary_users: usize) -> Self {
+        RegistrationApi {
+            engine,
+            max_unary_users,
+        }
+    }
+}
+
+/// One event of either registration response stream.
+enum Event {
+    Result(pb::UserResult),
+    Summary(pb::BatchSummary),
+}
+
+impl From<Event> for pb::BatchRegisterResponse {
+    fn from(event: Event) -> Self {
+        use pb::batch_register_response::Event as Oneof;
+        pb::BatchRegisterResponse {
+            event: Some(match event {
+                Event::Result(result) => Oneof::Result(result),
+                Event::Summary(summary) => Oneof::Summary(summary),
+            }),
+        }
+    }
+}
+
+impl From<Event> for pb::BatchRegisterStreamResponse {
+    fn from(event: Event) -> Self {
+        use pb::batch_register_stream_response::Event as Oneof;
+        pb::BatchRegisterStreamResponse {
+            event: Some(match event {
+                Event::Result(result) => Oneof::Result(result),
+                Event::Summary(summary) => Oneof::Summary(summary),
+            }),
+        }
+    }
+}
+
+type EventStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
+
+/// Streams a batch's results, then its summary (or the input's error).
+///
+/// Results are drained to the end even when the caller has gone, so every
+/// user in flight finishes and the batch's end is recorded.
+fn drive<R>(mut results: BatchResults, input: JoinHandle<Result<(), Status>>) -> EventStream<R>
+where
+    R: From<Event> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel::<Result<R, Status>>(RESPONSE_BUFFER);
+    tokio::spawn(async move {
+        let batch_id = results.batch_id().to_owned();
+        let mut caller_gone = false;
+        while let Some(result) = results.next().await {
+            if !caller_gone {
+                let event = Event::Result(convert::result_to_proto(result));
+                caller_gone = sender.send(Ok(event.into())).await.is_err();
+            }
+        }
+        let summary = results.finish().await;
+        let last = match input.await {
+            Ok(Ok(())) => Ok(Event::Summary(convert::summary_to_proto(summary)).into()),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(Status::internal("the batch's input task failed")),
+        };
+        if caller_gone {
+            tracing::info!(batch_id = %batch_id, "caller left before the batch ended; every result was recorded");
+        }
+        let _ = sender.send(last).await;
+    });
+    Box::pin(ReceiverStream::new(receiver))
+}
+
+/// Streams a replayed batch from the audit store.
+fn replay<R>(
+    results: Vec<crate::domain::UserResult>,
+    summary: crate::engine::batch::BatchSummary,
+) -> EventStream<R>
+where
+    R: From<Event> + Send + 'static,
+{
+    let events = results
+        .into_iter()
+        .map(|result| Ok(Event::Result(convert::result_to_proto(result)).into()))
+        .chain(std::iter::once(Ok(Event::Summary(
+            convert::summary_to_proto(summary),
+        )
+        .into())))
+        .collect::<Vec<_>>();
+    Box::pin(tokio_stream::iter(events))
+}
+
+fn options(targets: Vec<String>, idempotency_key: String, dry_run: bool) -> BatchOptions {
+    BatchOptions {
+        targets,
+        idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
+        dry_run,
+    }
+}
+
+async fn submit_chunk(writer: &mut BatchWriter, users: Vec<pb::User>) -> Result<(), Status> {
+    let users = users.into_iter().map(convert::user_from_proto).collect();
+    writer.submit(users).await.map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl RegistrationService for RegistrationApi {
+    type BatchRegisterStream = EventStream<pb::BatchRegisterResponse>;
+    type BatchRegisterStreamStream = EventStream<pb::BatchRegisterStreamResponse>;
+
+    async fn batch_register(
+        &self,
+        request: Request<pb::BatchRegisterRequest>,
+    ) -> Result<Response<Self::BatchRegisterStream>, Status> {
+        let request = request.into_inner();
+        if request.users.is_empty() {
+            return Err(invalid_argument("users", "at least one user is required"));
+        }
+        if request.users.len() > self.max_unary_users {
+            return Err(invalid_argument(
+                "users",
+                format!(
+                    "{} users exceed the limit of {} for one BatchRegister; send larger batches with BatchRegisterStream",
+                    request.users.len(),
+                    self.max_unary_users
+                ),
+            ));
+        }
+        let opened = self
+            .engine
+            .open_batch(options(
+                request.targets,
+                request.idempotency_key,
+                request.dry_run,
+            ))
+            .await?;
+        let stream = match opened {
+            OpenedBatch::Replay { results, summary } => replay(results, summary),
+            OpenedBatch::Fresh {
+                mut writer,
+                results,
+            } => {
+                let users = request.users;
+                let input = tokio::spawn(async move {
+                    submit_chunk(&mut writer, users).await?;
+                    writer.close();
+                    Ok(())
+                });
+                drive(results, input)
+            }
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn batch_register_stream(
+        &self,
+        request: Request<Streaming<pb::BatchRegisterStreamRequest>>,
+    ) -> Result<Response<Self::BatchRegisterStreamStream>, Status> {
+        use pb::batch_register_stream_request::Message;
+        let mut input = request.into_inner();
+        let header = match input.message().await? {
+            Some(pb::BatchRegisterStreamRequest {
+                message: Some(Message::Header(header)),
+            }) => header,
+            Some(_) => {
+                return Err(invalid_argument(
+                    "header",
+                    "the first message must be a header naming the targets",
+                ));
+            }
+            None => {
+                return Err(invalid_argument(
+                    "header",
+                    "the stream ended before its header; the first message must be a header naming the targets",
+                ));
+            }
+        };
+        let opened = self
+            .engine
+            .open_batch(options(
+                header.targets,
+                header.idempotency_key,
+                header.dry_run,
+            ))
+            .await?;
+        let stream = match opened {
+            OpenedBatch::Replay { results, summary } => replay(results, summary),
+            OpenedBatch::Fresh {
+                mut writer,
+                results,
+            } => {
+                let input = tokio::spawn(async move {
+                    while let Some(message) = input.message().await? {
+                        match message.message {
+                            Some(Message::Users(chunk)) => {
+                                submit_chunk(&mut writer, chunk.users).await?
+                            }
+                            Some(Message::Header(_)) => {
+                                return Err(invalid_argument(
+                                    "header",
+                                    "only the first message may be a header",
+                                ));
+                            }
+                            None => {
+                                return Err(invalid_argument(
+                                    "message",
+                                    "a message must be a header or a chunk of users",
+                                ));
+                            }
+                        }
+                    }
+                    writer.close();
+                    Ok(())
+                });
+                drive(results, input)
+            }
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn get_batch(
+        &self,
+        request: Request<pb::GetBatchRequest>,
+    ) -> Result<Response<pb::GetBatchResponse>, Status> {
+        let batch_id = request.into_inner().batch_id;
+        if batch_id.is_empty() {
+            return Err(invalid_argument("batch_id", "is required"));
+        }
+        let record = self
+            .engine
+            .audit()
+            .batch(&batch_id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("batch {batch_id} not found")))?;
+        Ok(Response::new(pb::GetBatchResponse {
+            batch: Some(convert::batch_to_proto(record)),
+        }))
+    }
+
+    async fn list_registrations(
+        &self,
+        request: Request<pb::ListRegistrationsRequest>,
+    ) -> Result<Response<pb::ListRegistrationsResponse>, Status> {
+        let request = request.into_inner();
+        let outcome = pb::Outcome::try_from(request.outcome).map_err(|_| {
+            invalid_argument("outcome", format!("{} is not an Outcome", request.outcome))
+        })?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let after_id = decode_page_token(&request.page_token)?;
+        let non_empty = |value: String| (!value.is_empty()).then_some(value);
+        let filter = RegistrationFilter {
+            batch_id: non_empty(request.batch_id),
+            target: non_empty(request.target),
+            user_id: non_empty(request.user_id),
+            outcome: convert::outcome_from_proto(outcome),
+        };
+        let (rows, next) = self
+            .engine
+            .audit()
+            .list_registrations(&filter, u64::from(page_size), after_id)
+            .await?;
+        Ok(Response::new(pb::ListRegistrationsResponse {
+            registrations: rows
+                .into_iter()
+                .map(convert::registration_to_proto)
+                .collect(),
+            next_page_token: next.map(encode_page_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_targets(
+        &self,
+        _: Request<pb::ListTargetsRequest>,
+    ) -> Result<Response<pb::ListTargetsResponse>, Status> {
+        let targets = self
+            .engine
+            .targets()
+            .map(|target| pb::Target {
+                name: target.name.to_string(),
+                vendor: convert::vendor_to_proto(target.vendor_kind).into(),
+                max_batch: target.max_batch as u32,
+                qps: target.qps.get(),
+                health: convert::health_to_proto(target.health.get()).into(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListTargetsResponse { targets }))
+    }
+}
+
+fn encode_page_token(after_id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("after:{after_id}"))
+}
+
+fn decode_page_token(token: &str) -> Result<i64, Status> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("after:")?.parse().ok())
+        .ok_or_else(|| invalid_argument("page_token", "is not a token this server issued"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_page_token(&encode_page_token(42)).unwrap(), 42);
+        assert_eq!(decode_page_token("").unwrap(), 0);
+        let status = decode_page_token("not-a-token").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("page_token"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Schema migrations (sea-orm-migration), applied at start-up and by `registrar migrate`.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateAuditTables)]
+    }
+}
+
+#[derive(DeriveIden)]
+enum Batches {
+    Table,
+    Id,
+    IdempotencyKey,
+    Targets,
+    DryRun,
+    State,
+    UserCount,
+    CreatedAt,
+    FinishedAt,
+}
+
+#[derive(DeriveIden)]
+enum VendorCalls {
+    Table,
+    Id,
+    Target,
+    Vendor,
+    Action,
+    Attempt,
+    UserCount,
+    VendorRequestId,
+    HttpStatus,
+    VendorErrorCode,
+    ErrorClass,
+    LatencyMs,
+    StartedAt,
+    FinishedAt,
+}
+
+#[derive(DeriveIden)]
+enum Registrations {
+    Table,
+    Id,
+    BatchId,
+    Idx,
+    Target,
+    UserId,
+    Outcome,
+    VendorUserId,
+    ErrorCode,
+    ErrorMessage,
+    Attempts,
+    VendorCallId,
+    CreatedAt,
+    UpdatedAt,
+}
+
+struct CreateAuditTables;
+
+impl MigrationName for CreateAuditTables {
+    fn name(&self) -> &str {
+        "m20261121_000001_create_audit_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAuditTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Batches::Table)
+                    .if_not_exists()
+                    .col(string(Batches::Id).primary_key())
+                    .col(string_null(Batches::IdempotencyKey).unique_key())
+                    .col(text(Batches::Targets))
+                    .col(boolean(Batches::DryRun))
+                    .col(string(Batches::State))
+                    .col(big_integer(Batches::UserCount))
+                    .col(timestamp_with_time_zone(Batches::CreatedAt))
+                    .col(timestamp_with_time_zone_null(Batches::FinishedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(VendorCalls::Table)
+                    .if_not_exists()
+                    .col(big_pk_auto(VendorCalls::Id))
+                    .col(string(VendorCalls::Target))
+                    .col(string(VendorCalls::Vendor))
+                    .col(string(VendorCalls::Action))
+                    .col(integer(VendorCalls::Attempt))
+                    .col(integer(VendorCalls::UserCount))
+                    .col(string_null(VendorCalls::VendorRequestId))
+                    .col(integer_null(VendorCalls::HttpStatus))
+                    .col(string_null(VendorCalls::VendorErrorCode))
+                    .col(string_null(VendorCalls::ErrorClass))
+                    .col(big_integer_null(VendorCalls::LatencyMs))
+                    .col(timestamp_with_time_zone(VendorCalls::StartedAt))
+                    .col(timestamp_with_time_zone_null(VendorCalls::FinishedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_vendor_calls_target_started")
+                    .table(VendorCalls::Table)
+                    .col(VendorCalls::Target)
+                    .col(VendorCalls::StartedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Registrations::Table)
+                    .if_not_exists()
+                    .col(big_pk_auto(Registrations::Id))
+                    .col(string(Registrations::BatchId))
+                    .col(big_integer(Registrations::Idx))
+                    .col(string(Registrations::Target))
+                    .col(text(Registrations::UserId))
+                    .col(string(Registrations::Outcome))
+                    .col(text_null(Registrations::VendorUserId))
+                    .col(string_null(Registrations::ErrorCode))
+                    .col(text_null(Registrations::ErrorMessage))
+                    .col(integer(Registrations::Attempts))
+                    .col(big_integer_null(Registrations::VendorCallId))
+                    .col(timestamp_with_time_zone(Registrations::CreatedAt))
+                    .col(timestamp_with_time_zone(Registrations::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_registrations_batch_target_idx")
+                    .table(Registrations::Table)
+                    .col(Registrations::BatchId)
+                    .col(Registrations::Target)
+                    .col(Registrations::Idx)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_registrations_user_id")
+                    .table(Registrations::Table)
+                    .col(Registrations::UserId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_registrations_target_outcome")
+                    .table(Registrations::Table)
+                    .col(Registrations::Target)
+                    .col(Registrations::Outcome)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            Registrations::Table.into_iden(),
+            VendorCalls::Table.into_iden(),
+            Batches::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

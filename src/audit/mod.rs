@@ -1,0 +1,484 @@
+//! The audit store: one row per batch, per vendor call and per (user, target).
+//!
+//! sea-orm over SQLite (a local file, the default) or PostgreSQL (production,
+//! shared by replicas); migrations run at start-up. A user's row is written
+//! before any vendor call carries that user, and rows never hold a secret or
+//! a password: only ids, outcomes, vendor codes and messages.
+
+pub mod entity;
+pub mod migration;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::OnConflict,
+};
+use sea_orm_migration::MigratorTrait;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::Outcome;
+use entity::{batch, registration, vendor_call};
+
+/// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store unavailable: {0}")]
+    Unavailable(String),
+    #[error("a batch with idempotency key {0:?} already exists")]
+    DuplicateIdempotencyKey(String),
+}
+
+impl From<sea_orm::DbErr> for AuditError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        AuditError::Unavailable(redact_database_error(&error.to_string()))
+    }
+}
+
+/// Database errors can echo a connection URL; drop anything that looks like `user:password@`.
+fn redact_database_error(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|word| match (word.find("://"), word.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}://[redacted]@{}", &word[..scheme_end], &word[at + 1..])
+            }
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A batch as the caller opened it.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub id: String,
+    pub idempotency_key: Option<String>,
+    pub targets: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// The lifecycle state stored in `batches.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    Running,
+    Completed,
+    Aborted,
+}
+
+impl BatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Running => "running",
+            BatchState::Completed => "completed",
+            BatchState::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<BatchState> {
+        [
+            BatchState::Running,
+            BatchState::Completed,
+            BatchState::Aborted,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == stored)
+    }
+}
+
+/// One (user, target) row: the key, the user, and the outcome so far.
+#[derive(Debug, Clone)]
+pub struct RegistrationRow {
+    pub batch_id: String,
+    pub index: u64,
+    pub target: String,
+    pub user_id: String,
+    pub outcome: Outcome,
+    pub vendor_user_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: u32,
+    pub vendor_call_id: Option<i64>,
+}
+
+/// A vendor call about to be made.
+#[derive(Debug, Clone)]
+pub struct NewVendorCall {
+    pub target: String,
+    pub vendor: String,
+    pub action: String,
+    pub attempt: u32,
+    pub user_count: usize,
+}
+
+/// How a vendor call ended.
+#[derive(Debug, Clone, Default)]
+pub struct VendorCallEnd {
+    pub vendor_request_id: Option<String>,
+    pub http_status: Option<u16>,
+    pub vendor_error_code: Option<String>,
+    pub error_class: Option<String>,
+    pub latency: Duration,
+}
+
+/// Counts per outcome of one target in one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub by_outcome: BTreeMap<&'static str, u64>,
+}
+
+impl OutcomeCounts {
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        self.by_outcome.get(outcome.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn add(&mut self, outcome: Outcome, count: u64) {
+        *self.by_outcome.entry(outcome.as_str()).or_default() += count;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_outcome.values().sum()
+    }
+}
+
+/// A batch with its counts per target, as GetBatch reports it.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub id: String,
+    pub idempotency_key: Option<String>,
+    pub targets: Vec<String>,
+    pub dry_run: bool,
+    pub state: BatchState,
+    pub user_count: u64,
+    pub counts: BTreeMap<String, OutcomeCounts>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of ListRegistrations; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrationFilter {
+    pub batch_id: Option<String>,
+    pub target: Option<String>,
+    pub user_id: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    db: DatabaseConnection,
+}
+
+impl AuditStore {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, AuditError> {
+        let mut options = ConnectOptions::new(url.expose_secret().to_owned());
+        options
+            .max_connections(max_connections)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let db = Database::connect(options).await?;
+        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+            // WAL lets readers (GetBatch, ListRegistrations) run beside the writer.
+            use sea_orm::ConnectionTrait;
+            db.execute_unprepared(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
+            )
+            .await?;
+        }
+        let store = AuditStore { db };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), AuditError> {
+        migration::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn create_batch(&self, new: &NewBatch) -> Result<(), AuditError> {
+        let row = batch::ActiveModel {
+            id: Set(new.id.clone()),
+            idempotency_key: Set(new.idempotency_key.clone()),
+            targets: Set(new.targets.join(",")),
+            dry_run: Set(new.dry_run),
+            state: Set(BatchState::Running.as_str().to_owned()),
+            user_count: Set(0),
+            created_at: Set(Utc::now()),
+            finished_at: Set(None),
+        };
+        match batch::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error)
+                if new.idempotency_key.is_some()
+                    && matches!(
+                        error.sql_err(),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ) =>
+            {
+                Err(AuditError::DuplicateIdempotencyKey(
+                    new.idempotency_key.clone().unwrap_or_default(),
+                ))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn batch_id_for_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<String>, AuditError> {
+        Ok(batch::Entity::find()
+            .filter(batch::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?
+            .map(|row| row.id))
+    }
+
+    /// Marks a batch finished with its final user count.
+    pub async fn finish_batch(
+        &self,
+        batch_id: &str,
+        state: BatchState,
+        user_count: u64,
+    ) -> Result<(), AuditError> {
+        batch::Entity::update_many()
+            .col_expr(batch::Column::State, state.as_str().into())
+            .col_expr(batch::Column::UserCount, (user_count as i64).into())
+            .col_expr(batch::Column::FinishedAt, Some(Utc::now()).into())
+            .filter(batch::Column::Id.eq(batch_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes new (user, target) rows; must complete before any vendor call carries them.
+    pub async fn insert_registrations(&self, rows: &[RegistrationRow]) -> Result<(), AuditError> {
+        let now = Utc::now();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let models = chunk.iter().map(|row| active_registration(row, now));
+            registration::Entity::insert_many(models)
+                .exec_without_returning(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records outcomes of existing rows, found by (batch, target, index).
+    pub async fn record_outcomes(&self, rows: &[RegistrationRow]) -> Result<(), AuditError> {
+        let now = Utc::now();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let models = chunk.iter().map(|row| active_registration(row, now));
+            registration::Entity::insert_many(models)
+                .on_conflict(
+                    OnConflict::columns([
+                        registration::Column::BatchId,
+                        registration::Column::Target,
+                        registration::Column::Idx,
+                    ])
+                    .update_columns([
+                        registration::Column::Outcome,
+                        registration::Column::VendorUserId,
+                        registration::Column::ErrorCode,
+                        registration::Column::ErrorMessage,
+                        registration::Column::Attempts,
+                        registration::Column::VendorCallId,
+                        registration::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the row of a vendor call before it is made; returns its id.
+    pub async fn start_vendor_call(&self, call: &NewVendorCall) -> Result<i64, AuditError> {
+        let row = vendor_call::ActiveModel {
+            id: NotSet,
+            target: Set(call.target.clone()),
+            vendor: Set(call.vendor.clone()),
+            action: Set(call.action.clone()),
+            attempt: Set(call.attempt as i32),
+            user_count: Set(call.user_count as i32),
+            vendor_request_id: Set(None),
+            http_status: Set(None),
+            vendor_error_code: Set(None),
+            error_class: Set(None),
+            latency_ms: Set(None),
+            started_at: Set(Utc::now()),
+            finished_at: Set(None),
+        };
+        let inserted = vendor_call::Entity::insert(row).exec(&self.db).await?;
+        Ok(inserted.last_insert_id)
+    }
+
+    pub async fn finish_vendor_call(&self, id: i64, end: &VendorCallEnd) -> Result<(), AuditError> {
+        vendor_call::Entity::update_many()
+            .col_expr(
+                vendor_call::Column::VendorRequestId,
+                end.vendor_request_id.clone().into(),
+            )
+            .col_expr(
+                vendor_call::Column::HttpStatus,
+                end.http_status.map(i32::from).into(),
+            )
+            .col_expr(
+                vendor_call::Column::VendorErrorCode,
+                end.vendor_error_code.clone().into(),
+            )
+            .col_expr(
+                vendor_call::Column::ErrorClass,
+                end.error_class.clone().into(),
+            )
+            .col_expr(
+                vendor_call::Column::LatencyMs,
+                Some(end.latency.as_millis() as i64).into(),
+            )
+            .col_expr(vendor_call::Column::FinishedAt, Some(Utc::now()).into())
+            .filter(vendor_call::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The batch and its counts per target and outcome.
+    pub async fn batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, AuditError> {
+        let Some(row) = batch::Entity::find_by_id(batch_id.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let grouped: Vec<(String, String, i64)> = registration::Entity::find()
+            .select_only()
+            .column(registration::Column::Target)
+            .column(registration::Column::Outcome)
+            .column_as(registration::Column::Id.count(), "count")
+            .filter(registration::Column::BatchId.eq(batch_id))
+            .group_by(registration::Column::Target)
+            .group_by(registration::Column::Outcome)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let targets: Vec<String> = row
+            .targets
+            .split(',')
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut counts: BTreeMap<String, OutcomeCounts> = targets
+            .iter()
+            .map(|name| (name.clone(), OutcomeCounts::default()))
+            .collect();
+        for (target, outcome, count) in grouped {
+            if let Some(outcome) = Outcome::parse(&outcome) {
+                counts.entry(target).or_default().add(outcome, count as u64);
+            }
+        }
+        Ok(Some(BatchRecord {
+            id: row.id,
+            idempotency_key: row.idempotency_key,
+            targets,
+            dry_run: row.dry_run,
+            state: BatchState::parse(&row.state).unwrap_or(BatchState::Running),
+            user_count: row.user_count.max(0) as u64,
+            counts,
+            created_at: row.created_at,
+            finished_at: row.finished_at,
+        }))
+    }
+
+    /// One page of rows after `after_id`, oldest first; the id to continue from, if any.
+    pub async fn list_registrations(
+        &self,
+        filter: &RegistrationFilter,
+        page_size: u64,
+        after_id: i64,
+    ) -> Result<(Vec<registration::Model>, Option<i64>), AuditError> {
+        let mut query = registration::Entity::find().filter(registration::Column::Id.gt(after_id));
+        if let Some(batch_id) = &filter.batch_id {
+            query = query.filter(registration::Column::BatchId.eq(batch_id.as_str()));
+        }
+        if let Some(target) = &filter.target {
+            query = query.filter(registration::Column::Target.eq(target.as_str()));
+        }
+        if let Some(user_id) = &filter.user_id {
+            query = query.filter(registration::Column::UserId.eq(user_id.as_str()));
+        }
+        if let Some(outcome) = filter.outcome {
+            query = query.filter(registration::Column::Outcome.eq(outcome.as_str()));
+        }
+        let mut rows = query
+            .order_by_asc(registration::Column::Id)
+            .limit(page_size + 1)
+            .all(&self.db)
+            .await?;
+        let next = if rows.len() as u64 > page_size {
+            rows.truncate(page_size as usize);
+            rows.last().map(|row| row.id)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
+    /// Every row of a batch in input order, for replaying a repeated idempotency key.
+    pub async fn batch_registrations(
+        &self,
+        batch_id: &str,
+    ) -> Result<Vec<registration::Model>, AuditError> {
+        Ok(registration::Entity::find()
+            .filter(registration::Column::BatchId.eq(batch_id))
+            .order_by_asc(registration::Column::Idx)
+            .order_by_asc(registration::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+}
+
+fn active_registration(row: &RegistrationRow, now: DateTime<Utc>) -> registration::ActiveModel {
+    registration::ActiveModel {
+        id: NotSet,
+        batch_id: Set(row.batch_id.clone()),
+        idx: Set(row.index as i64),
+        target: Set(row.target.clone()),
+        user_id: Set(row.user_id.clone()),
+        outcome: Set(row.outcome.as_str().to_owned()),
+        vendor_user_id: Set(row.vendor_user_id.clone()),
+        error_code: Set(row.error_code.clone()),
+        error_message: Set(row.error_message.clone()),
+        attempts: Set(row.attempts as i32),
+        vendor_call_id: Set(row.vendor_call_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_lose_their_passwords() {
+        let message = "error connecting to postgres://registrar:hunter2@db:5432/audit refused";
+        let redacted = redact_database_error(message);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(redacted.contains("db:5432/audit"));
+    }
+}

@@ -1,0 +1,324 @@
+//! A batch in flight: the writer side that validates, records and enqueues
+//! users as the caller sends them, and the results side that hands every
+//! (user, target) result back to the caller's stream.
+//!
+//! Both sides are bounded: a batch may have only so many users outstanding
+//! (accepted but not yet answered), so a caller that stops reading results
+//! stops the server reading its input, and memory does not grow with the
+//! length of a stream.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{
+    EngineError,
+    target::TargetSpec,
+    validate::{BatchValidator, check_for_target},
+};
+use crate::{
+    audit::{AuditStore, BatchState, OutcomeCounts, RegistrationRow},
+    domain::{Outcome, Rejection, User, UserResult},
+};
+
+/// Users validated and recorded per step: one audit statement's worth.
+pub const USERS_PER_STEP: usize = 1000;
+
+/// One user queued for one target.
+pub struct Pending {
+    pub batch: Arc<BatchShared>,
+    pub index: u64,
+    pub user: Arc<User>,
+}
+
+/// What every queued user of a batch shares: where its result goes.
+pub struct BatchShared {
+    pub id: Arc<str>,
+    results: mpsc::Sender<UserResult>,
+    outstanding: Arc<Semaphore>,
+}
+
+impl BatchShared {
+    /// Hands a result to the caller's stream and frees its place.
+    pub async fn deliver(&self, result: UserResult) {
+        // the results side drains until every sender is gone, so this only
+        // fails if the whole batch was torn down; nothing is left to tell then
+        let _ = self.results.send(result).await;
+        self.outstanding.add_permits(1);
+    }
+}
+
+/// Progress the writer reports to the results side.
+#[derive(Debug, Default)]
+struct Progress {
+    users: AtomicU64,
+    input_complete: AtomicBool,
+}
+
+/// The writer side of a batch: call `submit` per chunk, then `close`.
+pub struct BatchWriter {
+    shared: Arc<BatchShared>,
+    progress: Arc<Progress>,
+    targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Arc<Pending>>)>,
+    audit: AuditStore,
+    validator: BatchValidator,
+    dry_run: bool,
+    next_index: u64,
+}
+
+/// The results side of a batch: `next` until `None`, then `finish`.
+pub struct BatchResults {
+    batch_id: Arc<str>,
+    receiver: mpsc::Receiver<UserResult>,
+    progress: Arc<Progress>,
+    audit: AuditStore,
+    counts: BTreeMap<String, OutcomeCounts>,
+    target_order: Vec<String>,
+    dry_run: bool,
+    started: Instant,
+}
+
+/// The counts that close a batch's stream.
+#[derive(Debug, Clone)]
+pub struct BatchSummary {
+    pub batch_id: String,
+    pub counts: Vec<(String, OutcomeCounts)>,
+    pub duration: Duration,
+    pub dry_run: bool,
+    pub replayed: bool,
+}
+
+/// Opens both sides of a batch already recorded in the audit store.
+pub(super) fn open(
+    batch_id: &str,
+    targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Arc<Pending>>)>,
+    audit: AuditStore,
+    dry_run: bool,
+    max_outstanding: usize,
+) -> (BatchWriter, BatchResults) {
+    let batch_id: Arc<str> = Arc::from(batch_id);
+    // room for one whole step on every target, so a step can always proceed
+    let max_outstanding = max_outstanding.max(USERS_PER_STEP * targets.len().max(1));
+    let (sender, receiver) = mpsc::channel(USERS_PER_STEP);
+    let progress = Arc::new(Progress::default());
+    let target_order: Vec<String> = targets
+        .iter()
+        .map(|(spec, _)| spec.name.to_string())
+        .collect();
+    let writer = BatchWriter {
+        shared: Arc::new(BatchShared {
+            id: batch_id.clone(),
+            results: sender,
+            outstanding: Arc::new(Semaphore::new(max_outstanding)),
+        }),
+        progress: progress.clone(),
+        targets,
+        audit: audit.clone(),
+        validator: BatchValidator::default(),
+        dry_run,
+        next_index: 0,
+    };
+    let results = BatchResults {
+        batch_id,
+        receiver,
+        progress,
+        audit,
+        counts: target_order
+            .iter()
+            .map(|name| (name.clone(), OutcomeCounts::default()))
+            .collect(),
+        target_order,
+        dry_run,
+        started: Instant::now(),
+    };
+    (writer, results)
+}
+
+impl BatchWriter {
+    pub fn batch_id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Validates, records and enqueues users; waits while too many are outstanding.
+    pub async fn submit(&mut self, users: Vec<User>) -> Result<(), EngineError> {
+        let mut users = users.into_iter().peekable();
+        while users.peek().is_some() {
+            let step: Vec<User> = users.by_ref().take(USERS_PER_STEP).collect();
+            self.submit_step(step).await?;
+        }
+        Ok(())
+    }
+
+    async fn submit_step(&mut self, users: Vec<User>) -> Result<(), EngineError> {
+        let places = (users.len() * self.targets.len()) as u32;
+        self.shared
+            .outstanding
+            .acquire_many(places)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?
+            .forget();
+
+        let mut rows = Vec::with_capacity(places as usize);
+        let mut decided = Vec::new();
+        let mut queued = Vec::new();
+        for user in users {
+            let index = self.next_index;
+            self.next_index += 1;
+            let common = self.validator.check_common(&user, index);
+            let user = Arc::new(user);
+            for (spec, queue) in &self.targets {
+                let verdict = check_for_target(&common, spec.vendor.as_ref(), &user);
+                let outcome = match (&verdict, self.dry_run) {
+                    (Err(_), _) => Outcome::Rejected,
+                    (Ok(()), true) => Outcome::Validated,
+                    (Ok(()), false) => Outcome::Pending,
+                };
+                rows.push(registration_row(
+                    &self.shared.id,
+                    index,
+                    &spec.name,
+                    &user,
+                    outcome,
+                    verdict.as_ref().err(),
+                ));
+                match outcome {
+                    Outcome::Pending => queued.push((
+                        queue,
+                        Arc::new(Pending {
+                            batch: self.shared.clone(),
+                            index,
+                            user: user.clone(),
+                        }),
+                    )),
+                    _ => decided.push(decided_result(
+                        &self.shared.id,
+                        index,
+                        &spec.name,
+                        &user,
+                        outcome,
+                        verdict.err(),
+                    )),
+                }
+            }
+        }
+        // every row exists before any vendor call can carry its user
+        self.audit.insert_registrations(&rows).await?;
+        self.progress
+            .users
+            .store(self.next_index, Ordering::Relaxed);
+        for result in decided {
+            self.shared.deliver(result).await;
+        }
+        for (queue, pending) in queued {
+            queue
+                .send(pending)
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+        }
+        Ok(())
+    }
+
+    /// Marks the input complete; results end once every queued user is answered.
+    pub fn close(self) {
+        self.progress.input_complete.store(true, Ordering::Relaxed);
+    }
+}
+
+fn registration_row(
+    batch_id: &str,
+    index: u64,
+    target: &str,
+    user: &User,
+    outcome: Outcome,
+    rejection: Option<&Rejection>,
+) -> RegistrationRow {
+    RegistrationRow {
+        batch_id: batch_id.to_owned(),
+        index,
+        target: target.to_owned(),
+        user_id: user.user_id.clone(),
+        outcome,
+        vendor_user_id: None,
+        error_code: rejection.map(|rejection| rejection.code.to_owned()),
+        error_message: rejection.map(Rejection::message),
+        attempts: 0,
+        vendor_call_id: None,
+    }
+}
+
+fn decided_result(
+    batch_id: &str,
+    index: u64,
+    target: &str,
+    user: &User,
+    outcome: Outcome,
+    rejection: Option<Rejection>,
+) -> UserResult {
+    UserResult {
+        batch_id: batch_id.to_owned(),
+        index,
+        target: target.to_owned(),
+        user_id: user.user_id.clone(),
+        outcome,
+        vendor_user_id: String::new(),
+        error_code: rejection
+            .as_ref()
+            .map(|rejection| rejection.code.to_owned())
+            .unwrap_or_default(),
+        error_message: rejection
+            .as_ref()
+            .map(Rejection::message)
+            .unwrap_or_default(),
+        attempts: 0,
+        replayed: false,
+    }
+}
+
+impl BatchResults {
+    pub fn batch_id(&self) -> &str {
+        &self.batch_id
+    }
+
+    /// The next result; `None` once the input is closed and every user answered.
+    pub async fn next(&mut self) -> Option<UserResult> {
+        let result = self.receiver.recv().await?;
+        self.counts
+            .entry(result.target.clone())
+            .or_default()
+            .add(result.outcome, 1);
+        Some(result)
+    }
+
+    /// Records the batch's end and returns its summary.
+    pub async fn finish(self) -> BatchSummary {
+        let complete = self.progress.input_complete.load(Ordering::Relaxed);
+        let state = if complete {
+            BatchState::Completed
+        } else {
+            BatchState::Aborted
+        };
+        let users = self.progress.users.load(Ordering::Relaxed);
+        if let Err(error) = self.audit.finish_batch(&self.batch_id, state, users).await {
+            tracing::error!(batch_id = %self.batch_id, %error, "could not record the end of the batch");
+        }
+        let mut counts = self.counts;
+        BatchSummary {
+            batch_id: self.batch_id.to_string(),
+            counts: self
+                .target_order
+                .iter()
+                .map(|name| (name.clone(), counts.remove(name).unwrap_or_default()))
+                .collect(),
+            duration: self.started.elapsed(),
+            dry_run: self.dry_run,
+            replayed: false,
+        }
+    }
+}

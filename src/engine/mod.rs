@@ -1,0 +1,285 @@
+//! The engine: everything between the gRPC edge and the vendors.
+//!
+//! It owns one dispatcher per target, opens batches (validating targets and
+//! idempotency keys against the audit store), and builds each target's
+//! outbound stack. It decides; the edge only converts and maps errors.
+
+pub mod batch;
+pub mod call;
+pub mod dispatcher;
+pub mod target;
+pub mod validate;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed, util::BoxCloneService};
+
+use crate::{
+    audit::{AuditError, AuditStore, BatchState, NewBatch, OutcomeCounts},
+    domain::{Outcome, UserResult},
+    outbound::{
+        http_client::{HttpClient, TransportError},
+        rate_limit::{GcraLimiter, RateLimitLayer},
+        retry::{RetryLayer, RetryPolicy},
+        trace::TraceLayer,
+    },
+};
+use batch::{BatchResults, BatchSummary, BatchWriter, Pending};
+use call::{AttemptService, HttpService};
+use target::TargetSpec;
+
+/// Spacing added to the quota's permits, so that jitter between a permit and
+/// the vendor's receipt cannot put one call too many into a vendor's second.
+const RATE_SAFETY_MARGIN: f64 = 0.01;
+
+/// Users a batch may have accepted but not yet answered.
+const MAX_OUTSTANDING_PER_BATCH: usize = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no targets given; known targets: {}", known.join(", "))]
+    NoTargets { known: Vec<String> },
+    #[error("unknown target {name:?}; known targets: {}", known.join(", "))]
+    UnknownTarget { name: String, known: Vec<String> },
+    #[error("target {0:?} is named more than once")]
+    DuplicateTarget(String),
+    #[error("batch {batch_id} with this idempotency key is still running")]
+    BatchInProgress { batch_id: String },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// What a caller asks for when opening a batch.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOptions {
+    pub targets: Vec<String>,
+    pub idempotency_key: Option<String>,
+    pub dry_run: bool,
+}
+
+/// A newly opened batch, or the recorded answer to a repeated idempotency key.
+pub enum OpenedBatch {
+    Fresh {
+        writer: BatchWriter,
+        results: BatchResults,
+    },
+    Replay {
+        results: Vec<UserResult>,
+        summary: BatchSummary,
+    },
+}
+
+struct TargetRuntime {
+    spec: Arc<TargetSpec>,
+    queue: mpsc::Sender<Arc<Pending>>,
+}
+
+pub struct Engine {
+    targets: Vec<TargetRuntime>,
+    audit: AuditStore,
+    tracker: TaskTracker,
+}
+
+impl Engine {
+    /// Starts a dispatcher per target. Must run inside a tokio runtime.
+    pub fn start(specs: Vec<TargetSpec>, audit: AuditStore) -> Engine {
+        let tracker = TaskTracker::new();
+        let client = HttpClient::new();
+        let targets = specs
+            .into_iter()
+            .map(|spec| {
+                let spec = Arc::new(spec);
+                let service = outbound_stack(&spec, &audit, client.clone());
+                let queue =
+                    dispatcher::spawn(spec.clone(), service, audit.clone(), tracker.clone());
+                TargetRuntime { spec, queue }
+            })
+            .collect();
+        Engine {
+            targets,
+            audit,
+            tracker,
+        }
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &TargetSpec> {
+        self.targets.iter().map(|target| target.spec.as_ref())
+    }
+
+    pub fn audit(&self) -> &AuditStore {
+        &self.audit
+    }
+
+    fn known_targets(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .map(|target| target.spec.name.to_string())
+            .collect()
+    }
+
+    /// Opens a batch: checks the targets, honours the idempotency key, records the batch.
+    pub async fn open_batch(&self, options: BatchOptions) -> Result<OpenedBatch, EngineError> {
+        if self.tracker.is_closed() {
+            return Err(EngineError::ShuttingDown);
+        }
+        if options.targets.is_empty() {
+            return Err(EngineError::NoTargets {
+                known: self.known_targets(),
+            });
+        }
+        let mut chosen = Vec::with_capacity(options.targets.len());
+        let mut seen = HashSet::new();
+        for name in &options.targets {
+            if !seen.insert(name.as_str()) {
+                return Err(EngineError::DuplicateTarget(name.clone()));
+            }
+            let target = self
+                .targets
+                .iter()
+                .find(|target| *target.spec.name == **name)
+                .ok_or_else(|| EngineError::UnknownTarget {
+                    name: name.clone(),
+                    known: self.known_targets(),
+                })?;
+            chosen.push((target.spec.clone(), target.queue.clone()));
+        }
+        if let Some(key) = &options.idempotency_key
+            && let Some(batch_id) = self.audit.batch_id_for_idempotency_key(key).await?
+        {
+            return self.replay(&batch_id).await;
+        }
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let created = self
+            .audit
+            .create_batch(&NewBatch {
+                id: batch_id.clone(),
+                idempotency_key: options.idempotency_key.clone(),
+                targets: options.targets.clone(),
+                dry_run: options.dry_run,
+            })
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(AuditError::DuplicateIdempotencyKey(key)) => {
+                // another request with the same key won the race
+                let batch_id = self
+                    .audit
+                    .batch_id_for_idempotency_key(&key)
+                    .await?
+                    .ok_or_else(|| {
+                        AuditError::Unavailable("idempotency key vanished".to_owned())
+                    })?;
+                return self.replay(&batch_id).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let (writer, results) = batch::open(
+            &batch_id,
+            chosen,
+            self.audit.clone(),
+            options.dry_run,
+            MAX_OUTSTANDING_PER_BATCH,
+        );
+        Ok(OpenedBatch::Fresh { writer, results })
+    }
+
+    /// The recorded results of a finished batch, marked replayed.
+    async fn replay(&self, batch_id: &str) -> Result<OpenedBatch, EngineError> {
+        let record = self
+            .audit
+            .batch(batch_id)
+            .await?
+            .ok_or_else(|| AuditError::Unavailable(format!("batch {batch_id} vanished")))?;
+        if record.state == BatchState::Running {
+            return Err(EngineError::BatchInProgress {
+                batch_id: batch_id.to_owned(),
+            });
+        }
+        let rows = self.audit.batch_registrations(batch_id).await?;
+        let results: Vec<UserResult> = rows
+            .into_iter()
+            .map(|row| UserResult {
+                batch_id: row.batch_id,
+                index: row.idx.max(0) as u64,
+                target: row.target,
+                user_id: row.user_id,
+                outcome: Outcome::parse(&row.outcome).unwrap_or(Outcome::Pending),
+                vendor_user_id: row.vendor_user_id.unwrap_or_default(),
+                error_code: row.error_code.unwrap_or_default(),
+                error_message: row.error_message.unwrap_or_default(),
+                attempts: row.attempts.max(0) as u32,
+                replayed: true,
+            })
+            .collect();
+        let counts: Vec<(String, OutcomeCounts)> = record
+            .targets
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    record.counts.get(name).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let duration = record
+            .finished_at
+            .map(|finished| (finished - record.created_at).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        Ok(OpenedBatch::Replay {
+            results,
+            summary: BatchSummary {
+                batch_id: record.id,
+                counts,
+                duration,
+                dry_run: record.dry_run,
+                replayed: true,
+            },
+        })
+    }
+
+    /// Refuses new batches and waits up to `grace` for in-flight vendor calls
+    /// and their audit writes to finish. Returns whether everything finished.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// trace -> retry -> rate limit -> attempt (audit row, sign, timeout -> HTTP, parse).
+fn outbound_stack(
+    spec: &Arc<TargetSpec>,
+    audit: &AuditStore,
+    client: HttpClient,
+) -> dispatcher::CallService {
+    let http: HttpService = BoxCloneService::new(
+        ServiceBuilder::new()
+            .map_err(transport_error)
+            .timeout(spec.timeout)
+            .service(client),
+    );
+    let stack = ServiceBuilder::new()
+        .layer(TraceLayer)
+        .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))
+        .layer(RateLimitLayer::new(Arc::new(GcraLimiter::per_second(
+            spec.qps,
+            RATE_SAFETY_MARGIN,
+        ))))
+        .service(AttemptService::new(audit.clone(), http));
+    BoxCloneService::new(stack)
+}
+
+fn transport_error(error: BoxError) -> TransportError {
+    if error.is::<Elapsed>() {
+        return TransportError::Timeout;
+    }
+    match error.downcast::<TransportError>() {
+        Ok(transport) => *transport,
+        Err(other) => TransportError::AnswerLost(other.to_string()),
+    }
+}

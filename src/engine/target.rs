@@ -1,0 +1,102 @@
+//! A configured target at run time: its vendor module, limits, health, and
+//! the outbound stack its calls go through.
+
+use std::{
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::{
+    config::{ConfigError, TargetConfig, target_identifier, target_secret},
+    domain::VendorKind,
+    vendor::{
+        SharedVendor,
+        lcic::{Lcic, LcicConfig},
+        tencent::TencentCredentials,
+    },
+};
+
+/// How the target's last vendor call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Health {
+    Unknown = 0,
+    Serving = 1,
+    Throttled = 2,
+    Failing = 3,
+}
+
+/// The last-call health of a target, shared between its calls and ListTargets.
+#[derive(Debug, Default)]
+pub struct HealthCell(AtomicU8);
+
+impl HealthCell {
+    pub fn set(&self, health: Health) {
+        self.0.store(health as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Health {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Health::Serving,
+            2 => Health::Throttled,
+            3 => Health::Failing,
+            _ => Health::Unknown,
+        }
+    }
+}
+
+/// What the engine knows about one target.
+pub struct TargetSpec {
+    pub name: Arc<str>,
+    pub vendor_kind: VendorKind,
+    pub vendor: SharedVendor,
+    pub max_batch: usize,
+    pub qps: NonZeroU32,
+    pub timeout: Duration,
+    pub linger: Duration,
+    pub max_in_flight: usize,
+    pub max_attempts: u32,
+    pub health: Arc<HealthCell>,
+}
+
+impl TargetSpec {
+    /// Builds the vendor module of a target, resolving its credentials.
+    pub fn from_config(config: &TargetConfig) -> Result<TargetSpec, ConfigError> {
+        let vendor: SharedVendor = match config.vendor {
+            VendorKind::TencentLcic => Arc::new(Lcic::new(LcicConfig {
+                endpoint: config.endpoint.clone(),
+                sdk_app_id: config.app_id.ok_or_else(|| ConfigError::Missing {
+                    key: format!("targets.{}.app_id", config.name),
+                    vendor: config.vendor,
+                })?,
+                region: config.region.clone(),
+                credentials: TencentCredentials {
+                    secret_id: target_identifier(config, "secret_id", &config.secret_id)?,
+                    secret_key: target_secret(config, "secret_key", &config.secret_key)?,
+                },
+            })),
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: format!("targets.{}.vendor", config.name),
+                    reason: format!("{other} is not supported yet by this build"),
+                });
+            }
+        };
+        Ok(TargetSpec {
+            name: Arc::from(config.name.as_str()),
+            vendor_kind: config.vendor,
+            vendor,
+            max_batch: config.max_batch() as usize,
+            qps: NonZeroU32::new(config.qps()).unwrap_or(NonZeroU32::MIN),
+            timeout: config.timeout,
+            linger: config.linger,
+            max_in_flight: config.max_in_flight().max(1),
+            max_attempts: config.max_attempts.max(1),
+            health: Arc::default(),
+        })
+    }
+}

@@ -1,0 +1,529 @@
+//! The simulated Tencent LCIC `BatchRegister` (2022-08-17): authentication
+//! first, then the account's quota, then the body, read strictly against the
+//! documented fields; an accepted call registers (or overwrites) every user
+//! it carries, keyed by (SdkAppId, OriginId). A refused or throttled call
+//! registers nobody. Sources: seed 000 (the vendor document) and vendors.md B.1.
+
+use axum::{body::Body, response::Response};
+use serde_json::{Map, Value};
+
+use super::{
+    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    tencent::{self, Product},
+};
+use crate::{
+    domain::VendorKind,
+    vendor::lcic::{ACTION, BatchUserInfo, BatchUserRequest, MAX_USERS_PER_CALL, SERVICE, VERSION},
+};
+
+const PRODUCT: Product = Product {
+    service: SERVICE,
+    version: VERSION,
+};
+
+/// The fields of `BatchUserRequest` (vendors.md B.1); any other key is refused.
+const USER_FIELDS: [&str; 4] = ["SdkAppId", "Name", "OriginId", "Avatar"];
+
+/// Answers one `BatchRegister` call and records it.
+pub(super) async fn batch_register(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Response {
+    let secret_id = tencent::claimed_secret_id(&parts.headers);
+    let body = match read_body(&parts.headers, body, tencent::MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(error) => {
+            let refusal = match error {
+                // vendors.md A.1: POST v3 bodies are at most 10 MB.
+                BodyError::TooLarge => tencent::refusal(
+                    "RequestSizeLimitExceeded",
+                    "the request body is larger than 10 MB",
+                ),
+                BodyError::Unreadable => {
+                    tencent::refusal("InvalidParameter", "the request body could not be read")
+                }
+            };
+            let account = pick_account(&shared.accounts, secret_id.as_deref(), None);
+            shared.refuse(call_info(account, Vec::new()), &refusal);
+            return tencent::error_response(&refusal);
+        }
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let account = pick_account(
+        &shared.accounts,
+        secret_id.as_deref(),
+        first_sdk_app_id(parsed.as_ref()),
+    );
+    let call = call_info(account, carried_origin_ids(parsed.as_ref()));
+    if let Err(refusal) = tencent::check_request(&parts.headers, &body, PRODUCT, account) {
+        shared.refuse(call, &refusal);
+        return tencent::error_response(&refusal);
+    }
+    let Some(account) = account else {
+        // check_request refuses a SecretId without an account; kept for totality.
+        let refusal = tencent::refusal("AuthFailure.SecretIdNotFound", "the SecretId is not known");
+        shared.refuse(call, &refusal);
+        return tencent::error_response(&refusal);
+    };
+    let verdict = validate_body(parsed.as_ref(), account.app_id);
+    let decision = shared.admit(
+        account,
+        call,
+        tencent::throttled(),
+        verdict,
+        |app, users| register(app, account.app_id, users),
+    );
+    match decision {
+        // seed 000 "Output Example": {"Response":{"Users":[{SdkAppId, UserId, OriginId}],"RequestId"}}.
+        Ok(registered) => match serde_json::to_value(registered) {
+            Ok(users) => tencent::success_response(Map::from_iter([("Users".to_owned(), users)])),
+            Err(_) => tencent::error_response(&tencent::refusal(
+                "InternalError",
+                "the answer could not be encoded",
+            )),
+        },
+        Err(refusal) => tencent::error_response(&refusal),
+    }
+}
+
+fn call_info(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
+    CallInfo {
+        vendor: VendorKind::TencentLcic,
+        action: ACTION,
+        app_id: account.map(|account| account.app_id),
+        user_ids,
+    }
+}
+
+/// The LCIC account a SecretId names. One SecretId may own several apps: the
+/// body's SdkAppId picks among them, else the first configured is used.
+fn pick_account<'a>(
+    accounts: &'a [SimAccount],
+    secret_id: Option<&str>,
+    sdk_app_id: Option<u64>,
+) -> Option<&'a SimAccount> {
+    let secret_id = secret_id?;
+    let mut owned = accounts.iter().filter(|account| {
+        account.vendor == VendorKind::TencentLcic && account.secret_id == secret_id
+    });
+    let first = owned.next()?;
+    if Some(first.app_id) == sdk_app_id {
+        return Some(first);
+    }
+    Some(
+        owned
+            .find(|account| Some(account.app_id) == sdk_app_id)
+            .unwrap_or(first),
+    )
+}
+
+fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
+    body?.get("Users")?.get(0)?.get("SdkAppId")?.as_u64()
+}
+
+/// The OriginIds a body carries, read leniently for the call's record: a
+/// user without one carries "" (its OriginId defaults to the UserId, B.1);
+/// entries that are not objects or whose OriginId is not a string are skipped.
+fn carried_origin_ids(body: Option<&Value>) -> Vec<String> {
+    let Some(users) = body
+        .and_then(|body| body.get("Users"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    users
+        .iter()
+        .filter_map(|user| match user.as_object()?.get("OriginId") {
+            None | Some(Value::Null) => Some(String::new()),
+            Some(Value::String(origin_id)) => Some(origin_id.clone()),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// Reads the body strictly: exactly the documented fields, with their types.
+fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<BatchUserRequest>, Refusal> {
+    let Some(body) = body else {
+        return Err(tencent::refusal(
+            "InvalidParameter",
+            "the request body is not valid JSON",
+        ));
+    };
+    let Some(body) = body.as_object() else {
+        return Err(tencent::refusal(
+            "InvalidParameter",
+            "the request body must be a JSON object",
+        ));
+    };
+    // seed 000 "Input Parameters": Users is the only request field besides the common (header) ones.
+    if let Some(unknown) = body.keys().find(|key| *key != "Users") {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter {unknown:?} is not recognized"),
+        ));
+    }
+    let users = match body.get("Users") {
+        // seed 000: "Users.N Yes Array of BatchUserRequest".
+        None | Some(Value::Null) => {
+            return Err(tencent::refusal(
+                "MissingParameter",
+                "the parameter Users is required",
+            ));
+        }
+        Some(Value::Array(users)) => users,
+        Some(_) => {
+            return Err(tencent::refusal(
+                "InvalidParameterValue",
+                "the parameter Users must be an array of users",
+            ));
+        }
+    };
+    if users.is_empty() {
+        return Err(tencent::refusal(
+            "InvalidParameterValue",
+            "the parameter Users must hold at least one user",
+        ));
+    }
+    // seed 000: "register multiple users (up to 1,000) at a time".
+    if users.len() > MAX_USERS_PER_CALL {
+        return Err(tencent::refusal(
+            "InvalidParameterValue",
+            format!(
+                "the parameter Users holds {} users; up to {MAX_USERS_PER_CALL} are allowed",
+                users.len()
+            ),
+        ));
+    }
+    users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| validate_user(index, user, app_id))
+        .collect()
+}
+
+fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserRequest, Refusal> {
+    let Some(user) = user.as_object() else {
+        return Err(tencent::refusal(
+            "InvalidParameterValue",
+            format!("the parameter Users.{index} must be an object"),
+        ));
+    };
+    // vendors.md B.1: BatchUserRequest has SdkAppId, Name, OriginId and Avatar only.
+    if let Some(unknown) = user.keys().find(|key| !USER_FIELDS.contains(&key.as_str())) {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter Users.{index}.{unknown} is not recognized"),
+        ));
+    }
+    let sdk_app_id = match user.get("SdkAppId") {
+        // vendors.md B.1: SdkAppId is required.
+        None | Some(Value::Null) => {
+            return Err(tencent::refusal(
+                "MissingParameter",
+                format!("the parameter Users.{index}.SdkAppId is required"),
+            ));
+        }
+        Some(value) => value.as_u64(),
+    };
+    // seed 000 error codes: "InvalidParameter.SdkAppId SdkAppId is incorrect".
+    let sdk_app_id = match sdk_app_id {
+        Some(sdk_app_id) if sdk_app_id == app_id => sdk_app_id,
+        Some(_) => {
+            return Err(tencent::refusal(
+                "InvalidParameter.SdkAppId",
+                format!(
+                    "the parameter Users.{index}.SdkAppId names an application this account does not own"
+                ),
+            ));
+        }
+        None => {
+            return Err(tencent::refusal(
+                "InvalidParameter.SdkAppId",
+                format!("the parameter Users.{index}.SdkAppId must be an unsigned integer"),
+            ));
+        }
+    };
+    let text = |field: &str| -> Result<String, Refusal> {
+        match user.get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(text)) => Ok(text.clone()),
+            Some(_) => Err(tencent::refusal(
+                "InvalidParameterValue",
+                format!("the parameter Users.{index}.{field} must be a string"),
+            )),
+        }
+    };
+    Ok(BatchUserRequest {
+        sdk_app_id,
+        name: text("Name")?,
+        origin_id: text("OriginId")?,
+        avatar: text("Avatar")?,
+    })
+}
+
+/// Registers or overwrites each user, in order; the answer lists every one.
+fn register(app: &mut AppState, app_id: u64, users: Vec<BatchUserRequest>) -> Vec<BatchUserInfo> {
+    users
+        .into_iter()
+        .map(|user| {
+            let (origin_id, generated) = if user.origin_id.is_empty() {
+                // vendors.md B.1: OriginId "defaults to UserId if empty".
+                let user_id = generate_user_id();
+                (user_id.clone(), Some(user_id))
+            } else {
+                (user.origin_id, None)
+            };
+            let held = app
+                .users
+                .entry(origin_id.clone())
+                .or_insert_with(|| RegisteredUser {
+                    origin_id: origin_id.clone(),
+                    vendor_user_id: generated.unwrap_or_else(generate_user_id),
+                    name: String::new(),
+                    avatar: String::new(),
+                    registrations: 0,
+                });
+            // seed 000: "If a user ID already exists, the existing one will be overwritten."
+            held.name = user.name;
+            held.avatar = user.avatar;
+            held.registrations = held.registrations.saturating_add(1);
+            BatchUserInfo {
+                sdk_app_id: app_id,
+                user_id: held.vendor_user_id.clone(),
+                origin_id,
+            }
+        })
+        .collect()
+}
+
+/// A fresh LCIC-like UserId. The documented example `2i5WfUzRRC2Eb2uNmLNv96gzxCv`
+/// (vendors.md B.1) has the shape of a KSUID: 27 base62 characters encoding a
+/// 4-byte timestamp (seconds since 1400000000) and 16 random bytes.
+fn generate_user_id() -> String {
+    const KSUID_EPOCH: i64 = 1_400_000_000;
+    let seconds = chrono::Utc::now().timestamp().saturating_sub(KSUID_EPOCH);
+    let seconds = u32::try_from(seconds.max(0)).unwrap_or(u32::MAX);
+    let mut bytes = [0u8; 20];
+    bytes[..4].copy_from_slice(&seconds.to_be_bytes());
+    bytes[4..].copy_from_slice(&rand::random::<[u8; 16]>());
+    base62(bytes)
+}
+
+/// Big-endian base62 of 20 bytes, zero-padded to 27 digits (62^27 > 2^160).
+fn base62(bytes: [u8; 20]) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut number = bytes;
+    let mut digits = [b'0'; 27];
+    for digit in digits.iter_mut().rev() {
+        let mut remainder = 0u32;
+        for byte in number.iter_mut() {
+            let accumulator = remainder * 256 + u32::from(*byte);
+            *byte = (accumulator / 62) as u8;
+            remainder = accumulator % 62;
+        }
+        *digit = ALPHABET[remainder as usize];
+    }
+    digits.iter().map(|&digit| char::from(digit)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    use super::*;
+
+    const APP_ID: u64 = 1_400_000_001;
+
+    fn code_of(body: Value) -> Option<String> {
+        validate_body(Some(&body), APP_ID)
+            .err()
+            .map(|refusal| refusal.code)
+    }
+
+    #[test]
+    fn the_documented_input_example_is_accepted() {
+        // seed 000 "Input Example" (with the example SdkAppId replaced by the account's).
+        let users = validate_body(
+            Some(
+                &json!({"Users":[{"SdkAppId": APP_ID, "Name":"xx","OriginId":"xx","Avatar":"xx"}]}),
+            ),
+            APP_ID,
+        )
+        .unwrap();
+        assert_eq!(
+            users,
+            vec![BatchUserRequest {
+                sdk_app_id: APP_ID,
+                name: "xx".to_owned(),
+                origin_id: "xx".to_owned(),
+                avatar: "xx".to_owned(),
+            }]
+        );
+        // Name, OriginId and Avatar are optional; null counts as absent.
+        let users = validate_body(
+            Some(&json!({"Users":[{"SdkAppId": APP_ID, "Name": null}]})),
+            APP_ID,
+        )
+        .unwrap();
+        assert_eq!(users[0].origin_id, "");
+    }
+
+    #[test]
+    fn every_rule_of_the_body_has_its_code() {
+        let user = json!({"SdkAppId": APP_ID, "OriginId": "u1"});
+        let cases = [
+            (json!([user]), "InvalidParameter"),
+            (json!("Users"), "InvalidParameter"),
+            (json!({"Users":[user], "Extra": 1}), "UnknownParameter"),
+            (json!({"users":[user]}), "UnknownParameter"),
+            (json!({}), "MissingParameter"),
+            (json!({"Users": null}), "MissingParameter"),
+            (json!({"Users": {}}), "InvalidParameterValue"),
+            (json!({"Users": "u1"}), "InvalidParameterValue"),
+            (json!({"Users": []}), "InvalidParameterValue"),
+            (json!({"Users": [user, 5]}), "InvalidParameterValue"),
+            (
+                json!({"Users": [{"SdkAppId": APP_ID, "Role": "x"}]}),
+                "UnknownParameter",
+            ),
+            (json!({"Users": [{"OriginId": "u1"}]}), "MissingParameter"),
+            (
+                json!({"Users": [{"SdkAppId": 1, "OriginId": "u1"}]}),
+                "InvalidParameter.SdkAppId",
+            ),
+            (
+                json!({"Users": [{"SdkAppId": APP_ID.to_string()}]}),
+                "InvalidParameter.SdkAppId",
+            ),
+            (
+                json!({"Users": [{"SdkAppId": -1}]}),
+                "InvalidParameter.SdkAppId",
+            ),
+            (
+                json!({"Users": [{"SdkAppId": 1.5}]}),
+                "InvalidParameter.SdkAppId",
+            ),
+            (
+                json!({"Users": [{"SdkAppId": APP_ID, "Name": 7}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"Users": [{"SdkAppId": APP_ID, "OriginId": ["a"]}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"Users": [{"SdkAppId": APP_ID, "Avatar": {}}]}),
+                "InvalidParameterValue",
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(code_of(body.clone()).as_deref(), Some(code), "{body}");
+        }
+        assert_eq!(
+            validate_body(None, APP_ID)
+                .err()
+                .map(|refusal| refusal.code)
+                .as_deref(),
+            Some("InvalidParameter")
+        );
+    }
+
+    #[test]
+    fn at_most_1000_users_per_call() {
+        // seed 000: "register multiple users (up to 1,000) at a time".
+        let users = |count: usize| {
+            let users: Vec<Value> = (0..count)
+                .map(|index| json!({"SdkAppId": APP_ID, "OriginId": format!("u{index}")}))
+                .collect();
+            json!({ "Users": users })
+        };
+        assert_eq!(code_of(users(1000)), None);
+        assert_eq!(
+            code_of(users(1001)).as_deref(),
+            Some("InvalidParameterValue")
+        );
+    }
+
+    #[test]
+    fn carried_origin_ids_are_read_leniently() {
+        let body = json!({"Users": [
+            {"OriginId": "a"}, {"SdkAppId": 1}, 5, {"OriginId": 9}, {"OriginId": "b", "Bad": true}
+        ], "Extra": 1});
+        assert_eq!(carried_origin_ids(Some(&body)), vec!["a", "", "b"]);
+        assert!(carried_origin_ids(None).is_empty());
+        assert!(carried_origin_ids(Some(&json!({"Users": "a"}))).is_empty());
+    }
+
+    #[test]
+    fn a_secret_id_owning_several_apps_is_resolved_by_the_sdk_app_id() {
+        let account = |vendor, app_id, secret_id: &str| SimAccount {
+            vendor,
+            app_id,
+            secret_id: secret_id.to_owned(),
+            secret_key: SecretString::from("key"),
+            qps: 1,
+        };
+        let accounts = [
+            account(VendorKind::TencentCiam, 9, "id"),
+            account(VendorKind::TencentLcic, 1, "id"),
+            account(VendorKind::TencentLcic, 2, "id"),
+            account(VendorKind::TencentLcic, 3, "other"),
+        ];
+        let app_of = |secret_id, sdk_app_id| {
+            pick_account(&accounts, secret_id, sdk_app_id).map(|account| account.app_id)
+        };
+        assert_eq!(app_of(Some("id"), Some(2)), Some(2));
+        assert_eq!(app_of(Some("id"), Some(1)), Some(1));
+        assert_eq!(app_of(Some("id"), None), Some(1));
+        assert_eq!(app_of(Some("id"), Some(3)), Some(1));
+        assert_eq!(app_of(Some("other"), Some(1)), Some(3));
+        assert_eq!(app_of(Some("nobody"), Some(1)), None);
+        assert_eq!(app_of(None, Some(1)), None);
+    }
+
+    #[test]
+    fn overwriting_keeps_the_user_id_and_counts_registrations() {
+        let mut app = AppState::new(10);
+        let user = |origin_id: &str, name: &str| BatchUserRequest {
+            sdk_app_id: APP_ID,
+            name: name.to_owned(),
+            origin_id: origin_id.to_owned(),
+            avatar: String::new(),
+        };
+        let first = register(
+            &mut app,
+            APP_ID,
+            vec![user("u1", "one"), user("", "anonymous")],
+        );
+        let second = register(&mut app, APP_ID, vec![user("u1", "uno")]);
+        assert_eq!(first[0].user_id, second[0].user_id);
+        assert_eq!(first[0].origin_id, "u1");
+        // vendors.md B.1: OriginId = UserId when registered without one.
+        assert_eq!(first[1].origin_id, first[1].user_id);
+        let held = &app.users["u1"];
+        assert_eq!(held.registrations, 2);
+        assert_eq!(held.name, "uno");
+        assert_eq!(app.users.len(), 2);
+    }
+
+    #[test]
+    fn user_ids_look_like_the_documented_example() {
+        // vendors.md B.1: UserId e.g. 2i5WfUzRRC2Eb2uNmLNv96gzxCv (27 base62 characters).
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| generate_user_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), "2i5WfUzRRC2Eb2uNmLNv96gzxCv".len(), "{id}");
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        }
+    }
+
+    #[test]
+    fn base62_matches_the_ksuid_bounds() {
+        // The KSUID reference implementation's minimum and maximum string forms.
+        assert_eq!(base62([0; 20]), "000000000000000000000000000");
+        assert_eq!(base62([0xff; 20]), "aWgEPTl1tmebfsQzFP4bxwgy80V");
+    }
+}
