@@ -108,5 +108,9 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
             "target ready"
         );
     }
-    Ok(Arc::new(Engine::start(specs, audit)))
+    Ok(Arc::new(Engine::start(
+        specs,
+        audit,
+        config.server.max_unary_users,
+    )))
 }

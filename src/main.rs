@@ -86,14 +86,18 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 database_url,
             };
-            let (config, simulator) = match &config {
-                Some(path) => (Config::load(Some(path), None, &overrides)?, None),
+            let (config, simulator, _telemetry) = match &config {
+                Some(path) => {
+                    let config = Config::load(Some(path), None, &overrides)?;
+                    let telemetry = telemetry::init(&config.telemetry)?;
+                    (config, None, telemetry)
+                }
                 None => {
+                    let telemetry = telemetry::init(&Default::default())?;
                     let (config, simulator) = app::start_embedded(&overrides).await?;
-                    (config, Some(simulator))
+                    (config, Some(simulator), telemetry)
                 }
             };
-            let _telemetry = telemetry::init(&config.telemetry)?;
             let engine = app::start_engine(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
             serve(

@@ -131,7 +131,20 @@ fn options(targets: Vec<String>, idempotency_key: String, dry_run: bool) -> Batc
     }
 }
 
-async fn submit_chunk(writer: &mut BatchWriter, users: Vec<pb::User>) -> Result<(), Status> {
+async fn submit_chunk(
+    writer: &mut BatchWriter,
+    users: Vec<pb::User>,
+    max_users: usize,
+) -> Result<(), Status> {
+    if users.len() > max_users {
+        return Err(invalid_argument(
+            "users",
+            format!(
+                "a chunk holds at most {max_users} users (got {}); split it",
+                users.len()
+            ),
+        ));
+    }
     let users = users.into_iter().map(convert::user_from_proto).collect();
     writer.submit(users).await.map_err(Status::from)
 }
@@ -175,7 +188,7 @@ impl RegistrationService for RegistrationApi {
             } => {
                 let users = request.users;
                 let input = tokio::spawn(async move {
-                    submit_chunk(&mut writer, users).await?;
+                    submit_chunk(&mut writer, users, usize::MAX).await?;
                     writer.close();
                     Ok(())
                 });
@@ -216,6 +229,7 @@ impl RegistrationService for RegistrationApi {
                 header.dry_run,
             ))
             .await?;
+        let max_users = self.engine.max_users_per_message();
         let stream = match opened {
             OpenedBatch::Replay { results, summary } => replay(results, summary),
             OpenedBatch::Fresh {
@@ -226,7 +240,7 @@ impl RegistrationService for RegistrationApi {
                     while let Some(message) = input.message().await? {
                         match message.message {
                             Some(Message::Users(chunk)) => {
-                                submit_chunk(&mut writer, chunk.users).await?
+                                submit_chunk(&mut writer, chunk.users, max_users).await?
                             }
                             Some(Message::Header(_)) => {
                                 return Err(invalid_argument(

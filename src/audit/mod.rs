@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, TransactionTrait,
     sea_query::OnConflict,
 };
 use sea_orm_migration::MigratorTrait;
@@ -266,15 +266,18 @@ impl AuditStore {
         Ok(())
     }
 
-    /// Writes new (user, target) rows; must complete before any vendor call carries them.
+    /// Writes new (user, target) rows in one transaction; must complete
+    /// before any vendor call carries them.
     pub async fn insert_registrations(&self, rows: &[RegistrationRow]) -> Result<(), AuditError> {
         let now = Utc::now();
+        let transaction = self.db.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let models = chunk.iter().map(|row| active_registration(row, now));
             registration::Entity::insert_many(models)
-                .exec_without_returning(&self.db)
+                .exec_without_returning(&transaction)
                 .await?;
         }
+        transaction.commit().await?;
         Ok(())
     }
 

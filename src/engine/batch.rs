@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::{
     EngineError,
+    dispatcher::Group,
     target::TargetSpec,
     validate::{BatchValidator, check_for_target},
 };
@@ -28,8 +29,8 @@ use crate::{
     domain::{Outcome, Rejection, User, UserResult},
 };
 
-/// Users validated and recorded per step: one audit statement's worth.
-pub const USERS_PER_STEP: usize = 1000;
+/// Results buffered per batch before delivering calls wait for the caller.
+const RESULTS_BUFFER: usize = 1024;
 
 /// One user queued for one target.
 pub struct Pending {
@@ -66,7 +67,7 @@ struct Progress {
 pub struct BatchWriter {
     shared: Arc<BatchShared>,
     progress: Arc<Progress>,
-    targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Arc<Pending>>)>,
+    targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Group>)>,
     audit: AuditStore,
     validator: BatchValidator,
     dry_run: bool,
@@ -98,15 +99,13 @@ pub struct BatchSummary {
 /// Opens both sides of a batch already recorded in the audit store.
 pub(super) fn open(
     batch_id: &str,
-    targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Arc<Pending>>)>,
+    targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Group>)>,
     audit: AuditStore,
     dry_run: bool,
     max_outstanding: usize,
 ) -> (BatchWriter, BatchResults) {
     let batch_id: Arc<str> = Arc::from(batch_id);
-    // room for one whole step on every target, so a step can always proceed
-    let max_outstanding = max_outstanding.max(USERS_PER_STEP * targets.len().max(1));
-    let (sender, receiver) = mpsc::channel(USERS_PER_STEP);
+    let (sender, receiver) = mpsc::channel(RESULTS_BUFFER);
     let progress = Arc::new(Progress::default());
     let target_order: Vec<String> = targets
         .iter()
@@ -146,14 +145,15 @@ impl BatchWriter {
         &self.shared.id
     }
 
-    /// Validates, records and enqueues users; waits while too many are outstanding.
+    /// Validates, records and enqueues one message's users; waits while too
+    /// many of the batch's users are outstanding. The rows of all of them are
+    /// written before any is enqueued, so the dispatcher sees them together
+    /// and packs full vendor calls.
     pub async fn submit(&mut self, users: Vec<User>) -> Result<(), EngineError> {
-        let mut users = users.into_iter().peekable();
-        while users.peek().is_some() {
-            let step: Vec<User> = users.by_ref().take(USERS_PER_STEP).collect();
-            self.submit_step(step).await?;
+        if users.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.submit_step(users).await
     }
 
     async fn submit_step(&mut self, users: Vec<User>) -> Result<(), EngineError> {
@@ -167,13 +167,13 @@ impl BatchWriter {
 
         let mut rows = Vec::with_capacity(places as usize);
         let mut decided = Vec::new();
-        let mut queued = Vec::new();
+        let mut groups: Vec<Group> = vec![Vec::new(); self.targets.len()];
         for user in users {
             let index = self.next_index;
             self.next_index += 1;
             let common = self.validator.check_common(&user, index);
             let user = Arc::new(user);
-            for (spec, queue) in &self.targets {
+            for ((spec, _), group) in self.targets.iter().zip(groups.iter_mut()) {
                 let verdict = check_for_target(&common, spec.vendor.as_ref(), &user);
                 let outcome = match (&verdict, self.dry_run) {
                     (Err(_), _) => Outcome::Rejected,
@@ -189,14 +189,11 @@ impl BatchWriter {
                     verdict.as_ref().err(),
                 ));
                 match outcome {
-                    Outcome::Pending => queued.push((
-                        queue,
-                        Arc::new(Pending {
-                            batch: self.shared.clone(),
-                            index,
-                            user: user.clone(),
-                        }),
-                    )),
+                    Outcome::Pending => group.push(Arc::new(Pending {
+                        batch: self.shared.clone(),
+                        index,
+                        user: user.clone(),
+                    })),
                     _ => decided.push(decided_result(
                         &self.shared.id,
                         index,
@@ -216,11 +213,13 @@ impl BatchWriter {
         for result in decided {
             self.shared.deliver(result).await;
         }
-        for (queue, pending) in queued {
-            queue
-                .send(pending)
-                .await
-                .map_err(|_| EngineError::ShuttingDown)?;
+        for ((_, queue), group) in self.targets.iter().zip(groups) {
+            if !group.is_empty() {
+                queue
+                    .send(group)
+                    .await
+                    .map_err(|_| EngineError::ShuttingDown)?;
+            }
         }
         Ok(())
     }

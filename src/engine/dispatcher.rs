@@ -30,14 +30,21 @@ use crate::{
 /// The whole outbound stack of a target, as one service.
 pub type CallService = BoxCloneService<CallRequest, CallResponse, Infallible>;
 
+/// Users of one message for one target, queued together so that the
+/// dispatcher sees them at once and packs full calls.
+pub type Group = Vec<Arc<Pending>>;
+
+/// Groups queued per target before writers wait; each batch also bounds its own users.
+const QUEUED_GROUPS: usize = 64;
+
 /// Starts the dispatcher of a target; users sent on the returned queue get registered.
 pub fn spawn(
     target: Arc<TargetSpec>,
     service: CallService,
     audit: AuditStore,
     tracker: TaskTracker,
-) -> mpsc::Sender<Arc<Pending>> {
-    let (sender, receiver) = mpsc::channel(target.max_batch * 2);
+) -> mpsc::Sender<Group> {
+    let (sender, receiver) = mpsc::channel(QUEUED_GROUPS);
     let dispatcher = Dispatcher {
         in_flight: Arc::new(Semaphore::new(target.max_in_flight)),
         target,
@@ -45,9 +52,10 @@ pub fn spawn(
         audit,
         tracker: tracker.clone(),
         queue: receiver,
-        carried: VecDeque::new(),
+        buffered: VecDeque::new(),
     };
-    tracker.spawn(dispatcher.run());
+    // the dispatcher itself is not tracked: it lives as long as its queue; the calls it starts are
+    tokio::spawn(dispatcher.run());
     sender
 }
 
@@ -56,9 +64,9 @@ struct Dispatcher {
     service: CallService,
     audit: AuditStore,
     tracker: TaskTracker,
-    queue: mpsc::Receiver<Arc<Pending>>,
-    /// Users held back from a call that already carried their user id.
-    carried: VecDeque<Arc<Pending>>,
+    queue: mpsc::Receiver<Group>,
+    /// Users taken off the queue but not yet in a call, oldest first.
+    buffered: VecDeque<Arc<Pending>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -88,54 +96,47 @@ impl Dispatcher {
     }
 
     /// Up to `max_batch` users, waiting at most `linger` for a partial batch
-    /// to fill; `None` once the queue is closed and empty.
+    /// to fill; `None` once the queue is closed and nothing is buffered.
     async fn next_batch(&mut self) -> Option<Vec<Arc<Pending>>> {
-        let first = match self.carried.pop_front() {
-            Some(pending) => pending,
-            None => self.queue.recv().await?,
-        };
-        let mut batch = Vec::with_capacity(self.target.max_batch);
-        let mut user_ids = HashSet::new();
-        user_ids.insert(first.user.user_id.clone());
-        batch.push(first);
-        let mut held_back = VecDeque::new();
-        while batch.len() < self.target.max_batch {
-            let Some(pending) = self.carried.pop_front() else {
-                break;
-            };
-            Self::add_unique(&mut batch, &mut user_ids, &mut held_back, pending);
+        if self.buffered.is_empty() {
+            let group = self.queue.recv().await?;
+            self.buffered.extend(group);
         }
         let deadline = Instant::now() + self.target.linger;
-        while batch.len() < self.target.max_batch {
-            let pending = match self.queue.try_recv() {
-                Ok(pending) => pending,
+        let max_batch = self.target.max_batch;
+        let mut batch = Vec::with_capacity(max_batch.min(self.buffered.len()));
+        let mut user_ids = HashSet::new();
+        // one call carries a user id once: vendors match answers by user id
+        let mut held_back = VecDeque::new();
+        loop {
+            while batch.len() < max_batch {
+                let Some(pending) = self.buffered.pop_front() else {
+                    break;
+                };
+                if user_ids.insert(pending.user.user_id.clone()) {
+                    batch.push(pending);
+                } else {
+                    held_back.push_back(pending);
+                }
+            }
+            if batch.len() >= max_batch {
+                break;
+            }
+            let group = match self.queue.try_recv() {
+                Ok(group) => group,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     match tokio::time::timeout_at(deadline, self.queue.recv()).await {
-                        Ok(Some(pending)) => pending,
+                        Ok(Some(group)) => group,
                         Ok(None) | Err(_) => break,
                     }
                 }
             };
-            Self::add_unique(&mut batch, &mut user_ids, &mut held_back, pending);
+            self.buffered.extend(group);
         }
-        held_back.append(&mut self.carried);
-        self.carried = held_back;
+        held_back.append(&mut self.buffered);
+        self.buffered = held_back;
         Some(batch)
-    }
-
-    /// One call carries a user id once: a vendor matches answers by user id.
-    fn add_unique(
-        batch: &mut Vec<Arc<Pending>>,
-        user_ids: &mut HashSet<String>,
-        held_back: &mut VecDeque<Arc<Pending>>,
-        pending: Arc<Pending>,
-    ) {
-        if user_ids.insert(pending.user.user_id.clone()) {
-            batch.push(pending);
-        } else {
-            held_back.push_back(pending);
-        }
     }
 }
 

@@ -26,7 +26,7 @@ use crate::{
         trace::TraceLayer,
     },
 };
-use batch::{BatchResults, BatchSummary, BatchWriter, Pending};
+use batch::{BatchResults, BatchSummary, BatchWriter};
 use call::{AttemptService, HttpService};
 use target::TargetSpec;
 
@@ -34,7 +34,7 @@ use target::TargetSpec;
 /// the vendor's receipt cannot put one call too many into a vendor's second.
 const RATE_SAFETY_MARGIN: f64 = 0.01;
 
-/// Users a batch may have accepted but not yet answered.
+/// Users a batch may have accepted but not yet answered (per target), beyond one message's worth.
 const MAX_OUTSTANDING_PER_BATCH: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,18 +75,24 @@ pub enum OpenedBatch {
 
 struct TargetRuntime {
     spec: Arc<TargetSpec>,
-    queue: mpsc::Sender<Arc<Pending>>,
+    queue: mpsc::Sender<dispatcher::Group>,
 }
 
 pub struct Engine {
     targets: Vec<TargetRuntime>,
     audit: AuditStore,
     tracker: TaskTracker,
+    max_users_per_message: usize,
 }
 
 impl Engine {
     /// Starts a dispatcher per target. Must run inside a tokio runtime.
-    pub fn start(specs: Vec<TargetSpec>, audit: AuditStore) -> Engine {
+    /// `max_users_per_message` bounds one `submit`: a unary batch or one stream chunk.
+    pub fn start(
+        specs: Vec<TargetSpec>,
+        audit: AuditStore,
+        max_users_per_message: usize,
+    ) -> Engine {
         let tracker = TaskTracker::new();
         let client = HttpClient::new();
         let targets = specs
@@ -103,11 +109,16 @@ impl Engine {
             targets,
             audit,
             tracker,
+            max_users_per_message,
         }
     }
 
     pub fn targets(&self) -> impl Iterator<Item = &TargetSpec> {
         self.targets.iter().map(|target| target.spec.as_ref())
+    }
+
+    pub fn max_users_per_message(&self) -> usize {
+        self.max_users_per_message
     }
 
     pub fn audit(&self) -> &AuditStore {
@@ -182,7 +193,8 @@ impl Engine {
             chosen,
             self.audit.clone(),
             options.dry_run,
-            MAX_OUTSTANDING_PER_BATCH,
+            // one whole message always fits, so a submit can always proceed
+            MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message) * options.targets.len(),
         );
         Ok(OpenedBatch::Fresh { writer, results })
     }
