@@ -420,6 +420,8 @@ pub fn target_identifier(
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment::Error, which is large; that is its API
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

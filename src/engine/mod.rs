@@ -64,7 +64,7 @@ pub struct BatchOptions {
 /// A newly opened batch, or the recorded answer to a repeated idempotency key.
 pub enum OpenedBatch {
     Fresh {
-        writer: BatchWriter,
+        writer: Box<BatchWriter>,
         results: BatchResults,
     },
     Replay {
@@ -196,7 +196,10 @@ impl Engine {
             // one whole message always fits, so a submit can always proceed
             MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message) * options.targets.len(),
         );
-        Ok(OpenedBatch::Fresh { writer, results })
+        Ok(OpenedBatch::Fresh {
+            writer: Box::new(writer),
+            results,
+        })
     }
 
     /// The recorded results of a finished batch, marked replayed.
