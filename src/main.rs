@@ -93,7 +93,9 @@ async fn main() -> anyhow::Result<()> {
                     (config, None, telemetry)
                 }
                 None => {
-                    let telemetry = telemetry::init(&Default::default())?;
+                    // [telemetry] from the environment applies to the embedded default too
+                    let layered = Config::load(None, None, &overrides)?;
+                    let telemetry = telemetry::init(&layered.telemetry)?;
                     let (config, simulator) = app::start_embedded(&overrides).await?;
                     (config, Some(simulator), telemetry)
                 }

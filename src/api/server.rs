@@ -4,7 +4,14 @@
 //! work, lets in-flight vendor calls and audit writes finish within a grace
 //! period, and only then returns.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -30,14 +37,22 @@ pub async fn serve(
         .set_serving::<pb::registration_service_server::RegistrationServiceServer<RegistrationApi>>(
         )
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // google.rpc error details too, so clients can decode BadRequest
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // set once shutdown begins, so the audit watch never reports serving again
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let audit_watch = tokio::spawn(watch_audit_store(
+        engine.clone(),
+        health.clone(),
+        shutting_down.clone(),
+    ));
     let api = RegistrationApi::new(engine.clone(), options.max_unary_users);
 
     // the instant the shutdown signal arrived: the grace period counts from it
@@ -46,6 +61,7 @@ pub async fn serve(
         let health = health.clone();
         async move {
             shutdown.await;
+            shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: refusing new work, draining in-flight calls");
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -79,8 +95,42 @@ pub async fn serve(
     }
     let signalled = *stopping_at.borrow_and_update();
     let remaining = signalled.map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+    audit_watch.abort();
     if !engine.drain(remaining).await {
         tracing::warn!("grace period over before every vendor call finished");
     }
     Ok(())
+}
+
+/// How often readiness re-checks the audit store.
+const AUDIT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Readiness follows the audit store: no vendor call may be made without its
+/// audit row, so while the store is unreachable the service reports
+/// NOT_SERVING and Kubernetes routes callers to another replica.
+async fn watch_audit_store(
+    engine: Arc<Engine>,
+    health: tonic_health::server::HealthReporter,
+    shutting_down: Arc<AtomicBool>,
+) {
+    type Service = pb::registration_service_server::RegistrationServiceServer<RegistrationApi>;
+    let mut serving = true;
+    let mut interval = tokio::time::interval(AUDIT_CHECK_INTERVAL);
+    loop {
+        interval.tick().await;
+        let reachable = engine.audit().connection().ping().await.is_ok();
+        if shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        if reachable != serving {
+            serving = reachable;
+            if reachable {
+                tracing::info!("audit store reachable again: serving");
+                health.set_serving::<Service>().await;
+            } else {
+                tracing::error!("audit store unreachable: reporting NOT_SERVING");
+                health.set_not_serving::<Service>().await;
+            }
+        }
+    }
 }

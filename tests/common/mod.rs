@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::{net::SocketAddr, time::Duration};
 
 use registrar::{
@@ -132,7 +134,8 @@ impl Registrar {
 }
 
 pub async fn connect(addr: SocketAddr) -> RegistrationServiceClient<Channel> {
-    for _ in 0..50 {
+    // up to 10 s: a registrar started as a separate process may still be migrating
+    for _ in 0..500 {
         if let Ok(client) = RegistrationServiceClient::connect(format!("http://{addr}")).await {
             return client.max_decoding_message_size(64 * 1024 * 1024);
         }
