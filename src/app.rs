@@ -20,6 +20,7 @@ pub fn demo_accounts() -> Vec<SimAccount> {
     vec![SimAccount {
         vendor: VendorKind::TencentLcic,
         app_id: 1_400_000_001,
+        user_store_id: String::new(),
         secret_id: "AKIDregistrarDEMOlcic0000000000000000".to_owned(),
         secret_key: SecretString::from("registrar-demo-lcic-secret-key"),
         qps: VendorKind::TencentLcic.default_qps(),
@@ -74,6 +75,7 @@ pub fn accounts_for(config: &Config) -> Result<Vec<SimAccount>, ConfigError> {
             Ok(SimAccount {
                 vendor: target.vendor,
                 app_id: target.app_id.unwrap_or_default(),
+                user_store_id: target.user_store_id.clone().unwrap_or_default(),
                 secret_id: match &target.secret_id {
                     Some(_) => target_identifier(target, "secret_id", &target.secret_id)?,
                     None => String::new(),

@@ -38,6 +38,7 @@ async fn start(qps: u32) -> Simulator {
         accounts: vec![SimAccount {
             vendor: LCIC,
             app_id: APP_ID,
+            user_store_id: String::new(),
             secret_id: SECRET_ID.to_owned(),
             secret_key: SecretString::from(SECRET_KEY),
             qps,

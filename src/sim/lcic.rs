@@ -461,6 +461,7 @@ mod tests {
         let account = |vendor, app_id, secret_id: &str| SimAccount {
             vendor,
             app_id,
+            user_store_id: String::new(),
             secret_id: secret_id.to_owned(),
             secret_key: SecretString::from("key"),
             qps: 1,

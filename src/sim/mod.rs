@@ -49,11 +49,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SimAccount {
     pub vendor: VendorKind,
-    /// LCIC SdkAppId (ZIM AppId / Volcengine AppId later).
+    /// LCIC SdkAppId, ZIM AppId, Volcengine AppId; for CIAM a numeric
+    /// handle of the user store, under which its users are kept.
     pub app_id: u64,
-    /// Tencent SecretId (Volcengine AK later); empty for ZEGO.
+    /// CIAM UserStoreId; empty for the other vendors.
+    pub user_store_id: String,
+    /// Tencent SecretId, Volcengine AccessKeyId; empty for ZEGO.
     pub secret_id: String,
-    /// Tencent SecretKey (ZEGO ServerSecret / Volcengine SK later).
+    /// Tencent SecretKey, ZEGO ServerSecret, Volcengine SecretAccessKey.
     pub secret_key: SecretString,
     /// The real quota: at most `qps` accepted calls in any one-second window.
     pub qps: u32,
@@ -495,6 +498,7 @@ mod tests {
         SimAccount {
             vendor,
             app_id,
+            user_store_id: String::new(),
             secret_id: secret_id.to_owned(),
             secret_key: SecretString::from(key),
             qps: 5,

@@ -8,9 +8,14 @@
 //! in, so every module is tested without a network against the vendors'
 //! published examples.
 
+pub mod ciam;
+pub mod ciam_import;
 pub mod lcic;
 pub mod tc3;
 pub mod tencent;
+pub mod volc;
+pub mod volc_sign;
+pub mod zim;
 
 use std::sync::Arc;
 
@@ -189,6 +194,71 @@ pub trait VendorApi: Send + Sync + 'static {
 
     /// Maps the vendor's answer to one outcome per user of the call.
     fn parse_response(&self, users: &[&User], response: &http::Response<Bytes>) -> CallReport;
+
+    /// For vendors whose call starts a job that must be polled to its end
+    /// (CIAM imports): the job protocol. `None` for one-call vendors.
+    fn jobs(&self) -> Option<&dyn JobApi> {
+        None
+    }
+}
+
+/// What the call that submits a job answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submission {
+    /// The vendor accepted the job; its users' outcomes come from polling it.
+    Started {
+        job_id: String,
+        vendor_request_id: Option<String>,
+    },
+    /// The vendor answered at once: the call failed (or was refused) for these users.
+    Answered(CallReport),
+    /// The vendor runs too many jobs for this account already: wait for one to
+    /// end, then submit again (CIAM `FailedOperation.DataFlowTooManyRequests`).
+    Busy {
+        code: String,
+        message: String,
+        vendor_request_id: Option<String>,
+    },
+}
+
+/// What one poll of a job answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Still pending or processing.
+    Running { vendor_request_id: Option<String> },
+    /// Ended: one outcome per user of the job, in the order submitted.
+    Finished(CallReport),
+    /// The poll itself failed (throttled, transient or permanent); the job's fate is unknown.
+    PollFailed {
+        class: ErrorClass,
+        code: String,
+        message: String,
+        vendor_request_id: Option<String>,
+    },
+}
+
+/// The job protocol of a vendor that registers users through jobs.
+pub trait JobApi: Send + Sync {
+    /// The action that polls a job, for audit rows and spans (e.g. `ListJobs`).
+    fn poll_action(&self) -> &'static str;
+
+    /// Reads the answer to the submitting call (`build_request`'s request).
+    fn parse_submission(&self, users: &[&User], response: &http::Response<Bytes>) -> Submission;
+
+    /// Builds the signed request that asks for the job's state.
+    fn build_poll_request(
+        &self,
+        job_id: &str,
+        attempt: &AttemptContext,
+    ) -> Result<http::Request<Bytes>, BuildError>;
+
+    /// Reads a poll's answer; `users` are the job's users in the order submitted.
+    fn parse_poll(
+        &self,
+        users: &[&User],
+        job_id: &str,
+        response: &http::Response<Bytes>,
+    ) -> JobStatus;
 }
 
 pub type SharedVendor = Arc<dyn VendorApi>;

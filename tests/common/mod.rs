@@ -32,6 +32,7 @@ pub fn lcic_account(qps: u32) -> SimAccount {
     SimAccount {
         vendor: VendorKind::TencentLcic,
         app_id: LCIC_APP_ID,
+        user_store_id: String::new(),
         secret_id: LCIC_SECRET_ID.to_owned(),
         secret_key: SecretString::from(LCIC_SECRET_KEY),
         qps,
