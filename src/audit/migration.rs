@@ -7,7 +7,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAuditTables)]
+        vec![Box::new(CreateAuditTables), Box::new(AddVendorJobId)]
     }
 }
 
@@ -187,5 +187,46 @@ impl MigrationTrait for CreateAuditTables {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// CIAM imports: the job a vendor call submitted or polled.
+struct AddVendorJobId;
+
+#[derive(DeriveIden)]
+enum VendorCallsJob {
+    #[sea_orm(iden = "vendor_calls")]
+    Table,
+    VendorJobId,
+}
+
+impl MigrationName for AddVendorJobId {
+    fn name(&self) -> &str {
+        "m20261122_000002_add_vendor_job_id"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddVendorJobId {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(VendorCallsJob::Table)
+                    .add_column(string_null(VendorCallsJob::VendorJobId))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(VendorCallsJob::Table)
+                    .drop_column(VendorCallsJob::VendorJobId)
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -123,6 +123,8 @@ pub struct VendorCallEnd {
     pub http_status: Option<u16>,
     pub vendor_error_code: Option<String>,
     pub error_class: Option<String>,
+    /// The job a call submitted or polled (CIAM imports).
+    pub vendor_job_id: Option<String>,
     pub latency: Duration,
 }
 
@@ -323,6 +325,7 @@ impl AuditStore {
             http_status: Set(None),
             vendor_error_code: Set(None),
             error_class: Set(None),
+            vendor_job_id: Set(None),
             latency_ms: Set(None),
             started_at: Set(Utc::now()),
             finished_at: Set(None),
@@ -348,6 +351,10 @@ impl AuditStore {
             .col_expr(
                 vendor_call::Column::ErrorClass,
                 end.error_class.clone().into(),
+            )
+            .col_expr(
+                vendor_call::Column::VendorJobId,
+                end.vendor_job_id.clone().into(),
             )
             .col_expr(
                 vendor_call::Column::LatencyMs,

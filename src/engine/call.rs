@@ -14,11 +14,11 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use tower::{Service, ServiceExt, util::BoxCloneService};
+use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
 
 use super::{
@@ -28,12 +28,15 @@ use super::{
 use crate::{
     audit::{AuditStore, NewVendorCall, VendorCallEnd},
     domain::User,
-    outbound::{http_client::TransportError, retry::RetryableRequest, trace::Traced},
-    vendor::{AttemptContext, CallReport, ErrorClass, VendorOutcome},
+    outbound::{
+        http_client::TransportError, rate_limit::Limiter, retry::RetryableRequest, trace::Traced,
+    },
+    vendor::{AttemptContext, BuildError, CallReport, ErrorClass, VendorOutcome},
 };
 
 /// The HTTP exchange under the attempt: timeout -> client.
-pub type HttpService = BoxCloneService<http::Request<Bytes>, http::Response<Bytes>, TransportError>;
+pub type HttpService =
+    BoxCloneSyncService<http::Request<Bytes>, http::Response<Bytes>, TransportError>;
 
 /// One attempt at registering some users at one target.
 #[derive(Clone)]
@@ -65,25 +68,6 @@ impl CallRequest {
             target,
             users: users.into_iter().enumerate().collect(),
             attempt: 1,
-        }
-    }
-
-    fn all(&self, outcome: VendorOutcome, vendor_call_id: Option<i64>) -> CallResponse {
-        CallResponse {
-            settled: self
-                .users
-                .iter()
-                .map(|(slot, _)| {
-                    (
-                        *slot,
-                        Settled {
-                            outcome: outcome.clone(),
-                            attempts: self.attempt,
-                            vendor_call_id,
-                        },
-                    )
-                })
-                .collect(),
         }
     }
 }
@@ -177,11 +161,17 @@ impl Traced for CallRequest {
 pub struct AttemptService {
     audit: AuditStore,
     http: HttpService,
+    /// The target's limiter, for the extra calls of a job (its polls).
+    limiter: Arc<dyn Limiter>,
 }
 
 impl AttemptService {
-    pub fn new(audit: AuditStore, http: HttpService) -> Self {
-        AttemptService { audit, http }
+    pub fn new(audit: AuditStore, http: HttpService, limiter: Arc<dyn Limiter>) -> Self {
+        AttemptService {
+            audit,
+            http,
+            limiter,
+        }
     }
 }
 
@@ -195,8 +185,7 @@ impl Service<CallRequest> for AttemptService {
     }
 
     fn call(&mut self, request: CallRequest) -> Self::Future {
-        let audit = self.audit.clone();
-        let http = self.http.clone();
+        let service = self.clone();
         let span = tracing::info_span!(
             "vendor_attempt",
             attempt = request.attempt,
@@ -204,127 +193,219 @@ impl Service<CallRequest> for AttemptService {
             vendor_request_id = tracing::field::Empty,
             http_status = tracing::field::Empty,
             error_code = tracing::field::Empty,
+            vendor_job_id = tracing::field::Empty,
         );
         Box::pin(
-            async move { Ok(attempt(audit, http, request, tracing::Span::current()).await) }
-                .instrument(span),
+            async move {
+                let span = tracing::Span::current();
+                let exchange = Exchange {
+                    audit: &service.audit,
+                    http: &service.http,
+                    target: &request.target,
+                    span: &span,
+                };
+                let response = match request.target.vendor.jobs() {
+                    Some(jobs) => {
+                        super::jobs::run(&exchange, jobs, service.limiter.as_ref(), &request).await
+                    }
+                    None => attempt(&exchange, &request).await,
+                };
+                // the vendor's throttle answer slows the target down for every caller
+                let throttled = response.settled.iter().any(|(_, settled)| {
+                    settled.outcome.retry_class() == Some(ErrorClass::Throttled)
+                });
+                if throttled {
+                    service.limiter.throttled();
+                } else {
+                    service.limiter.succeeded();
+                }
+                Ok(response)
+            }
+            .instrument(span),
         )
     }
 }
 
-async fn attempt(
-    audit: AuditStore,
-    http: HttpService,
-    request: CallRequest,
-    span: tracing::Span,
-) -> CallResponse {
-    let target = &request.target;
-    let vendor = &target.vendor;
+/// What one HTTP exchange with a vendor produced.
+pub(super) enum Sent {
+    Answer(http::Response<Bytes>),
+    Transport(TransportError),
+    Unbuildable(BuildError),
+}
 
-    let call_id = match audit
-        .start_vendor_call(&NewVendorCall {
-            target: target.name.to_string(),
-            vendor: target.vendor_kind.to_string(),
-            action: vendor.action().to_owned(),
-            attempt: request.attempt,
-            user_count: request.users.len(),
-        })
-        .await
-    {
-        Ok(id) => id,
-        Err(error) => {
-            // no vendor call is made without its audit row
-            tracing::error!(target = %target.name, %error, "vendor call not made: audit row could not be written");
-            return request.all(
-                VendorOutcome::failed(
-                    ErrorClass::Permanent,
-                    "registrar.AuditUnavailable",
-                    "the audit store is unavailable, so the vendor was not called",
-                ),
-                None,
-            );
+/// One vendor call with its audit row: the row is written before the call
+/// (no row, no call) and completed after it.
+pub(super) struct Exchange<'a> {
+    pub audit: &'a AuditStore,
+    pub http: &'a HttpService,
+    pub target: &'a TargetSpec,
+    pub span: &'a tracing::Span,
+}
+
+impl Exchange<'_> {
+    /// Writes the call's row; `None` when the audit store is unavailable.
+    pub async fn open(&self, action: &str, attempt: u32, user_count: usize) -> Option<i64> {
+        let call = NewVendorCall {
+            target: self.target.name.to_string(),
+            vendor: self.target.vendor_kind.to_string(),
+            action: action.to_owned(),
+            attempt,
+            user_count,
+        };
+        match self.audit.start_vendor_call(&call).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::error!(target = %self.target.name, action, %error, "vendor call not made: its audit row could not be written");
+                None
+            }
         }
-    };
+    }
 
-    let users: Vec<&User> = request
+    /// Sends a built request under the call timeout.
+    pub async fn send(
+        &self,
+        request: Result<http::Request<Bytes>, BuildError>,
+    ) -> (Sent, Duration) {
+        let started = Instant::now();
+        let sent = match request {
+            Err(error) => Sent::Unbuildable(error),
+            Ok(request) => match self.http.clone().oneshot(request).await {
+                Ok(response) => Sent::Answer(response),
+                Err(error) => Sent::Transport(error),
+            },
+        };
+        (sent, started.elapsed())
+    }
+
+    /// Completes the call's row and the span.
+    pub async fn close(&self, call_id: i64, end: &VendorCallEnd) {
+        if let Some(request_id) = &end.vendor_request_id {
+            self.span.record("vendor_request_id", request_id.as_str());
+        }
+        if let Some(status) = end.http_status {
+            self.span.record("http_status", status);
+        }
+        if let Some(code) = &end.vendor_error_code {
+            self.span.record("error_code", code.as_str());
+        }
+        if let Some(job_id) = &end.vendor_job_id {
+            self.span.record("vendor_job_id", job_id.as_str());
+        }
+        if let Err(error) = self.audit.finish_vendor_call(call_id, end).await {
+            tracing::error!(target = %self.target.name, call_id, %error, "could not complete the vendor call's audit row");
+        }
+    }
+}
+
+/// The answer for every user of a call that was not made for want of its audit row.
+pub(super) fn audit_unavailable(user_count: usize) -> CallReport {
+    CallReport::call_failed(
+        user_count,
+        None,
+        ErrorClass::Permanent,
+        "registrar.AuditUnavailable",
+        "the audit store is unavailable, so the vendor was not called",
+    )
+}
+
+/// The users of a request, in its order.
+pub(super) fn users_of(request: &CallRequest) -> Vec<&User> {
+    request
         .users
         .iter()
         .map(|(_, pending)| pending.user.as_ref())
-        .collect();
-    let started = Instant::now();
-    let (report, http_status) = match vendor.build_request(&users, &AttemptContext::now()) {
-        Err(error) => (
-            CallReport::call_failed(
-                users.len(),
-                None,
-                ErrorClass::Permanent,
-                "registrar.RequestBuildFailed",
-                &error.to_string(),
-            ),
+        .collect()
+}
+
+/// One call of a one-call vendor: build, send, parse.
+async fn attempt(exchange: &Exchange<'_>, request: &CallRequest) -> CallResponse {
+    let target = exchange.target;
+    let vendor = &target.vendor;
+    let users = users_of(request);
+    let Some(call_id) = exchange
+        .open(vendor.action(), request.attempt, users.len())
+        .await
+    else {
+        return request.settle(audit_unavailable(users.len()), None);
+    };
+    let (sent, latency) = exchange
+        .send(vendor.build_request(&users, &AttemptContext::now()))
+        .await;
+    let (report, http_status) = match sent {
+        Sent::Answer(response) => {
+            let report = vendor.parse_response(&users, &response);
+            (
+                checked(report, users.len()),
+                Some(response.status().as_u16()),
+            )
+        }
+        Sent::Transport(error) => (
+            transport_failure(&error, vendor.repeat_is_safe(), users.len()),
             None,
         ),
-        Ok(http_request) => match http.oneshot(http_request).await {
-            Ok(response) => {
-                let mut report = vendor.parse_response(&users, &response);
-                if report.outcomes.len() != users.len() {
-                    report = CallReport::call_failed(
-                        users.len(),
-                        report.vendor_request_id,
-                        ErrorClass::Permanent,
-                        "registrar.MalformedResponse",
-                        "the vendor's answer did not account for every user",
-                    );
-                }
-                (report, Some(response.status().as_u16()))
-            }
-            Err(error) => (
-                transport_failure(&error, vendor.repeat_is_safe(), users.len()),
-                None,
-            ),
-        },
+        Sent::Unbuildable(error) => (build_failure(&error, users.len()), None),
     };
-    let latency = started.elapsed();
-
-    if let Some(request_id) = &report.vendor_request_id {
-        span.record("vendor_request_id", request_id.as_str());
-    }
-    if let Some(status) = http_status {
-        span.record("http_status", status);
-    }
-    if let Some(code) = &report.error_code {
-        span.record("error_code", code.as_str());
-    }
     target.health.set(health_of(&report));
     let end = VendorCallEnd {
         vendor_request_id: report.vendor_request_id.clone(),
         http_status,
         vendor_error_code: report.error_code.clone(),
         error_class: report.error_class.map(|class| class.as_str().to_owned()),
+        vendor_job_id: None,
         latency,
     };
-    if let Err(error) = audit.finish_vendor_call(call_id, &end).await {
-        tracing::error!(target = %target.name, call_id, %error, "could not complete the vendor call's audit row");
+    exchange.close(call_id, &end).await;
+    request.settle(report, Some(call_id))
+}
+
+/// A report that accounts for every user, or a failure saying it did not.
+pub(super) fn checked(report: CallReport, user_count: usize) -> CallReport {
+    if report.outcomes.len() == user_count {
+        return report;
     }
-    CallResponse {
-        settled: request
-            .users
-            .iter()
-            .zip(report.outcomes)
-            .map(|((slot, _), outcome)| {
-                (
-                    *slot,
-                    Settled {
-                        outcome,
-                        attempts: request.attempt,
-                        vendor_call_id: Some(call_id),
-                    },
-                )
-            })
-            .collect(),
+    CallReport::call_failed(
+        user_count,
+        report.vendor_request_id,
+        ErrorClass::Permanent,
+        "registrar.MalformedResponse",
+        "the vendor's answer did not account for every user",
+    )
+}
+
+pub(super) fn build_failure(error: &BuildError, user_count: usize) -> CallReport {
+    CallReport::call_failed(
+        user_count,
+        None,
+        ErrorClass::Permanent,
+        "registrar.RequestBuildFailed",
+        &error.to_string(),
+    )
+}
+
+impl CallRequest {
+    /// The response giving each user of this attempt its outcome from `report`.
+    pub(super) fn settle(&self, report: CallReport, vendor_call_id: Option<i64>) -> CallResponse {
+        CallResponse {
+            settled: self
+                .users
+                .iter()
+                .zip(report.outcomes)
+                .map(|((slot, _), outcome)| {
+                    (
+                        *slot,
+                        Settled {
+                            outcome,
+                            attempts: self.attempt,
+                            vendor_call_id,
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 }
 
-fn transport_failure(
+pub(super) fn transport_failure(
     error: &TransportError,
     repeat_is_safe: bool,
     user_count: usize,
@@ -343,7 +424,7 @@ fn transport_failure(
     CallReport::call_failed(user_count, None, class, code, &error.to_string())
 }
 
-fn health_of(report: &CallReport) -> Health {
+pub(super) fn health_of(report: &CallReport) -> Health {
     let throttled = report.error_class == Some(ErrorClass::Throttled)
         || report
             .outcomes

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod call;
 pub mod dispatcher;
+pub mod jobs;
 pub mod target;
 pub mod validate;
 
@@ -14,14 +15,18 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
-use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed, util::BoxCloneService};
+use tower::{
+    BoxError, ServiceBuilder,
+    timeout::error::Elapsed,
+    util::{BoxCloneService, BoxCloneSyncService},
+};
 
 use crate::{
     audit::{AuditError, AuditStore, BatchState, NewBatch, OutcomeCounts},
     domain::{Outcome, UserResult},
     outbound::{
         http_client::{HttpClient, TransportError},
-        rate_limit::{GcraLimiter, RateLimitLayer},
+        rate_limit::{GcraLimiter, Limiter, RateLimitLayer},
         retry::{RetryLayer, RetryPolicy},
         trace::TraceLayer,
     },
@@ -272,20 +277,18 @@ fn outbound_stack(
     audit: &AuditStore,
     client: HttpClient,
 ) -> dispatcher::CallService {
-    let http: HttpService = BoxCloneService::new(
+    let http: HttpService = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .map_err(transport_error)
             .timeout(spec.timeout)
             .service(client),
     );
+    let limiter: Arc<dyn Limiter> = Arc::new(GcraLimiter::per_second(spec.qps, RATE_SAFETY_MARGIN));
     let stack = ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))
-        .layer(RateLimitLayer::new(Arc::new(GcraLimiter::per_second(
-            spec.qps,
-            RATE_SAFETY_MARGIN,
-        ))))
-        .service(AttemptService::new(audit.clone(), http));
+        .layer(RateLimitLayer::new(limiter.clone()))
+        .service(AttemptService::new(audit.clone(), http, limiter));
     BoxCloneService::new(stack)
 }
 

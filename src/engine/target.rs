@@ -15,8 +15,13 @@ use crate::{
     domain::VendorKind,
     vendor::{
         SharedVendor,
+        ciam::{CiamConfig, CiamCreateUser},
+        ciam_import::CiamImport,
         lcic::{Lcic, LcicConfig},
         tencent::TencentCredentials,
+        volc::{VolcConfig, VolcRtc},
+        volc_sign::VolcCredentials,
+        zim::{Zim, ZimConfig},
     },
 };
 
@@ -66,25 +71,59 @@ pub struct TargetSpec {
 impl TargetSpec {
     /// Builds the vendor module of a target, resolving its credentials.
     pub fn from_config(config: &TargetConfig) -> Result<TargetSpec, ConfigError> {
+        let missing = |key: &str| ConfigError::Missing {
+            key: format!("targets.{}.{key}", config.name),
+            vendor: config.vendor,
+        };
+        let tencent_credentials = || -> Result<TencentCredentials, ConfigError> {
+            Ok(TencentCredentials {
+                secret_id: target_identifier(config, "secret_id", &config.secret_id)?,
+                secret_key: target_secret(config, "secret_key", &config.secret_key)?,
+            })
+        };
+        let ciam_config = || -> Result<CiamConfig, ConfigError> {
+            Ok(CiamConfig {
+                endpoint: config.endpoint.clone(),
+                user_store_id: config
+                    .user_store_id
+                    .clone()
+                    .ok_or_else(|| missing("user_store_id"))?,
+                region: config.region.clone().ok_or_else(|| missing("region"))?,
+                credentials: tencent_credentials()?,
+            })
+        };
         let vendor: SharedVendor = match config.vendor {
             VendorKind::TencentLcic => Arc::new(Lcic::new(LcicConfig {
                 endpoint: config.endpoint.clone(),
-                sdk_app_id: config.app_id.ok_or_else(|| ConfigError::Missing {
-                    key: format!("targets.{}.app_id", config.name),
-                    vendor: config.vendor,
-                })?,
+                sdk_app_id: config.app_id.ok_or_else(|| missing("app_id"))?,
                 region: config.region.clone(),
-                credentials: TencentCredentials {
-                    secret_id: target_identifier(config, "secret_id", &config.secret_id)?,
-                    secret_key: target_secret(config, "secret_key", &config.secret_key)?,
+                credentials: tencent_credentials()?,
+            })),
+            VendorKind::ZegoZim => Arc::new(Zim::new(ZimConfig {
+                endpoint: config.endpoint.clone(),
+                app_id: config.app_id.ok_or_else(|| missing("app_id"))?,
+                server_secret: target_secret(config, "server_secret", &config.server_secret)?,
+            })),
+            VendorKind::VolcRtc => Arc::new(VolcRtc::new(VolcConfig {
+                endpoint: config.endpoint.clone(),
+                app_id: config.app_id.ok_or_else(|| missing("app_id"))?,
+                // vendors.md D.1: RTC signs for region cn-north-1 unless overseas
+                region: config
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "cn-north-1".to_owned()),
+                credentials: VolcCredentials {
+                    access_key_id: target_identifier(config, "secret_id", &config.secret_id)?,
+                    secret_access_key: target_secret(config, "secret_key", &config.secret_key)?,
                 },
             })),
-            other => {
-                return Err(ConfigError::Invalid {
-                    key: format!("targets.{}.vendor", config.name),
-                    reason: format!("{other} is not supported yet by this build"),
-                });
-            }
+            VendorKind::TencentCiam => Arc::new(CiamCreateUser::new(ciam_config()?)),
+            VendorKind::TencentCiamImport => Arc::new(CiamImport::new(ciam_config()?)),
+        };
+        // vendors.md B.2: at most two import jobs run at once per user store
+        let max_in_flight = match config.vendor {
+            VendorKind::TencentCiamImport => config.max_in_flight.unwrap_or(2).clamp(1, 2),
+            _ => config.max_in_flight().max(1),
         };
         Ok(TargetSpec {
             name: Arc::from(config.name.as_str()),
@@ -94,7 +133,7 @@ impl TargetSpec {
             qps: NonZeroU32::new(config.qps()).unwrap_or(NonZeroU32::MIN),
             timeout: config.timeout,
             linger: config.linger,
-            max_in_flight: config.max_in_flight().max(1),
+            max_in_flight,
             max_attempts: config.max_attempts.max(1),
             health: Arc::default(),
         })

@@ -2,14 +2,17 @@
 //!
 //! The limiter is GCRA (the governor crate) with a burst of one, so permits
 //! are spaced evenly and no window of one second, aligned or not, ever holds
-//! more than the quota. It sits behind the small `Limiter` trait so that a
-//! store shared by several replicas can back it later.
+//! more than the quota. When the vendor answers with its throttle signal
+//! anyway (its real quota is lower than configured), a second, adaptive GCRA
+//! slows the target down for every caller and lets it recover gradually; it
+//! never exceeds the configured quota. The limiter sits behind the small
+//! `Limiter` trait so that a store shared by several replicas can back it later.
 
 use std::{
     future::Future,
     num::NonZeroU32,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
@@ -26,6 +29,15 @@ use tower::{Layer, Service};
 pub trait Limiter: Send + Sync + 'static {
     /// Resolves when the caller may make one call.
     fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// The vendor answered a call with its throttle signal: slow down.
+    fn throttled(&self) {}
+
+    /// The vendor answered a call without throttling it: recover gradually.
+    fn succeeded(&self) {}
+
+    /// The rate permits are currently given at, in calls per second.
+    fn current_rate(&self) -> f64;
 }
 
 /// governor's clock read from tokio's, so that tests can pause and advance time.
@@ -52,10 +64,55 @@ impl Clock for TokioClock {
 
 type TokioRateLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 
+/// After a throttle answer, the rate falls to this share of what it was.
+const DECREASE: f64 = 0.8;
+/// Throttle answers within this long of a decrease are the same episode
+/// (calls already in flight) and do not lower the rate again.
+const DECREASE_DEBOUNCE: Duration = Duration::from_secs(1);
+/// Each successful call raises the rate by this share of the quota...
+const INCREASE_PER_SUCCESS: f64 = 0.005;
+/// ...but not above this share of the rate that was last throttled, for
+/// `THROTTLED_RATE_MEMORY`: the vendor's real quota is probably just below it.
+const BELOW_THROTTLED_RATE: f64 = 0.95;
+const THROTTLED_RATE_MEMORY: Duration = Duration::from_secs(60);
+/// The slowest rate the adaptive limiter falls to, in calls per second.
+const MIN_RATE: f64 = 0.5;
+
 /// An in-process GCRA limiter for one target.
 pub struct GcraLimiter {
-    limiter: TokioRateLimiter,
+    /// The configured quota: never exceeded.
+    ceiling: TokioRateLimiter,
+    /// The configured quota in calls per second.
+    quota: f64,
+    margin: f64,
     clock: TokioClock,
+    adaptive: Mutex<Adaptive>,
+}
+
+/// The slowed-down rate after throttle answers; `limiter` is `None` at full quota.
+struct Adaptive {
+    rate: f64,
+    limiter: Option<Arc<TokioRateLimiter>>,
+    /// The rate `limiter` was built for.
+    built_rate: f64,
+    last_decrease: Option<Duration>,
+    throttled_rate: Option<(f64, Duration)>,
+}
+
+fn gcra(calls_per_second: f64, margin: f64, clock: &TokioClock) -> TokioRateLimiter {
+    let spacing = Duration::from_secs(1)
+        .div_f64(calls_per_second)
+        .mul_f64(1.0 + margin.max(0.0));
+    let quota = Quota::with_period(spacing)
+        .expect("a positive quota has a positive period")
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct_with_clock(quota, clock.clone())
+}
+
+async fn wait_for(limiter: &TokioRateLimiter, clock: &TokioClock) {
+    while let Err(not_until) = limiter.check() {
+        tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+    }
 }
 
 impl GcraLimiter {
@@ -66,27 +123,98 @@ impl GcraLimiter {
     /// the vendor's receipt of the call cannot squeeze one more call into the
     /// vendor's window.
     pub fn per_second(calls_per_second: NonZeroU32, margin: f64) -> Self {
-        let spacing = Duration::from_secs(1)
-            .div_f64(f64::from(calls_per_second.get()))
-            .mul_f64(1.0 + margin.max(0.0));
-        let quota = Quota::with_period(spacing)
-            .expect("a positive quota has a positive period")
-            .allow_burst(NonZeroU32::MIN);
+        let quota = f64::from(calls_per_second.get());
         let clock = TokioClock::default();
         GcraLimiter {
-            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            ceiling: gcra(quota, margin, &clock),
+            quota,
+            margin,
             clock,
+            adaptive: Mutex::new(Adaptive {
+                rate: quota,
+                limiter: None,
+                built_rate: quota,
+                last_decrease: None,
+                throttled_rate: None,
+            }),
         }
+    }
+
+    fn adaptive(&self) -> std::sync::MutexGuard<'_, Adaptive> {
+        self.adaptive
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_rate(&self, adaptive: &mut Adaptive, rate: f64) {
+        let rate = rate.clamp(MIN_RATE.min(self.quota), self.quota);
+        adaptive.rate = rate;
+        if rate >= self.quota {
+            adaptive.limiter = None;
+            adaptive.built_rate = self.quota;
+            return;
+        }
+        // rebuild only on a real change: a fresh GCRA forgets its spacing
+        if adaptive.limiter.is_some() && (rate - adaptive.built_rate).abs() < 0.25 {
+            return;
+        }
+        adaptive.built_rate = rate;
+        adaptive.limiter = Some(Arc::new(gcra(rate, self.margin, &self.clock)));
     }
 }
 
 impl Limiter for GcraLimiter {
     fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            while let Err(not_until) = self.limiter.check() {
-                tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+            let adaptive = self.adaptive().limiter.clone();
+            if let Some(adaptive) = adaptive {
+                wait_for(&adaptive, &self.clock).await;
             }
+            wait_for(&self.ceiling, &self.clock).await;
         })
+    }
+
+    fn throttled(&self) {
+        let now = self.clock.now();
+        let mut adaptive = self.adaptive();
+        if adaptive
+            .last_decrease
+            .is_some_and(|last| now.saturating_sub(last) < DECREASE_DEBOUNCE)
+        {
+            return;
+        }
+        adaptive.last_decrease = Some(now);
+        adaptive.throttled_rate = Some((adaptive.rate, now));
+        let slower = adaptive.rate * DECREASE;
+        self.set_rate(&mut adaptive, slower);
+        tracing::warn!(
+            rate = adaptive.rate,
+            quota = self.quota,
+            "vendor throttled: slowing down"
+        );
+    }
+
+    fn succeeded(&self) {
+        let now = self.clock.now();
+        let mut adaptive = self.adaptive();
+        if adaptive.limiter.is_none() {
+            return;
+        }
+        let mut limit = self.quota;
+        if let Some((throttled_rate, at)) = adaptive.throttled_rate {
+            if now.saturating_sub(at) < THROTTLED_RATE_MEMORY {
+                limit = limit.min(throttled_rate * BELOW_THROTTLED_RATE);
+            } else {
+                adaptive.throttled_rate = None;
+            }
+        }
+        let faster =
+            (adaptive.rate + self.quota * INCREASE_PER_SUCCESS).min(limit.max(adaptive.rate));
+        self.set_rate(&mut adaptive, faster);
+    }
+
+    fn current_rate(&self) -> f64 {
+        self.adaptive().rate
     }
 }
 
@@ -185,5 +313,52 @@ mod tests {
         }
         // and the quota is used: 120 permits at 20/s take about 6 s, not more
         assert!(*admitted.last().unwrap() <= Duration::from_millis(6000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_answer_slows_every_caller_and_the_rate_recovers_gradually() {
+        let limiter = GcraLimiter::per_second(NonZeroU32::new(20).unwrap(), 0.0);
+        assert_eq!(limiter.current_rate(), 20.0);
+        limiter.throttled();
+        // the answers of calls already in flight are the same episode
+        limiter.throttled();
+        assert!((limiter.current_rate() - 16.0).abs() < 1e-9);
+
+        // at 16/s, 32 permits take about 2 s, not 1.6 s
+        let start = tokio::time::Instant::now();
+        for _ in 0..33 {
+            limiter.acquire().await;
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(1990),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // recovery is gradual, and stays below the throttled rate for a while
+        for _ in 0..40 {
+            limiter.succeeded();
+        }
+        assert!(limiter.current_rate() <= 20.0 * 0.95 + 1e-9);
+        assert!(limiter.current_rate() > 16.0);
+        tokio::time::advance(THROTTLED_RATE_MEMORY + Duration::from_secs(1)).await;
+        for _ in 0..400 {
+            limiter.succeeded();
+        }
+        assert_eq!(limiter.current_rate(), 20.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_throttling_never_stops_the_target() {
+        let limiter = GcraLimiter::per_second(NonZeroU32::new(20).unwrap(), 0.0);
+        for _ in 0..100 {
+            limiter.throttled();
+            tokio::time::advance(DECREASE_DEBOUNCE).await;
+        }
+        assert!(limiter.current_rate() >= MIN_RATE);
+        let start = tokio::time::Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert!(start.elapsed() <= Duration::from_secs(3));
     }
 }

@@ -19,6 +19,8 @@ pub struct Model {
     pub vendor_error_code: Option<String>,
     /// `retryable`, `throttled` or `permanent` when the call failed as a whole.
     pub error_class: Option<String>,
+    /// The vendor job the call submitted or polled (CIAM imports).
+    pub vendor_job_id: Option<String>,
     pub latency_ms: Option<i64>,
     pub started_at: ChronoDateTimeUtc,
     pub finished_at: Option<ChronoDateTimeUtc>,
