@@ -29,7 +29,10 @@ use crate::{
     audit::{AuditStore, NewVendorCall, VendorCallEnd},
     domain::User,
     outbound::{
-        http_client::TransportError, rate_limit::Limiter, retry::RetryableRequest, trace::Traced,
+        http_client::TransportError,
+        rate_limit::{Limiter, PermitHolder},
+        retry::RetryableRequest,
+        trace::Traced,
     },
     vendor::{AttemptContext, BuildError, CallReport, ErrorClass, VendorOutcome},
 };
@@ -46,6 +49,8 @@ pub struct CallRequest {
     pub users: Vec<(usize, Arc<Pending>)>,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The dispatcher took this attempt's rate permit already.
+    pub permit_taken: bool,
 }
 
 /// What happened to one user of a call.
@@ -63,12 +68,20 @@ pub struct CallResponse {
 }
 
 impl CallRequest {
+    /// The first attempt of a call, whose rate permit the dispatcher holds.
     pub fn first(target: Arc<TargetSpec>, users: Vec<Arc<Pending>>) -> Self {
         CallRequest {
             target,
             users: users.into_iter().enumerate().collect(),
             attempt: 1,
+            permit_taken: true,
         }
+    }
+}
+
+impl PermitHolder for CallRequest {
+    fn holds_permit(&self) -> bool {
+        self.permit_taken
     }
 }
 
@@ -101,6 +114,8 @@ impl RetryableRequest for CallRequest {
                     target: self.target.clone(),
                     users,
                     attempt: self.attempt + 1,
+                    // every retry takes a permit of its own
+                    permit_taken: false,
                 },
                 class,
             )

@@ -24,6 +24,7 @@ use super::{
 use crate::{
     audit::{AuditStore, RegistrationRow},
     domain::{Outcome, UserResult},
+    outbound::rate_limit::Limiter,
     vendor::VendorOutcome,
 };
 
@@ -41,6 +42,7 @@ const QUEUED_GROUPS: usize = 64;
 pub fn spawn(
     target: Arc<TargetSpec>,
     service: CallService,
+    limiter: Arc<dyn Limiter>,
     audit: AuditStore,
     tracker: TaskTracker,
 ) -> mpsc::Sender<Group> {
@@ -49,6 +51,7 @@ pub fn spawn(
         in_flight: Arc::new(Semaphore::new(target.max_in_flight)),
         target,
         service,
+        limiter,
         audit,
         tracker: tracker.clone(),
         queue: receiver,
@@ -62,6 +65,8 @@ pub fn spawn(
 struct Dispatcher {
     target: Arc<TargetSpec>,
     service: CallService,
+    /// The target's limiter: a call's first permit is taken here, while its batch fills.
+    limiter: Arc<dyn Limiter>,
     audit: AuditStore,
     tracker: TaskTracker,
     queue: mpsc::Receiver<Group>,
@@ -95,48 +100,96 @@ impl Dispatcher {
         }
     }
 
-    /// Up to `max_batch` users, waiting at most `linger` for a partial batch
-    /// to fill; `None` once the queue is closed and nothing is buffered.
+    /// Up to `max_batch` users for one call, with the call's rate permit.
+    ///
+    /// A partial batch waits at most `linger` for more users; past that, it
+    /// goes out as soon as the quota allows, and keeps taking users until
+    /// then: a call that could not leave sooner anyway leaves fuller.
+    /// `None` once the queue is closed and nothing is buffered.
     async fn next_batch(&mut self) -> Option<Vec<Arc<Pending>>> {
         if self.buffered.is_empty() {
             let group = self.queue.recv().await?;
             self.buffered.extend(group);
         }
+        let mut batch = Batch::new(self.target.max_batch);
+        batch.fill(&mut self.buffered);
         let deadline = Instant::now() + self.target.linger;
-        let max_batch = self.target.max_batch;
-        let mut batch = Vec::with_capacity(max_batch.min(self.buffered.len()));
-        let mut user_ids = HashSet::new();
-        // one call carries a user id once: vendors match answers by user id
-        let mut held_back = VecDeque::new();
-        loop {
-            while batch.len() < max_batch {
-                let Some(pending) = self.buffered.pop_front() else {
-                    break;
-                };
-                if user_ids.insert(pending.user.user_id.clone()) {
-                    batch.push(pending);
-                } else {
-                    held_back.push_back(pending);
+        while !batch.is_full() {
+            match tokio::time::timeout_at(deadline, self.queue.recv()).await {
+                Ok(Some(group)) => {
+                    self.buffered.extend(group);
+                    batch.fill(&mut self.buffered);
                 }
+                Ok(None) | Err(_) => break,
             }
-            if batch.len() >= max_batch {
-                break;
-            }
-            let group = match self.queue.try_recv() {
-                Ok(group) => group,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, self.queue.recv()).await {
-                        Ok(Some(group)) => group,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            };
-            self.buffered.extend(group);
         }
-        held_back.append(&mut self.buffered);
-        self.buffered = held_back;
-        Some(batch)
+        let limiter = self.limiter.clone();
+        let mut permit = limiter.acquire();
+        let mut queue_open = true;
+        while !batch.is_full() && queue_open {
+            tokio::select! {
+                biased;
+                () = &mut permit => {
+                    batch.finish(&mut self.buffered);
+                    return Some(batch.users);
+                }
+                group = self.queue.recv() => match group {
+                    Some(group) => {
+                        self.buffered.extend(group);
+                        batch.fill(&mut self.buffered);
+                    }
+                    None => queue_open = false,
+                },
+            }
+        }
+        permit.await;
+        batch.finish(&mut self.buffered);
+        Some(batch.users)
+    }
+}
+
+/// A call being filled: one user id at most once, since vendors match
+/// answers by user id; repeats wait for a later call.
+struct Batch {
+    users: Vec<Arc<Pending>>,
+    user_ids: HashSet<String>,
+    held_back: VecDeque<Arc<Pending>>,
+    max: usize,
+}
+
+impl Batch {
+    fn new(max: usize) -> Self {
+        Batch {
+            users: Vec::new(),
+            user_ids: HashSet::new(),
+            held_back: VecDeque::new(),
+            max,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.users.len() >= self.max
+    }
+
+    /// Moves users from the buffer until the call is full.
+    fn fill(&mut self, buffered: &mut VecDeque<Arc<Pending>>) {
+        while !self.is_full() {
+            let Some(pending) = buffered.pop_front() else {
+                return;
+            };
+            if self.user_ids.insert(pending.user.user_id.clone()) {
+                self.users.push(pending);
+            } else {
+                self.held_back.push_back(pending);
+            }
+        }
+    }
+
+    /// Puts the users held back in front of the buffer, in their order.
+    fn finish(&mut self, buffered: &mut VecDeque<Arc<Pending>>) {
+        while let Some(pending) = self.held_back.pop_back() {
+            buffered.push_front(pending);
+        }
     }
 }
 

@@ -104,9 +104,16 @@ impl Engine {
             .into_iter()
             .map(|spec| {
                 let spec = Arc::new(spec);
-                let service = outbound_stack(&spec, &audit, client.clone());
-                let queue =
-                    dispatcher::spawn(spec.clone(), service, audit.clone(), tracker.clone());
+                let limiter: Arc<dyn Limiter> =
+                    Arc::new(GcraLimiter::per_second(spec.qps, RATE_SAFETY_MARGIN));
+                let service = outbound_stack(&spec, &audit, client.clone(), limiter.clone());
+                let queue = dispatcher::spawn(
+                    spec.clone(),
+                    service,
+                    limiter,
+                    audit.clone(),
+                    tracker.clone(),
+                );
                 TargetRuntime { spec, queue }
             })
             .collect();
@@ -276,6 +283,7 @@ fn outbound_stack(
     spec: &Arc<TargetSpec>,
     audit: &AuditStore,
     client: HttpClient,
+    limiter: Arc<dyn Limiter>,
 ) -> dispatcher::CallService {
     let http: HttpService = BoxCloneSyncService::new(
         ServiceBuilder::new()
@@ -283,7 +291,6 @@ fn outbound_stack(
             .timeout(spec.timeout)
             .service(client),
     );
-    let limiter: Arc<dyn Limiter> = Arc::new(GcraLimiter::per_second(spec.qps, RATE_SAFETY_MARGIN));
     let stack = ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))

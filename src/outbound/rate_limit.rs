@@ -218,7 +218,15 @@ impl Limiter for GcraLimiter {
     }
 }
 
-/// Applies a shared `Limiter` to every call of the inner service.
+/// A request that may carry the permit of its call already: a dispatcher
+/// that waits for the permit while it fills a batch passes it down, so the
+/// call does not take a second one.
+pub trait PermitHolder {
+    fn holds_permit(&self) -> bool;
+}
+
+/// Applies a shared `Limiter` to every call of the inner service that does
+/// not hold its permit already.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn Limiter>,
@@ -251,7 +259,7 @@ impl<S, Request> Service<Request> for RateLimit<S>
 where
     S: Service<Request> + Clone + Send + 'static,
     S::Future: Send,
-    Request: Send + 'static,
+    Request: PermitHolder + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -267,7 +275,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            limiter.acquire().await;
+            if !request.holds_permit() {
+                limiter.acquire().await;
+            }
             std::future::poll_fn(|context| inner.poll_ready(context)).await?;
             inner.call(request).await
         })
