@@ -17,29 +17,71 @@ use crate::{
 /// The demo account of each vendor kind the embedded simulator knows. These
 /// credentials exist only inside the simulator; they are not secrets.
 pub fn demo_accounts() -> Vec<SimAccount> {
-    vec![SimAccount {
-        vendor: VendorKind::TencentLcic,
-        app_id: 1_400_000_001,
-        user_store_id: String::new(),
-        secret_id: "AKIDregistrarDEMOlcic0000000000000000".to_owned(),
-        secret_key: SecretString::from("registrar-demo-lcic-secret-key"),
-        qps: VendorKind::TencentLcic.default_qps(),
-    }]
+    let account =
+        |vendor: VendorKind, app_id: u64, user_store_id: &str, secret_id: &str| SimAccount {
+            vendor,
+            app_id,
+            user_store_id: user_store_id.to_owned(),
+            secret_id: secret_id.to_owned(),
+            secret_key: SecretString::from(format!("registrar-demo-{vendor}-secret")),
+            qps: vendor.default_qps(),
+        };
+    vec![
+        account(
+            VendorKind::TencentLcic,
+            1_400_000_001,
+            "",
+            "AKIDregistrarDEMOlcic0000000000000000",
+        ),
+        account(VendorKind::ZegoZim, 1_000_000_001, "", ""),
+        account(
+            VendorKind::VolcRtc,
+            600_000_001,
+            "",
+            "AKLTregistrarDEMOvolc000000000000000",
+        ),
+        account(
+            VendorKind::TencentCiam,
+            1,
+            "demo-user-store",
+            "AKIDregistrarDEMOciam0000000000000000",
+        ),
+        account(
+            VendorKind::TencentCiamImport,
+            2,
+            "demo-import-store",
+            "AKIDregistrarDEMOciamimport0000000000",
+        ),
+    ]
 }
 
-/// The embedded default configuration: demo targets named after their vendors.
+/// The embedded default configuration: one demo target per vendor, named after it.
 pub fn embedded_config_toml(sim_endpoint: &str) -> String {
     use secrecy::ExposeSecret;
     demo_accounts()
         .iter()
         .map(|account| {
+            let vendor = account.vendor;
+            let secret = account.secret_key.expose_secret();
+            let identity = match vendor {
+                VendorKind::TencentLcic => format!(
+                    "app_id = {}\nsecret_id = \"{}\"\nsecret_key = \"{secret}\"",
+                    account.app_id, account.secret_id
+                ),
+                VendorKind::ZegoZim => {
+                    format!("app_id = {}\nserver_secret = \"{secret}\"", account.app_id)
+                }
+                VendorKind::VolcRtc => format!(
+                    "app_id = {}\nregion = \"cn-north-1\"\nsecret_id = \"{}\"\nsecret_key = \"{secret}\"",
+                    account.app_id, account.secret_id
+                ),
+                VendorKind::TencentCiam | VendorKind::TencentCiamImport => format!(
+                    "user_store_id = \"{}\"\nregion = \"ap-guangzhou\"\nsecret_id = \"{}\"\nsecret_key = \"{secret}\"",
+                    account.user_store_id, account.secret_id
+                ),
+            };
             format!(
-                "[[targets]]\nname = \"{vendor}\"\nvendor = \"{vendor}\"\nendpoint = \"{sim_endpoint}\"\n\
-                 app_id = {app_id}\nsecret_id = \"{secret_id}\"\nsecret_key = \"{secret_key}\"\n\n",
-                vendor = account.vendor,
-                app_id = account.app_id,
-                secret_id = account.secret_id,
-                secret_key = account.secret_key.expose_secret(),
+                "[[targets]]\nname = \"{vendor}\"\nvendor = \"{vendor}\"\nendpoint = \"{sim_endpoint}\"\n{identity}\n\n"
             )
         })
         .collect()

@@ -343,6 +343,17 @@ impl Config {
                     return Err(missing(field));
                 }
             }
+            // vendors.md C: ZEGO's AppId is a Uint32
+            if target.vendor == VendorKind::ZegoZim
+                && target
+                    .app_id
+                    .is_some_and(|app_id| app_id > u64::from(u32::MAX))
+            {
+                return Err(ConfigError::Invalid {
+                    key: key("app_id"),
+                    reason: "must fit in 32 bits for zego-zim".to_owned(),
+                });
+            }
             let cap = target.vendor.default_max_batch();
             match target.max_batch {
                 Some(0) => {

@@ -9,7 +9,7 @@ use registrar::{
     app,
     audit::AuditStore,
     config::{CliOverrides, Config},
-    sim::{self, SimConfig},
+    sim::{self, SimConfig, faults::SimFaults},
     telemetry,
 };
 
@@ -46,6 +46,21 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:8700")]
         listen: SocketAddr,
+        /// The real quota of every simulated account, in calls per second,
+        /// when it differs from the targets' configured qps.
+        #[arg(long)]
+        real_qps: Option<u32>,
+        /// Latency added to every answer, e.g. 50ms.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        latency: std::time::Duration,
+        /// Uniform jitter on top of --latency, e.g. 20ms.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        latency_jitter: std::time::Duration,
+        /// Share of calls (0..1) faulted, spread evenly over HTTP 503, the
+        /// vendor's internal error, its throttle answer, a connection dropped
+        /// after the work, and no answer at all.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
     },
     /// Apply the audit store's pending migrations, then exit.
     Migrate {
@@ -117,16 +132,33 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sim { config, listen } => {
-            let accounts = match &config {
+        Command::Sim {
+            config,
+            listen,
+            real_qps,
+            latency,
+            latency_jitter,
+            fault_rate,
+        } => {
+            let faults = SimFaults {
+                latency,
+                latency_jitter,
+                ..SimFaults::spread(fault_rate)
+            };
+            let mut accounts = match &config {
                 Some(path) => {
                     app::accounts_for(&Config::load(Some(path), None, &CliOverrides::default())?)?
                 }
                 None => app::demo_accounts(),
             };
+            if let Some(real_qps) = real_qps {
+                for account in &mut accounts {
+                    account.qps = real_qps;
+                }
+            }
             let _telemetry = telemetry::init(&Default::default())?;
-            tracing::info!(%listen, accounts = accounts.len(), "vendor simulator listening");
-            sim::run(SimConfig { listen, accounts }, shutdown_signal()).await
+            tracing::info!(%listen, accounts = accounts.len(), ?faults, "vendor simulator listening");
+            sim::run(SimConfig { listen, accounts }, faults, shutdown_signal()).await
         }
         Command::Migrate {
             config,

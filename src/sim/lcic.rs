@@ -283,6 +283,7 @@ fn register(app: &mut AppState, app_id: u64, users: Vec<BatchUserRequest>) -> Ve
                     name: String::new(),
                     avatar: String::new(),
                     registrations: 0,
+                    fields: Default::default(),
                 });
             // seed 000: "If a user ID already exists, the existing one will be overwritten."
             held.name = user.name;

@@ -12,9 +12,14 @@
 //! `GET /_sim/users?vendor=..&app_id=..` and `POST /_sim/reset` read back and
 //! clear what was recorded, for out-of-process tests and benchmarks.
 
+mod ciam;
+mod ciam_import;
+pub mod faults;
 mod lcic;
 mod quota;
 mod tencent;
+mod volc;
+mod zim;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -40,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle, time::Instant};
 
 use crate::domain::VendorKind;
+use faults::{Fault, SimFaults};
 use quota::SlidingWindow;
 
 /// How long [`Simulator::shutdown`] lets in-flight calls finish before it stops serving anyway.
@@ -100,6 +106,10 @@ pub struct RegisteredUser {
     pub avatar: String,
     /// Times registered (LCIC overwrites an existing user).
     pub registrations: u32,
+    /// Other fields the vendor keeps, by the vendor's own field name
+    /// (e.g. Volcengine `Tags`, CIAM `Email`); never a password.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// A running simulator; stops serving when shut down or dropped.
@@ -113,7 +123,16 @@ pub struct Simulator {
 impl Simulator {
     /// Binds `config.listen` (port 0 picks a free port) and serves in a background task.
     pub async fn start(config: SimConfig) -> anyhow::Result<Simulator> {
+        Simulator::start_with_faults(config, SimFaults::default()).await
+    }
+
+    /// Like `start`, with faults injected from the first call.
+    pub async fn start_with_faults(
+        config: SimConfig,
+        faults: SimFaults,
+    ) -> anyhow::Result<Simulator> {
         let shared = Arc::new(Shared::new(config.accounts)?);
+        shared.set_faults(faults);
         let listener = bind(config.listen).await?;
         let local_addr = listener
             .local_addr()
@@ -148,6 +167,11 @@ impl Simulator {
     /// The base URL a target's `endpoint` uses, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> String {
         endpoint_of(self.local_addr)
+    }
+
+    /// Changes the faults injected from the next call on.
+    pub fn set_faults(&self, faults: SimFaults) {
+        self.shared.set_faults(faults);
     }
 
     /// Every call received, in arrival order.
@@ -196,9 +220,11 @@ impl Drop for Simulator {
 /// Serves the simulator until `shutdown` completes (the `registrar sim` command).
 pub async fn run(
     config: SimConfig,
+    faults: SimFaults,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(config.accounts)?);
+    shared.set_faults(faults);
     let listener = bind(config.listen).await?;
     let address = listener
         .local_addr()
@@ -231,15 +257,107 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/calls", get(list_calls))
         .route("/_sim/users", get(list_users))
         .route("/_sim/reset", post(reset))
+        .route("/_sim/faults", post(set_faults))
         .with_state(shared)
 }
 
-/// Every vendor call: routed by the header or query parameter naming the action.
+/// Replaces the faults injected from the next call on (JSON `SimFaults`).
+async fn set_faults(
+    State(shared): State<Arc<Shared>>,
+    Json(faults): Json<SimFaults>,
+) -> StatusCode {
+    shared.set_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+/// Every vendor call, with the run's faults and latency applied around it.
 async fn vendor_call(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let faults = shared.faults();
+    if faults == SimFaults::default() {
+        return route(&shared, request).await;
+    }
+    let vendor = vendor_of(&request);
+    let fault = faults.pick(rand::random::<f64>());
+    let latency = faults.latency(rand::random::<f64>());
+    let response = match fault {
+        None => route(&shared, request).await,
+        Some(Fault::NoAnswer) => {
+            shared.refuse_fault(vendor, Fault::NoAnswer);
+            tokio::time::sleep(faults.no_answer_for).await;
+            return broken_response();
+        }
+        Some(Fault::DropAfterWork) => {
+            let _done = route(&shared, request).await;
+            shared.refuse_fault(vendor, Fault::DropAfterWork);
+            tokio::time::sleep(latency).await;
+            return broken_response();
+        }
+        Some(Fault::Http5xx) => {
+            shared.refuse_fault(vendor, Fault::Http5xx);
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Some(fault) => {
+            shared.refuse_fault(vendor, fault);
+            let (status, body) = faults::vendor_answer(vendor, fault);
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+    };
+    tokio::time::sleep(latency).await;
+    response
+}
+
+/// A response whose body fails at once: the client sees the connection drop.
+fn broken_response() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "simulated dropped connection",
+        ))
+    });
+    Response::new(Body::from_stream(failing))
+}
+
+/// The vendor a call is for, from its action.
+fn vendor_of(request: &Request) -> VendorKind {
+    match query_action(request.uri()) {
+        Some(crate::vendor::zim::ACTION) => VendorKind::ZegoZim,
+        Some(crate::vendor::volc::ACTION) => VendorKind::VolcRtc,
+        _ => match request
+            .headers()
+            .get("x-tc-action")
+            .and_then(|value| value.to_str().ok())
+        {
+            Some(crate::vendor::ciam::ACTION) => VendorKind::TencentCiam,
+            Some(crate::vendor::ciam_import::ACTION | crate::vendor::ciam_import::POLL_ACTION) => {
+                VendorKind::TencentCiamImport
+            }
+            _ => VendorKind::TencentLcic,
+        },
+    }
+}
+
+/// Every vendor call: routed by the query parameter or header naming the action.
+async fn route(shared: &Shared, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    // ZEGO and Volcengine name the action in the `Action` query parameter
-    // and arrive with a later issue; until then everything is Tencent's.
-    tencent::dispatch(&shared, &parts, body).await
+    // ZEGO and Volcengine name the action in the `Action` query parameter;
+    // Tencent in the `X-TC-Action` header.
+    match query_action(&parts.uri) {
+        Some(crate::vendor::zim::ACTION) => zim::user_register(shared, &parts, body).await,
+        Some(crate::vendor::volc::ACTION) => volc::register_users(shared, &parts, body).await,
+        _ => tencent::dispatch(shared, &parts, body).await,
+    }
+}
+
+/// The `Action` query parameter, if any.
+fn query_action(uri: &Uri) -> Option<&str> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
 }
 
 async fn list_calls(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedCall>> {
@@ -265,6 +383,7 @@ async fn reset(State(shared): State<Arc<Shared>>) -> StatusCode {
     for app in state.apps.values_mut() {
         app.accepted.clear();
         app.users.clear();
+        app.jobs.clear();
     }
     StatusCode::NO_CONTENT
 }
@@ -321,6 +440,7 @@ struct Shared {
     started: Instant,
     accounts: Vec<SimAccount>,
     state: Mutex<Memory>,
+    faults: Mutex<SimFaults>,
 }
 
 struct Memory {
@@ -334,6 +454,8 @@ struct AppState {
     /// Arrival instants of every accepted call since the last reset, oldest first.
     accepted: Vec<Instant>,
     users: BTreeMap<String, RegisteredUser>,
+    /// CIAM import jobs of the user store (empty for other vendors).
+    jobs: ciam_import::Jobs,
 }
 
 impl AppState {
@@ -342,6 +464,7 @@ impl AppState {
             window: SlidingWindow::per_second(qps),
             accepted: Vec::new(),
             users: BTreeMap::new(),
+            jobs: ciam_import::Jobs::default(),
         }
     }
 }
@@ -385,7 +508,36 @@ impl Shared {
                 calls: Vec::new(),
                 apps,
             }),
+            faults: Mutex::new(SimFaults::default()),
         })
+    }
+
+    fn faults(&self) -> SimFaults {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_faults(&self, faults: SimFaults) {
+        *self.faults.lock().unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
+    /// Records a call answered by an injected fault.
+    fn refuse_fault(&self, vendor: VendorKind, fault: Fault) {
+        let refusal = Refusal {
+            http_status: 0,
+            code: fault.recorded_code().to_owned(),
+            message: "simulated fault".to_owned(),
+        };
+        let call = CallInfo {
+            vendor,
+            action: "fault",
+            app_id: None,
+            user_ids: Vec::new(),
+        };
+        let mut state = self.lock();
+        self.record(&mut state, Instant::now(), call, Some(&refusal));
     }
 
     /// The state; a handler that panicked elsewhere must not take the simulator down.

@@ -13,7 +13,7 @@ use axum::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{Refusal, Shared, SimAccount, lcic};
+use super::{Refusal, Shared, SimAccount, ciam, ciam_import, lcic};
 use crate::vendor::tc3;
 
 /// vendors.md A.1: "Limits: GET ≤32 KB, POST v3 ≤10 MB".
@@ -41,7 +41,11 @@ pub(super) async fn dispatch(
         .unwrap_or_default();
     match action {
         crate::vendor::lcic::ACTION => lcic::batch_register(shared, parts, body).await,
-        // CIAM's CreateUser, CreateApiImportUserJob and ListJobs come with a later issue.
+        crate::vendor::ciam::ACTION => ciam::create_user(shared, parts, body).await,
+        crate::vendor::ciam_import::ACTION => ciam_import::create_job(shared, parts, body).await,
+        crate::vendor::ciam_import::POLL_ACTION => {
+            ciam_import::list_jobs(shared, parts, body).await
+        }
         _ => {
             // Unroutable: no vendor to record it under.
             tracing::debug!(action, "simulated tencent call with an unknown action");

@@ -1,0 +1,793 @@
+//! The simulated Tencent CIAM `CreateUser` (2022-03-31): the Tencent gateway
+//! checks (TC3 signature for service `ciam`, version, content type) and the
+//! region CIAM requires, then the user store's quota, then the body, read
+//! strictly against seed 003's fields; an accepted call creates one user,
+//! keyed by UserName, unless its UserName, PhoneNumber or Email is taken.
+//! The password is checked for presence and then dropped: the simulator
+//! keeps `PasswordSet`, never the password. Also the helpers the simulated
+//! import jobs share: account lookup, gateway checks and a quota step whose
+//! verdict may depend on the store's memory. Sources: seed 003, vendors.md
+//! A and B.2.
+
+use axum::{body::Body, response::Response};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::{
+    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    tencent::{self, Product},
+};
+use crate::{
+    domain::VendorKind,
+    vendor::ciam::{ACTION, MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
+};
+
+pub(super) const PRODUCT: Product = Product {
+    service: SERVICE,
+    version: VERSION,
+};
+
+/// seed 003 "Input Parameters" besides the common ones, and B.2's optional UserOrg.
+const CREATE_USER_FIELDS: [&str; 16] = [
+    "UserStoreId",
+    "PhoneNumber",
+    "Email",
+    "Password",
+    "UserName",
+    "Nickname",
+    "Address",
+    "UserGroup",
+    "Birthdate",
+    "CustomizationAttributes",
+    "IndexedAttribute1",
+    "IndexedAttribute2",
+    "IndexedAttribute3",
+    "IndexedAttribute4",
+    "IndexedAttribute5",
+    "UserOrg",
+];
+
+/// seed 003: the required user fields and the code each one's absence answers.
+const REQUIRED_FIELDS: [(&str, &str); 4] = [
+    ("UserName", "FailedOperation.UserNameIsNull"),
+    ("PhoneNumber", "FailedOperation.PhoneNumberIsNull"),
+    ("Email", "FailedOperation.EmailIsNull"),
+    ("Password", "FailedOperation.PasswordIsNull"),
+];
+
+/// The optional string fields kept with a user, by their request name.
+const KEPT_TEXT_FIELDS: [&str; 7] = [
+    "Nickname",
+    "Address",
+    "IndexedAttribute1",
+    "IndexedAttribute2",
+    "IndexedAttribute3",
+    "IndexedAttribute4",
+    "IndexedAttribute5",
+];
+
+/// A user a valid CreateUser body describes; the password is not among its fields.
+#[derive(Debug, PartialEq, Eq)]
+struct NewUser {
+    user_name: String,
+    phone_number: String,
+    email: String,
+    /// Nickname, Address, UserGroup, Birthdate, CustomizationAttributes, IndexedAttributeN.
+    fields: Map<String, Value>,
+}
+
+/// Answers one `CreateUser` call and records it.
+pub(super) async fn create_user(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Response {
+    let vendor = VendorKind::TencentCiam;
+    let secret_id = tencent::claimed_secret_id(&parts.headers);
+    let body = match read_request_body(shared, parts, body, vendor, ACTION).await {
+        Ok(body) => body,
+        Err(refusal) => return tencent::error_response(&refusal),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let account = pick_account(
+        &shared.accounts,
+        vendor,
+        secret_id.as_deref(),
+        user_store_id_of(parsed.as_ref()),
+    );
+    let user_name = parsed
+        .as_ref()
+        .and_then(|body| body.get("UserName"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let call = call_info(vendor, ACTION, account, user_name.into_iter().collect());
+    let (account, call) = match gateway(shared, parts, &body, account, call) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return tencent::error_response(&refusal),
+    };
+    let verdict = validate_body(parsed.as_ref(), &account.user_store_id);
+    let decision = admit_checked(shared, account, call, verdict, |app, new_user| {
+        create(app, &account.user_store_id, new_user)
+    });
+    match decision {
+        // seed 003 "Output Example": {"Response":{"User":{...},"RequestId"}}.
+        Ok(user) => tencent::success_response(Map::from_iter([("User".to_owned(), user)])),
+        Err(refusal) => tencent::error_response(&refusal),
+    }
+}
+
+/// Reads a CIAM request body; a body that cannot be read is refused and recorded
+/// (the refusal is returned for the answer).
+pub(super) async fn read_request_body(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: Body,
+    vendor: VendorKind,
+    action: &'static str,
+) -> Result<Bytes, Refusal> {
+    let error = match read_body(&parts.headers, body, tencent::MAX_BODY_BYTES).await {
+        Ok(body) => return Ok(body),
+        Err(error) => error,
+    };
+    let refusal = match error {
+        // vendors.md A.1: POST v3 bodies are at most 10 MB.
+        BodyError::TooLarge => tencent::refusal(
+            "RequestSizeLimitExceeded",
+            "the request body is larger than 10 MB",
+        ),
+        BodyError::Unreadable => {
+            tencent::refusal("InvalidParameter", "the request body could not be read")
+        }
+    };
+    let secret_id = tencent::claimed_secret_id(&parts.headers);
+    let account = pick_account(&shared.accounts, vendor, secret_id.as_deref(), None);
+    shared.refuse(call_info(vendor, action, account, Vec::new()), &refusal);
+    Err(refusal)
+}
+
+/// The gateway's checks (vendors.md A.1) and the region CIAM requires; a
+/// refused call is recorded, and the refusal returned for the answer.
+pub(super) fn gateway<'a>(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: &[u8],
+    account: Option<&'a SimAccount>,
+    call: CallInfo,
+) -> Result<(&'a SimAccount, CallInfo), Refusal> {
+    let checked = tencent::check_request(&parts.headers, body, PRODUCT, account).and_then(|()| {
+        let region = parts
+            .headers
+            .get("x-tc-region")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        // seed 003/004: "Region Yes" — CIAM answers nothing without X-TC-Region.
+        if region.trim().is_empty() {
+            return Err(tencent::refusal(
+                "MissingParameter",
+                "the parameter Region (X-TC-Region) is required",
+            ));
+        }
+        // check_request refuses a SecretId without an account; kept for totality.
+        account.ok_or_else(|| {
+            tencent::refusal("AuthFailure.SecretIdNotFound", "the SecretId is not known")
+        })
+    });
+    match checked {
+        Ok(account) => Ok((account, call)),
+        Err(refusal) => {
+            shared.refuse(call, &refusal);
+            Err(refusal)
+        }
+    }
+}
+
+pub(super) fn call_info(
+    vendor: VendorKind,
+    action: &'static str,
+    account: Option<&SimAccount>,
+    user_ids: Vec<String>,
+) -> CallInfo {
+    CallInfo {
+        vendor,
+        action,
+        app_id: account.map(|account| account.app_id),
+        user_ids,
+    }
+}
+
+/// The `vendor` account a SecretId names. One SecretId may own several user
+/// stores: the body's UserStoreId picks among them, else the first is used.
+pub(super) fn pick_account<'a>(
+    accounts: &'a [SimAccount],
+    vendor: VendorKind,
+    secret_id: Option<&str>,
+    user_store_id: Option<&str>,
+) -> Option<&'a SimAccount> {
+    let secret_id = secret_id?;
+    let mut owned = accounts
+        .iter()
+        .filter(|account| account.vendor == vendor && account.secret_id == secret_id);
+    let first = owned.next()?;
+    if Some(first.user_store_id.as_str()) == user_store_id {
+        return Some(first);
+    }
+    Some(
+        owned
+            .find(|account| Some(account.user_store_id.as_str()) == user_store_id)
+            .unwrap_or(first),
+    )
+}
+
+pub(super) fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
+    body?.get("UserStoreId")?.as_str()
+}
+
+/// The quota step, then the body's verdict, then `accept`, which may refuse
+/// because of what the store holds (an existing user, two running jobs),
+/// all under one lock so concurrent calls cannot both pass. Like
+/// `Shared::admit`, a throttled or refused call takes no quota slot and
+/// changes nothing; every call is recorded with its fate.
+pub(super) fn admit_checked<V, T>(
+    shared: &Shared,
+    account: &SimAccount,
+    call: CallInfo,
+    verdict: Result<V, Refusal>,
+    accept: impl FnOnce(&mut AppState, V) -> Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    let mut guard = shared.lock();
+    let state = &mut *guard;
+    let now = Instant::now();
+    let app = state
+        .apps
+        .entry((account.vendor, account.app_id))
+        .or_insert_with(|| AppState::new(account.qps));
+    let decision = if !app.window.admits(now) {
+        Err(tencent::throttled())
+    } else {
+        verdict.and_then(|valid| {
+            let answer = accept(app, valid)?;
+            app.window.record(now);
+            app.accepted.push(now);
+            Ok(answer)
+        })
+    };
+    shared.record(state, now, call, decision.as_ref().err());
+    decision
+}
+
+fn invalid(message: String) -> Refusal {
+    tencent::refusal("InvalidParameterValue", message)
+}
+
+/// A string field: absent or null is `None`; any other type is refused.
+pub(super) fn text_field(
+    object: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<Option<String>, Refusal> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(invalid(format!(
+            "the parameter {path}{field} must be a string"
+        ))),
+    }
+}
+
+/// An array of strings: absent or null is empty.
+pub(super) fn strings_field(
+    object: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<Vec<String>, Refusal> {
+    let not_strings = || {
+        invalid(format!(
+            "the parameter {path}{field} must be an array of strings"
+        ))
+    };
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|value| value.as_str().map(str::to_owned).ok_or_else(not_strings))
+            .collect(),
+        Some(_) => Err(not_strings()),
+    }
+}
+
+/// `CustomizationAttributes` (B.2 MemberMap: Name and Value required, Type optional);
+/// `format_code` is the code a malformed attribute answers.
+pub(super) fn member_maps_field(
+    object: &Map<String, Value>,
+    path: &str,
+    format_code: &str,
+) -> Result<Option<Value>, Refusal> {
+    let attributes = match object.get("CustomizationAttributes") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(attributes)) => attributes,
+        Some(_) => {
+            return Err(tencent::refusal(
+                format_code,
+                format!("the parameter {path}CustomizationAttributes must be an array"),
+            ));
+        }
+    };
+    for (index, attribute) in attributes.iter().enumerate() {
+        let malformed = |what: &str| {
+            tencent::refusal(
+                format_code,
+                format!("the parameter {path}CustomizationAttributes.{index} {what}"),
+            )
+        };
+        let Some(attribute) = attribute.as_object() else {
+            return Err(malformed("must be an object"));
+        };
+        if let Some(unknown) = attribute
+            .keys()
+            .find(|key| !["Name", "Value", "Type"].contains(&key.as_str()))
+        {
+            return Err(tencent::refusal(
+                "UnknownParameter",
+                format!(
+                    "the parameter {path}CustomizationAttributes.{index}.{unknown} is not recognized"
+                ),
+            ));
+        }
+        for required in ["Name", "Value"] {
+            if !attribute.get(required).is_some_and(Value::is_string) {
+                return Err(malformed(&format!("needs a string {required}")));
+            }
+        }
+        if !matches!(
+            attribute.get("Type"),
+            None | Some(Value::Null | Value::String(_))
+        ) {
+            return Err(malformed("has a Type that is not a string"));
+        }
+    }
+    Ok(Some(Value::Array(attributes.clone())))
+}
+
+/// The first IndexedAttributeN longer than B.2's 512 characters, if any.
+pub(super) fn overlong_indexed_attribute(object: &Map<String, Value>) -> Option<String> {
+    (1..=5)
+        .map(|n| format!("IndexedAttribute{n}"))
+        .find(|field| {
+            object
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|value| value.chars().count() > MAX_INDEXED_ATTRIBUTE_CHARS)
+        })
+}
+
+/// Reads a CreateUser body strictly: exactly the documented fields, with their types.
+fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, Refusal> {
+    let Some(body) = body else {
+        return Err(tencent::refusal(
+            "InvalidParameter",
+            "the request body is not valid JSON",
+        ));
+    };
+    let Some(body) = body.as_object() else {
+        return Err(tencent::refusal(
+            "InvalidParameter",
+            "the request body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = body
+        .keys()
+        .find(|key| !CREATE_USER_FIELDS.contains(&key.as_str()))
+    {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter {unknown:?} is not recognized"),
+        ));
+    }
+    check_user_store(body, user_store_id)?;
+    let mut required = Vec::with_capacity(REQUIRED_FIELDS.len());
+    for (field, code) in REQUIRED_FIELDS {
+        match text_field(body, field, "")? {
+            Some(value) if !value.is_empty() => required.push(value),
+            _ => {
+                return Err(tencent::refusal(
+                    code,
+                    format!("the parameter {field} cannot be empty"),
+                ));
+            }
+        }
+    }
+    // The password (required[3]) was only checked for presence; it is not kept.
+    let [user_name, phone_number, email, _password] = <[String; 4]>::try_from(required)
+        .map_err(|_| tencent::refusal("InternalError", "the required fields could not be read"))?;
+    let mut fields = Map::new();
+    for field in KEPT_TEXT_FIELDS {
+        if let Some(value) = text_field(body, field, "")?.filter(|value| !value.is_empty()) {
+            fields.insert(field.to_owned(), Value::String(value));
+        }
+    }
+    if let Some(field) = overlong_indexed_attribute(body) {
+        // B.2: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+        return Err(tencent::refusal(
+            "FailedOperation.IndexedAttributeTooLong",
+            format!("{field} can contain up to {MAX_INDEXED_ATTRIBUTE_CHARS} characters"),
+        ));
+    }
+    let groups = strings_field(body, "UserGroup", "")?;
+    if !groups.is_empty() {
+        fields.insert("UserGroup".to_owned(), json!(groups));
+    }
+    strings_field(body, "UserOrg", "")?;
+    // seed 003: "Birthdate No Integer" (milliseconds since the epoch).
+    match body.get("Birthdate") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(number)) if number.is_i64() => {
+            fields.insert("Birthdate".to_owned(), Value::Number(number.clone()));
+        }
+        Some(_) => {
+            return Err(invalid(
+                "the parameter Birthdate must be an integer".to_owned(),
+            ));
+        }
+    }
+    // seed 003: FailedOperation.AttributeFormatError "The user attribute format is abnormal".
+    if let Some(attributes) = member_maps_field(body, "", "FailedOperation.AttributeFormatError")? {
+        fields.insert("CustomizationAttributes".to_owned(), attributes);
+    }
+    Ok(NewUser {
+        user_name,
+        phone_number,
+        email,
+        fields,
+    })
+}
+
+/// B.2: a request naming another store's id answers FailedOperation.UserStoreNotExist.
+pub(super) fn check_user_store(
+    body: &Map<String, Value>,
+    user_store_id: &str,
+) -> Result<(), Refusal> {
+    match text_field(body, "UserStoreId", "")? {
+        None => Err(tencent::refusal(
+            "MissingParameter",
+            "the parameter UserStoreId is required",
+        )),
+        Some(named) if named == user_store_id => Ok(()),
+        Some(_) => Err(tencent::refusal(
+            "FailedOperation.UserStoreNotExist",
+            "the user store does not exist",
+        )),
+    }
+}
+
+/// The code for the first identifier of a user that the store holds already.
+pub(super) fn taken_identifier(
+    app: &AppState,
+    user_name: &str,
+    phone_number: &str,
+    email: &str,
+) -> Option<&'static str> {
+    let held = |field: &str, value: &str| {
+        !value.is_empty()
+            && app
+                .users
+                .values()
+                .any(|user| user.fields.get(field).is_some_and(|held| held == value))
+    };
+    if held("UserName", user_name) || (!user_name.is_empty() && app.users.contains_key(user_name)) {
+        return Some("FailedOperation.UserNameAlreadyExists");
+    }
+    if held("PhoneNumber", phone_number) {
+        return Some("FailedOperation.PhoneNumberAlreadyExists");
+    }
+    if held("Email", email) {
+        return Some("FailedOperation.EmailAlreadyExists");
+    }
+    None
+}
+
+/// Creates the user unless one of its identifiers is taken; answers seed 003's `User`.
+fn create(app: &mut AppState, user_store_id: &str, new_user: NewUser) -> Result<Value, Refusal> {
+    if let Some(code) = taken_identifier(
+        app,
+        &new_user.user_name,
+        &new_user.phone_number,
+        &new_user.email,
+    ) {
+        // seed 003 section 6: "... has already been bound to a user" / "already exists".
+        return Err(tencent::refusal(code, "the user already exists"));
+    }
+    let user_id = generate_id();
+    let created_ms = chrono::Utc::now().timestamp_millis();
+    let mut fields = stored_fields(&new_user.fields);
+    fields.insert("UserName".to_owned(), new_user.user_name.clone());
+    fields.insert("PhoneNumber".to_owned(), new_user.phone_number.clone());
+    fields.insert("Email".to_owned(), new_user.email.clone());
+    fields.insert("PasswordSet".to_owned(), "true".to_owned());
+    fields.insert("Status".to_owned(), "NORMAL".to_owned());
+    fields.insert("CreatedDate".to_owned(), created_ms.to_string());
+    app.users.insert(
+        new_user.user_name.clone(),
+        RegisteredUser {
+            origin_id: new_user.user_name.clone(),
+            vendor_user_id: user_id.clone(),
+            name: new_user
+                .fields
+                .get("Nickname")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            avatar: String::new(),
+            registrations: 1,
+            fields,
+        },
+    );
+    let mut user = Map::new();
+    user.insert("UserId".to_owned(), json!(user_id));
+    user.insert("UserName".to_owned(), json!(new_user.user_name));
+    user.insert("PhoneNumber".to_owned(), json!(new_user.phone_number));
+    user.insert("Email".to_owned(), json!(new_user.email));
+    for (field, value) in new_user.fields {
+        // seed 003's output names these UserGroups and CustomAttributes.
+        let name = match field.as_str() {
+            "UserGroup" => "UserGroups".to_owned(),
+            "CustomizationAttributes" => "CustomAttributes".to_owned(),
+            _ => field,
+        };
+        user.insert(name, value);
+    }
+    user.insert("Status".to_owned(), json!("NORMAL"));
+    user.insert("UserDataSourceEnum".to_owned(), json!("ADMIN"));
+    user.insert("CreatedDate".to_owned(), json!(created_ms));
+    user.insert("LastModifiedDate".to_owned(), json!(created_ms));
+    user.insert("UserStoreId".to_owned(), json!(user_store_id));
+    Ok(Value::Object(user))
+}
+
+/// Request fields as the strings `RegisteredUser.fields` holds (JSON for non-strings).
+pub(super) fn stored_fields(
+    fields: &Map<String, Value>,
+) -> std::collections::BTreeMap<String, String> {
+    fields
+        .iter()
+        .map(|(field, value)| {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (field.clone(), text)
+        })
+        .collect()
+}
+
+/// A CIAM id shaped like seed 004's `c29f2c0f****************405ec698`: 32 hex digits.
+pub(super) fn generate_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    const STORE: &str = "2c3aca3b****************a7efe88e";
+
+    fn documented_body() -> Value {
+        // seed 003 "Input Example".
+        json!({
+            "UserStoreId": STORE,
+            "PhoneNumber": "132****0000",
+            "Email": "132****@qq.com",
+            "Password": "password",
+            "Nickname": "nick name",
+            "Address": "address",
+            "UserGroup": ["6cd22e51****************f6f7cb81"],
+            "Birthdate": 1706682491339i64,
+            "CustomizationAttributes": [{"Name": "k", "Value": "v", "Type": "STRING"}],
+            "UserName": "zhangsan",
+            "IndexedAttribute1": "value1",
+            "IndexedAttribute2": "value2",
+            "IndexedAttribute3": "value3",
+            "IndexedAttribute4": "value4",
+            "IndexedAttribute5": "value5"
+        })
+    }
+
+    fn code_of(body: Value) -> Option<String> {
+        validate_body(Some(&body), STORE)
+            .err()
+            .map(|refusal| refusal.code)
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut body = documented_body();
+        body[field] = value;
+        body
+    }
+
+    fn without(field: &str) -> Value {
+        let mut body = documented_body();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    }
+
+    #[test]
+    fn the_documented_input_example_is_accepted_and_the_password_is_not_kept() {
+        let user = validate_body(Some(&documented_body()), STORE).unwrap();
+        assert_eq!(user.user_name, "zhangsan");
+        assert_eq!(user.phone_number, "132****0000");
+        assert_eq!(user.email, "132****@qq.com");
+        assert!(!format!("{user:?}").contains("password"));
+        assert_eq!(user.fields["Birthdate"], json!(1706682491339i64));
+        let mut app = AppState::new(10);
+        let answer = create(&mut app, STORE, user).unwrap();
+        // seed 003 "Output Example" shape
+        assert_eq!(answer["UserName"], "zhangsan");
+        assert_eq!(answer["Status"], "NORMAL");
+        assert_eq!(
+            answer["UserGroups"],
+            json!(["6cd22e51****************f6f7cb81"])
+        );
+        assert_eq!(answer["CustomAttributes"][0]["Name"], "k");
+        assert_eq!(answer["UserId"].as_str().unwrap().len(), 32);
+        let held = &app.users["zhangsan"];
+        assert_eq!(held.vendor_user_id, answer["UserId"]);
+        assert_eq!(held.fields["PasswordSet"], "true");
+        assert_eq!(held.fields["Email"], "132****@qq.com");
+        assert!(
+            held.fields
+                .values()
+                .all(|value| !value.contains("\"password\"") && value != "password")
+        );
+    }
+
+    #[test]
+    fn every_rule_of_the_body_has_its_code() {
+        let cases = [
+            (json!([1]), "InvalidParameter"),
+            (with("Extra", json!(1)), "UnknownParameter"),
+            (without("UserStoreId"), "MissingParameter"),
+            (
+                with("UserStoreId", json!("other")),
+                "FailedOperation.UserStoreNotExist",
+            ),
+            (with("UserStoreId", json!(5)), "InvalidParameterValue"),
+            (without("UserName"), "FailedOperation.UserNameIsNull"),
+            (
+                with("UserName", json!("")),
+                "FailedOperation.UserNameIsNull",
+            ),
+            (without("PhoneNumber"), "FailedOperation.PhoneNumberIsNull"),
+            (without("Email"), "FailedOperation.EmailIsNull"),
+            (
+                with("Password", json!(null)),
+                "FailedOperation.PasswordIsNull",
+            ),
+            (with("Password", json!(12345)), "InvalidParameterValue"),
+            (with("Nickname", json!(7)), "InvalidParameterValue"),
+            (with("UserGroup", json!("g")), "InvalidParameterValue"),
+            (with("UserGroup", json!([1])), "InvalidParameterValue"),
+            (
+                with("Birthdate", json!("1706682491339")),
+                "InvalidParameterValue",
+            ),
+            (with("Birthdate", json!(1.5)), "InvalidParameterValue"),
+            (
+                with("IndexedAttribute3", json!("x".repeat(513))),
+                "FailedOperation.IndexedAttributeTooLong",
+            ),
+            (
+                with("CustomizationAttributes", json!({})),
+                "FailedOperation.AttributeFormatError",
+            ),
+            (
+                with("CustomizationAttributes", json!([{"Name": "k"}])),
+                "FailedOperation.AttributeFormatError",
+            ),
+            (
+                with(
+                    "CustomizationAttributes",
+                    json!([{"Name": "k", "Value": "v", "Type": 1}]),
+                ),
+                "FailedOperation.AttributeFormatError",
+            ),
+            (
+                with(
+                    "CustomizationAttributes",
+                    json!([{"Name": "k", "Value": "v", "Kind": "x"}]),
+                ),
+                "UnknownParameter",
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(code_of(body.clone()).as_deref(), Some(code), "{body}");
+        }
+        assert_eq!(
+            validate_body(None, STORE)
+                .err()
+                .map(|refusal| refusal.code)
+                .as_deref(),
+            Some("InvalidParameter")
+        );
+        // 512 characters are fine, whatever their bytes
+        assert_eq!(
+            code_of(with("IndexedAttribute1", json!("值".repeat(512)))),
+            None
+        );
+        assert_eq!(code_of(with("UserOrg", json!(["org"]))), None);
+    }
+
+    #[test]
+    fn taken_identifiers_answer_their_own_code() {
+        // seed 003 section 6: UserName/PhoneNumber/EmailAlreadyExists.
+        let mut app = AppState::new(10);
+        let user = |name: &str, phone: &str, email: &str| {
+            let mut body = documented_body();
+            body["UserName"] = json!(name);
+            body["PhoneNumber"] = json!(phone);
+            body["Email"] = json!(email);
+            validate_body(Some(&body), STORE).unwrap()
+        };
+        create(&mut app, STORE, user("a", "1", "a@x")).unwrap();
+        let mut code = |new_user| {
+            create(&mut app, STORE, new_user)
+                .err()
+                .map(|refusal| refusal.code)
+        };
+        assert_eq!(
+            code(user("a", "2", "b@x")).as_deref(),
+            Some("FailedOperation.UserNameAlreadyExists")
+        );
+        assert_eq!(
+            code(user("b", "1", "b@x")).as_deref(),
+            Some("FailedOperation.PhoneNumberAlreadyExists")
+        );
+        assert_eq!(
+            code(user("b", "2", "a@x")).as_deref(),
+            Some("FailedOperation.EmailAlreadyExists")
+        );
+        assert_eq!(code(user("b", "2", "b@x")), None);
+        assert_eq!(app.users.len(), 2);
+    }
+
+    #[test]
+    fn a_secret_id_owning_several_stores_is_resolved_by_the_user_store_id() {
+        let account = |vendor, app_id, store: &str, secret_id: &str| SimAccount {
+            vendor,
+            app_id,
+            user_store_id: store.to_owned(),
+            secret_id: secret_id.to_owned(),
+            secret_key: SecretString::from("key"),
+            qps: 1,
+        };
+        let ciam = VendorKind::TencentCiam;
+        let accounts = [
+            account(VendorKind::TencentLcic, 9, "", "id"),
+            account(VendorKind::TencentCiamImport, 8, "s1", "id"),
+            account(ciam, 1, "s1", "id"),
+            account(ciam, 2, "s2", "id"),
+        ];
+        let app_of = |vendor, secret_id, store| {
+            pick_account(&accounts, vendor, secret_id, store).map(|account| account.app_id)
+        };
+        assert_eq!(app_of(ciam, Some("id"), Some("s2")), Some(2));
+        assert_eq!(app_of(ciam, Some("id"), Some("s1")), Some(1));
+        assert_eq!(app_of(ciam, Some("id"), None), Some(1));
+        assert_eq!(app_of(ciam, Some("id"), Some("nope")), Some(1));
+        assert_eq!(
+            app_of(VendorKind::TencentCiamImport, Some("id"), Some("s2")),
+            Some(8)
+        );
+        assert_eq!(app_of(ciam, Some("other"), Some("s1")), None);
+        assert_eq!(app_of(ciam, None, Some("s1")), None);
+    }
+
+    #[test]
+    fn ids_look_like_the_documented_example() {
+        // seeds 003/004: masked ids such as "2c3aca3b****************a7efe88e" are 32 characters.
+        let id = generate_id();
+        assert_eq!(id.len(), "2c3aca3b****************a7efe88e".len());
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

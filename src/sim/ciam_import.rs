@@ -1,0 +1,880 @@
+//! The simulated Tencent CIAM import jobs (2022-03-31):
+//! `CreateApiImportUserJob` keeps a job with its users, and the job moves
+//! PENDING -> PROCESSING -> COMPLETED as time passes; `ListJobs` reads jobs.
+//! A job registers its users when it completes: a user whose UserName,
+//! PhoneNumber or Email is taken, who has no identifier, or whose password
+//! is not marked as a hash goes to the job's FailedUsers instead. At most two
+//! jobs of a user store run at once. Jobs advance lazily, whenever a call
+//! touches the store. Password hashes and salts are never kept: a user keeps
+//! `PasswordHashType`. Sources: seed 004, vendors.md A and B.2.
+//!
+//! A failed user is named in `FailedUserIdentification` by its UserName,
+//! else its PhoneNumber, else its Email (else another identifier): the
+//! choice the vendor module documents, since B.2 leaves it UNCONFIRMED. An
+//! imported user is kept under that same identifier.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
+
+use axum::{body::Body, response::Response};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::{
+    AppState, Refusal, RegisteredUser, Shared,
+    ciam::{
+        admit_checked, call_info, check_user_store, gateway, generate_id, member_maps_field,
+        overlong_indexed_attribute, pick_account, read_request_body, stored_fields, strings_field,
+        text_field, user_store_id_of,
+    },
+    tencent,
+};
+use crate::{
+    domain::VendorKind,
+    vendor::{
+        ciam::MAX_INDEXED_ATTRIBUTE_CHARS,
+        ciam_import::{
+            ACTION, BUSY_CODE, FailedUser, Job, MAX_RUNNING_JOBS, POLL_ACTION, STATUS_COMPLETED,
+            STATUS_PENDING, STATUS_PROCESSING, TYPE_IMPORT_USER,
+        },
+    },
+};
+
+/// How long a new job stays PENDING.
+pub(super) const PENDING_FOR: Duration = Duration::from_millis(100);
+/// How long a job stays PROCESSING: a base and a little per user.
+pub(super) const PROCESSING_BASE: Duration = Duration::from_millis(200);
+pub(super) const PROCESSING_PER_USER: Duration = Duration::from_micros(100);
+
+/// What a failed user's FailedReason says when an identifier is taken.
+pub(super) const EXISTS_REASON: &str = "user already exists";
+
+/// B.2 ImportUser: the identifiers of which at least one is required, in the
+/// order a failed user is named by.
+const IDENTIFIERS: [&str; 9] = [
+    "UserName",
+    "PhoneNumber",
+    "Email",
+    "WechatOpenId",
+    "WechatUnionId",
+    "AlipayUserId",
+    "QqOpenId",
+    "QqUnionId",
+    "WeComUserId",
+];
+
+/// B.2 ImportUser string fields besides the identifiers, Password and PasswordEncryptTypeEnum.
+const TEXT_FIELDS: [&str; 18] = [
+    "ResidentIdentityCard",
+    "Nickname",
+    "Address",
+    "Description",
+    "Birthdate",
+    "Name",
+    "Locale",
+    "Gender",
+    "IdentityVerificationMethod",
+    "Job",
+    "Nationality",
+    "Zone",
+    "IndexedAttribute1",
+    "IndexedAttribute2",
+    "IndexedAttribute3",
+    "IndexedAttribute4",
+    "IndexedAttribute5",
+    "PasswordEncryptTypeEnum",
+];
+
+/// B.2 ImportUser fields that are not strings.
+const OTHER_FIELDS: [&str; 5] = [
+    "UserGroup",
+    "IdentityVerified",
+    "CustomizationAttributes",
+    "Salt",
+    "Password",
+];
+
+/// B.2 PasswordEncryptTypeEnum values (plaintext and MD5 strings are UNCONFIRMED).
+const ENCRYPT_TYPES: [&str; 2] = ["SHA1", "BCRYPT"];
+
+/// The import jobs of one user store, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Jobs {
+    jobs: Vec<SimJob>,
+}
+
+impl Jobs {
+    pub(super) fn clear(&mut self) {
+        self.jobs.clear();
+    }
+}
+
+#[derive(Debug)]
+struct SimJob {
+    id: String,
+    created_at: Instant,
+    created_date_ms: i64,
+    users: Vec<ImportedUser>,
+    /// Set when the job completed: the users that were not registered.
+    failed_users: Option<Vec<FailedUser>>,
+}
+
+impl SimJob {
+    fn completes_at(&self) -> Instant {
+        let users = u32::try_from(self.users.len()).unwrap_or(u32::MAX);
+        self.created_at + PENDING_FOR + PROCESSING_BASE + PROCESSING_PER_USER.saturating_mul(users)
+    }
+
+    fn status(&self, now: Instant) -> &'static str {
+        if self.failed_users.is_some() {
+            STATUS_COMPLETED
+        } else if now < self.created_at + PENDING_FOR {
+            STATUS_PENDING
+        } else {
+            STATUS_PROCESSING
+        }
+    }
+
+    /// B.2 `Job`.
+    fn describe(&self, now: Instant) -> Value {
+        let job = Job {
+            id: Some(self.id.clone()),
+            status: Some(self.status(now).to_owned()),
+            r#type: Some(TYPE_IMPORT_USER.to_owned()),
+            created_date: Some(self.created_date_ms),
+            format: None,
+            location: None,
+            error_details: Some(Vec::new()),
+            failed_users: Some(self.failed_users.clone().unwrap_or_default()),
+        };
+        serde_json::to_value(job).unwrap_or(Value::Null)
+    }
+}
+
+/// One user of a job, as the job will register it.
+#[derive(Debug, Clone)]
+struct ImportedUser {
+    /// UserName, else PhoneNumber, else Email, else another identifier; empty if none.
+    identification: String,
+    user_name: String,
+    phone_number: String,
+    email: String,
+    /// Kept with the user: every field but Password, Salt and the identifiers above.
+    fields: Map<String, Value>,
+    /// Why the user fails whatever the store holds.
+    failure: Option<String>,
+}
+
+/// Answers one `CreateApiImportUserJob` call and records it.
+pub(super) async fn create_job(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Response {
+    let vendor = VendorKind::TencentCiamImport;
+    let secret_id = tencent::claimed_secret_id(&parts.headers);
+    let body = match read_request_body(shared, parts, body, vendor, ACTION).await {
+        Ok(body) => body,
+        Err(refusal) => return tencent::error_response(&refusal),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let account = pick_account(
+        &shared.accounts,
+        vendor,
+        secret_id.as_deref(),
+        user_store_id_of(parsed.as_ref()),
+    );
+    let call = call_info(
+        vendor,
+        ACTION,
+        account,
+        carried_identifications(parsed.as_ref()),
+    );
+    let (account, call) = match gateway(shared, parts, &body, account, call) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return tencent::error_response(&refusal),
+    };
+    let verdict = validate_job(parsed.as_ref(), &account.user_store_id);
+    let decision = admit_checked(shared, account, call, verdict, |app, users| {
+        let now = Instant::now();
+        advance(app, now);
+        let running = app
+            .jobs
+            .jobs
+            .iter()
+            .filter(|job| job.failed_users.is_none())
+            .count();
+        if running >= MAX_RUNNING_JOBS {
+            // B.2: "已存在2个有效的任务，请等待其中一部分完成后重试".
+            return Err(tencent::refusal(
+                BUSY_CODE,
+                "there are already two valid tasks; wait for one of them to complete and try again",
+            ));
+        }
+        let job = SimJob {
+            id: generate_id(),
+            created_at: now,
+            created_date_ms: chrono::Utc::now().timestamp_millis(),
+            users,
+            failed_users: None,
+        };
+        let described = job.describe(now);
+        app.jobs.jobs.push(job);
+        Ok(described)
+    });
+    match decision {
+        // seed 004 "Output Example": {"Response":{"Job":{...},"RequestId"}}.
+        Ok(job) => tencent::success_response(Map::from_iter([("Job".to_owned(), job)])),
+        Err(refusal) => tencent::error_response(&refusal),
+    }
+}
+
+/// Answers one `ListJobs` call and records it.
+pub(super) async fn list_jobs(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Response {
+    let vendor = VendorKind::TencentCiamImport;
+    let secret_id = tencent::claimed_secret_id(&parts.headers);
+    let body = match read_request_body(shared, parts, body, vendor, POLL_ACTION).await {
+        Ok(body) => body,
+        Err(refusal) => return tencent::error_response(&refusal),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let account = pick_account(
+        &shared.accounts,
+        vendor,
+        secret_id.as_deref(),
+        user_store_id_of(parsed.as_ref()),
+    );
+    let call = call_info(vendor, POLL_ACTION, account, Vec::new());
+    let (account, call) = match gateway(shared, parts, &body, account, call) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return tencent::error_response(&refusal),
+    };
+    let verdict = validate_list(parsed.as_ref(), &account.user_store_id);
+    let decision = admit_checked(shared, account, call, verdict, |app, job_ids| {
+        let now = Instant::now();
+        advance(app, now);
+        let listed: Vec<Value> = app
+            .jobs
+            .jobs
+            .iter()
+            .filter(|job| job_ids.as_ref().is_none_or(|ids| ids.contains(&job.id)))
+            .map(|job| job.describe(now))
+            .collect();
+        Ok(listed)
+    });
+    match decision {
+        // B.2 ListJobs: "response JobSet []Job (nullable) + RequestId".
+        Ok(jobs) => tencent::success_response(Map::from_iter([("JobSet".to_owned(), json!(jobs))])),
+        Err(refusal) => tencent::error_response(&refusal),
+    }
+}
+
+/// Completes, oldest first, every job whose time has come, registering its users.
+fn advance(app: &mut AppState, now: Instant) {
+    let AppState { jobs, users, .. } = app;
+    for job in jobs.jobs.iter_mut() {
+        if job.failed_users.is_none() && now >= job.completes_at() {
+            job.failed_users = Some(complete(users, &job.users));
+        }
+    }
+}
+
+/// Registers the users of a completed job; answers those that failed.
+fn complete(
+    registered: &mut BTreeMap<String, RegisteredUser>,
+    users: &[ImportedUser],
+) -> Vec<FailedUser> {
+    let mut taken: [HashSet<String>; 3] = Default::default();
+    for (key, user) in registered.iter() {
+        taken[0].insert(key.clone());
+        for (index, field) in ["UserName", "PhoneNumber", "Email"].into_iter().enumerate() {
+            if let Some(value) = user.fields.get(field) {
+                taken[index].insert(value.clone());
+            }
+        }
+    }
+    let mut failed = Vec::new();
+    for user in users {
+        let identifiers = [&user.user_name, &user.phone_number, &user.email];
+        let exists = identifiers
+            .iter()
+            .zip(&taken)
+            .any(|(value, held)| !value.is_empty() && held.contains(value.as_str()))
+            || registered.contains_key(&user.identification);
+        let reason = match (&user.failure, exists) {
+            (Some(failure), _) => Some(failure.clone()),
+            (None, true) => Some(EXISTS_REASON.to_owned()),
+            (None, false) => None,
+        };
+        if let Some(reason) = reason {
+            failed.push(FailedUser {
+                failed_user_identification: Some(user.identification.clone()),
+                failed_reason: Some(reason),
+            });
+            continue;
+        }
+        for (value, held) in identifiers.iter().zip(taken.iter_mut()) {
+            if !value.is_empty() {
+                held.insert((*value).clone());
+            }
+        }
+        taken[0].insert(user.identification.clone());
+        let mut fields = stored_fields(&user.fields);
+        for (field, value) in ["UserName", "PhoneNumber", "Email"]
+            .into_iter()
+            .zip(identifiers)
+        {
+            if !value.is_empty() {
+                fields.insert(field.to_owned(), value.clone());
+            }
+        }
+        let created_ms = chrono::Utc::now().timestamp_millis();
+        fields.insert("Status".to_owned(), "NORMAL".to_owned());
+        fields.insert("CreatedDate".to_owned(), created_ms.to_string());
+        registered.insert(
+            user.identification.clone(),
+            RegisteredUser {
+                origin_id: user.identification.clone(),
+                vendor_user_id: generate_id(),
+                name: user
+                    .fields
+                    .get("Nickname")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                avatar: String::new(),
+                registrations: 1,
+                fields,
+            },
+        );
+    }
+    failed
+}
+
+/// The identification of each user a body carries, read leniently for the call's record.
+fn carried_identifications(body: Option<&Value>) -> Vec<String> {
+    let Some(users) = body
+        .and_then(|body| body.get("DataFlowUserCreateList"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    users
+        .iter()
+        .filter_map(Value::as_object)
+        .map(identification_of)
+        .collect()
+}
+
+fn identification_of(user: &Map<String, Value>) -> String {
+    IDENTIFIERS
+        .iter()
+        .find_map(|field| {
+            user.get(*field)
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+        })
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn refusal_of_shape(message: String) -> Refusal {
+    tencent::refusal("InvalidParameterValue", message)
+}
+
+/// Reads a CreateApiImportUserJob body strictly: the documented fields with their types.
+fn validate_job(body: Option<&Value>, user_store_id: &str) -> Result<Vec<ImportedUser>, Refusal> {
+    let body = request_object(body)?;
+    if let Some(unknown) = body
+        .keys()
+        .find(|key| !["UserStoreId", "DataFlowUserCreateList"].contains(&key.as_str()))
+    {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter {unknown:?} is not recognized"),
+        ));
+    }
+    check_user_store(body, user_store_id)?;
+    let users = match body.get("DataFlowUserCreateList") {
+        // seed 004: "DataFlowUserCreateList.N Yes Array of ImportUser".
+        None | Some(Value::Null) => {
+            return Err(tencent::refusal(
+                "MissingParameter",
+                "the parameter DataFlowUserCreateList is required",
+            ));
+        }
+        Some(Value::Array(users)) => users,
+        Some(_) => {
+            return Err(refusal_of_shape(
+                "the parameter DataFlowUserCreateList must be an array".to_owned(),
+            ));
+        }
+    };
+    if users.is_empty() {
+        // seed 004: FailedOperation.ImportUserIsEmpty "The user is empty during user import".
+        return Err(tencent::refusal(
+            "FailedOperation.ImportUserIsEmpty",
+            "the user is empty during user import",
+        ));
+    }
+    users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| validate_import_user(index, user))
+        .collect()
+}
+
+fn request_object(body: Option<&Value>) -> Result<&Map<String, Value>, Refusal> {
+    body.ok_or_else(|| tencent::refusal("InvalidParameter", "the request body is not valid JSON"))?
+        .as_object()
+        .ok_or_else(|| {
+            tencent::refusal("InvalidParameter", "the request body must be a JSON object")
+        })
+}
+
+fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refusal> {
+    let path = format!("DataFlowUserCreateList.{index}.");
+    let Some(user) = user.as_object() else {
+        return Err(refusal_of_shape(format!(
+            "the parameter {path} must be an object"
+        )));
+    };
+    if let Some(unknown) = user.keys().find(|key| {
+        let key = key.as_str();
+        !IDENTIFIERS.contains(&key) && !TEXT_FIELDS.contains(&key) && !OTHER_FIELDS.contains(&key)
+    }) {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter {path}{unknown} is not recognized"),
+        ));
+    }
+    let mut fields = Map::new();
+    for field in IDENTIFIERS.iter().skip(3).chain(TEXT_FIELDS.iter()) {
+        if let Some(value) = text_field(user, field, &path)?.filter(|value| !value.is_empty()) {
+            fields.insert((*field).to_owned(), Value::String(value));
+        }
+    }
+    let [user_name, phone_number, email] =
+        ["UserName", "PhoneNumber", "Email"].map(|field| text_field(user, field, &path));
+    let (user_name, phone_number, email) = (
+        user_name?.unwrap_or_default(),
+        phone_number?.unwrap_or_default(),
+        email?.unwrap_or_default(),
+    );
+    let password = text_field(user, "Password", &path)?.filter(|value| !value.is_empty());
+    let groups = strings_field(user, "UserGroup", &path)?;
+    if !groups.is_empty() {
+        fields.insert("UserGroup".to_owned(), json!(groups));
+    }
+    match user.get("IdentityVerified") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(verified)) => {
+            fields.insert("IdentityVerified".to_owned(), json!(verified));
+        }
+        Some(_) => {
+            return Err(refusal_of_shape(format!(
+                "the parameter {path}IdentityVerified must be a boolean"
+            )));
+        }
+    }
+    if let Some(attributes) = member_maps_field(user, &path, "InvalidParameterValue")? {
+        fields.insert("CustomizationAttributes".to_owned(), attributes);
+    }
+    validate_salt(user, &path)?;
+    // The hash stays out of the store; what kind of hash it was is kept.
+    let encrypt_type = fields
+        .remove("PasswordEncryptTypeEnum")
+        .and_then(|value| value.as_str().map(str::to_owned));
+    let failure = if identification_of(user).is_empty() {
+        // B.2 ImportUser: "at least one of UserName, PhoneNumber, Email, ... required".
+        Some("at least one of UserName, PhoneNumber, Email, WechatOpenId, WechatUnionId, AlipayUserId, QqOpenId, QqUnionId or WeComUserId is required".to_owned())
+    } else if let Some(field) = overlong_indexed_attribute(user) {
+        // B.2: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+        Some(format!(
+            "{field} can contain up to {MAX_INDEXED_ATTRIBUTE_CHARS} characters"
+        ))
+    } else {
+        match (&password, encrypt_type.as_deref()) {
+            // B.2: Password is "密码密文"; without PasswordEncryptTypeEnum it reads as plaintext.
+            (Some(_), None) => {
+                Some("password must be a hash with its PasswordEncryptTypeEnum".to_owned())
+            }
+            (_, Some(kind)) if !ENCRYPT_TYPES.contains(&kind) => Some(format!(
+                "unsupported PasswordEncryptTypeEnum {kind:?}; SHA1 or BCRYPT expected"
+            )),
+            _ => None,
+        }
+    };
+    if let (Some(_), Some(kind)) = (&password, encrypt_type) {
+        fields.insert("PasswordHashType".to_owned(), Value::String(kind));
+    }
+    Ok(ImportedUser {
+        identification: identification_of(user),
+        user_name,
+        phone_number,
+        email,
+        fields,
+        failure,
+    })
+}
+
+/// B.2 Salt: SaltValue; SaltLocation{SaltLocationTypeEnum HEAD|TAIL|OTHER; SaltLocationRule{Regex}}.
+fn validate_salt(user: &Map<String, Value>, path: &str) -> Result<(), Refusal> {
+    let salt = match user.get("Salt") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(salt)) => salt,
+        Some(_) => {
+            return Err(refusal_of_shape(format!(
+                "the parameter {path}Salt must be an object"
+            )));
+        }
+    };
+    let malformed = |what: &str| refusal_of_shape(format!("the parameter {path}Salt{what}"));
+    if let Some(unknown) = salt
+        .keys()
+        .find(|key| !["SaltValue", "SaltLocation"].contains(&key.as_str()))
+    {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter {path}Salt.{unknown} is not recognized"),
+        ));
+    }
+    if !matches!(
+        salt.get("SaltValue"),
+        None | Some(Value::Null | Value::String(_))
+    ) {
+        return Err(malformed(".SaltValue must be a string"));
+    }
+    let location = match salt.get("SaltLocation") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(location)) => location,
+        Some(_) => return Err(malformed(".SaltLocation must be an object")),
+    };
+    match location.get("SaltLocationTypeEnum") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(kind)) if ["HEAD", "TAIL", "OTHER"].contains(&kind.as_str()) => {}
+        Some(_) => {
+            return Err(malformed(
+                ".SaltLocation.SaltLocationTypeEnum must be HEAD, TAIL or OTHER",
+            ));
+        }
+    }
+    match location.get("SaltLocationRule") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(rule))
+            if matches!(
+                rule.get("Regex"),
+                None | Some(Value::Null | Value::String(_))
+            ) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(malformed(
+            ".SaltLocation.SaltLocationRule must be {\"Regex\": string}",
+        )),
+    }
+}
+
+/// Reads a ListJobs body: UserStoreId required, JobIds optional (`None` lists every job).
+fn validate_list(
+    body: Option<&Value>,
+    user_store_id: &str,
+) -> Result<Option<Vec<String>>, Refusal> {
+    let body = request_object(body)?;
+    if let Some(unknown) = body
+        .keys()
+        .find(|key| !["UserStoreId", "JobIds"].contains(&key.as_str()))
+    {
+        return Err(tencent::refusal(
+            "UnknownParameter",
+            format!("the parameter {unknown:?} is not recognized"),
+        ));
+    }
+    check_user_store(body, user_store_id)?;
+    // B.2 ListJobs: "JobIds []String opt (empty → all jobs)".
+    let job_ids = strings_field(body, "JobIds", "")?;
+    Ok((!job_ids.is_empty()).then_some(job_ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STORE: &str = "2c3aca3b****************a7efe88e";
+
+    /// seed 004 "Input Example" user.
+    fn documented_user() -> Value {
+        json!({
+            "UserName": "zhangsan",
+            "PhoneNumber": "132****0000",
+            "Email": "132****@qq.com",
+            "ResidentIdentityCard": "123456789012345678",
+            "Nickname": "nick name",
+            "Address": "address",
+            "UserGroup": ["6cd22e51****************f6f7cb81"],
+            "QqOpenId": "qqopenid",
+            "QqUnionId": "qqunionid",
+            "WechatOpenId": "wechatopenid",
+            "WechatUnionId": "wechatunionid",
+            "AlipayUserId": "alipayuserid",
+            "WeComUserId": "wecomuserid",
+            "Description": "user1",
+            "Birthdate": "2022-10-20",
+            "Name": "name",
+            "Locale": "locale",
+            "Gender": "male",
+            "IdentityVerificationMethod": "PASSWORD",
+            "IdentityVerified": true,
+            "Job": "employee",
+            "Nationality": "nationality",
+            "Zone": "zone",
+            "Password": "password",
+            "CustomizationAttributes": [{"Name": "nickname", "Value": "nike name", "Type": "STRING"}],
+            "Salt": {
+                "SaltValue": "salt***",
+                "SaltLocation": {"SaltLocationTypeEnum": "HEAD", "SaltLocationRule": {"Regex": "passwordabc123"}}
+            },
+            "PasswordEncryptTypeEnum": "SHA1",
+            "IndexedAttribute1": "value1",
+            "IndexedAttribute2": "value2",
+            "IndexedAttribute3": "value3",
+            "IndexedAttribute4": "value4",
+            "IndexedAttribute5": "value5"
+        })
+    }
+
+    fn job_body(users: Vec<Value>) -> Value {
+        json!({"UserStoreId": STORE, "DataFlowUserCreateList": users})
+    }
+
+    fn code_of(body: Value) -> Option<String> {
+        validate_job(Some(&body), STORE)
+            .err()
+            .map(|refusal| refusal.code)
+    }
+
+    fn imported(users: Vec<Value>) -> Vec<ImportedUser> {
+        validate_job(Some(&job_body(users)), STORE).unwrap()
+    }
+
+    #[test]
+    fn the_documented_input_example_is_accepted_and_no_secret_is_kept() {
+        let users = imported(vec![documented_user()]);
+        assert_eq!(users.len(), 1);
+        let user = &users[0];
+        assert_eq!(user.identification, "zhangsan");
+        assert_eq!(user.failure, None);
+        assert_eq!(user.fields["PasswordHashType"], "SHA1");
+        let kept = format!("{:?}", user.fields);
+        assert!(
+            !kept.contains("\"password\"") && !kept.contains("salt***"),
+            "{kept}"
+        );
+    }
+
+    #[test]
+    fn every_rule_of_the_body_has_its_code() {
+        let with = |field: &str, value: Value| {
+            let mut user = documented_user();
+            user[field] = value;
+            job_body(vec![user])
+        };
+        let cases = [
+            (json!("x"), "InvalidParameter"),
+            (json!({"UserStoreId": STORE}), "MissingParameter"),
+            (
+                json!({"DataFlowUserCreateList": [documented_user()]}),
+                "MissingParameter",
+            ),
+            (
+                json!({"UserStoreId": "other", "DataFlowUserCreateList": [documented_user()]}),
+                "FailedOperation.UserStoreNotExist",
+            ),
+            (
+                json!({"UserStoreId": STORE, "DataFlowUserCreateList": [], "X": 1}),
+                "UnknownParameter",
+            ),
+            (job_body(vec![]), "FailedOperation.ImportUserIsEmpty"),
+            (
+                json!({"UserStoreId": STORE, "DataFlowUserCreateList": {}}),
+                "InvalidParameterValue",
+            ),
+            (job_body(vec![json!(5)]), "InvalidParameterValue"),
+            (with("Unknown", json!("x")), "UnknownParameter"),
+            (with("UserName", json!(5)), "InvalidParameterValue"),
+            (
+                with("Birthdate", json!(1722420973329i64)),
+                "InvalidParameterValue",
+            ),
+            (
+                with("IdentityVerified", json!("yes")),
+                "InvalidParameterValue",
+            ),
+            (with("UserGroup", json!("g")), "InvalidParameterValue"),
+            (
+                with("CustomizationAttributes", json!([{"Value": "v"}])),
+                "InvalidParameterValue",
+            ),
+            (with("Salt", json!("s")), "InvalidParameterValue"),
+            (
+                with(
+                    "Salt",
+                    json!({"SaltValue": "s", "SaltLocation": {"SaltLocationTypeEnum": "MIDDLE"}}),
+                ),
+                "InvalidParameterValue",
+            ),
+            (
+                with("Salt", json!({"SaltValue": "s", "Pepper": 1})),
+                "UnknownParameter",
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(code_of(body.clone()).as_deref(), Some(code), "{body}");
+        }
+    }
+
+    #[test]
+    fn users_that_fail_whatever_the_store_holds() {
+        let users = imported(vec![
+            json!({"Nickname": "nobody"}),
+            json!({"UserName": "plain", "Password": "hunter2"}),
+            json!({"UserName": "md5", "Password": "x", "PasswordEncryptTypeEnum": "MD5"}),
+            json!({"PhoneNumber": "132", "IndexedAttribute2": "x".repeat(513)}),
+            json!({"Email": "ok@example.com", "Password": "$2a$10$abc", "PasswordEncryptTypeEnum": "BCRYPT"}),
+        ]);
+        assert!(
+            users[0]
+                .failure
+                .as_deref()
+                .unwrap()
+                .contains("at least one of UserName")
+        );
+        assert_eq!(users[0].identification, "");
+        assert!(
+            users[1]
+                .failure
+                .as_deref()
+                .unwrap()
+                .contains("PasswordEncryptTypeEnum")
+        );
+        assert!(users[2].failure.as_deref().unwrap().contains("unsupported"));
+        assert!(users[3].failure.as_deref().unwrap().contains("512"));
+        assert_eq!(users[3].identification, "132");
+        assert_eq!(users[4].failure, None);
+        assert_eq!(users[4].identification, "ok@example.com");
+    }
+
+    #[test]
+    fn completing_registers_new_users_and_fails_taken_ones() {
+        let mut registered = BTreeMap::new();
+        let first = imported(vec![
+            json!({"UserName": "a", "PhoneNumber": "1", "Email": "a@x"}),
+            json!({"PhoneNumber": "2"}),
+        ]);
+        assert!(complete(&mut registered, &first).is_empty());
+        assert_eq!(registered.len(), 2);
+        assert_eq!(registered["2"].fields["PhoneNumber"], "2");
+        let second = imported(vec![
+            json!({"UserName": "a"}),
+            json!({"UserName": "b", "PhoneNumber": "1"}),
+            json!({"UserName": "c", "Email": "a@x"}),
+            json!({"UserName": "d", "PhoneNumber": "2"}),
+            json!({"UserName": "e"}),
+            json!({"UserName": "e"}),
+            json!({"UserName": "f", "Password": "plain"}),
+        ]);
+        let failed = complete(&mut registered, &second);
+        let named: Vec<(&str, &str)> = failed
+            .iter()
+            .map(|user| {
+                (
+                    user.failed_user_identification.as_deref().unwrap(),
+                    user.failed_reason.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                ("a", EXISTS_REASON),
+                ("b", EXISTS_REASON),
+                ("c", EXISTS_REASON),
+                ("d", EXISTS_REASON),
+                ("e", EXISTS_REASON),
+                (
+                    "f",
+                    "password must be a hash with its PasswordEncryptTypeEnum"
+                ),
+            ]
+        );
+        assert_eq!(registered.len(), 3);
+        assert_eq!(registered["e"].vendor_user_id.len(), 32);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_moves_from_pending_through_processing_to_completed() {
+        let mut app = AppState::new(10);
+        let created_at = Instant::now();
+        app.jobs.jobs.push(SimJob {
+            id: "j1".to_owned(),
+            created_at,
+            created_date_ms: 0,
+            users: imported(vec![json!({"UserName": "u"})]),
+            failed_users: None,
+        });
+        let status = |app: &mut AppState| {
+            let now = Instant::now();
+            advance(app, now);
+            app.jobs.jobs[0].status(now)
+        };
+        assert_eq!(status(&mut app), STATUS_PENDING);
+        tokio::time::advance(PENDING_FOR).await;
+        assert_eq!(status(&mut app), STATUS_PROCESSING);
+        assert!(app.users.is_empty());
+        tokio::time::advance(PROCESSING_BASE).await;
+        assert_eq!(status(&mut app), STATUS_PROCESSING);
+        tokio::time::advance(PROCESSING_PER_USER).await;
+        assert_eq!(status(&mut app), STATUS_COMPLETED);
+        assert_eq!(app.users.len(), 1);
+        let described = app.jobs.jobs[0].describe(Instant::now());
+        assert_eq!(described["Type"], "IMPORT_USER");
+        assert_eq!(described["Status"], "COMPLETED");
+        assert_eq!(described["FailedUsers"], json!([]));
+    }
+
+    #[test]
+    fn list_bodies_need_the_store_and_take_optional_job_ids() {
+        assert_eq!(
+            validate_list(Some(&json!({"UserStoreId": STORE})), STORE),
+            Ok(None)
+        );
+        assert_eq!(
+            validate_list(Some(&json!({"UserStoreId": STORE, "JobIds": ["a"]})), STORE),
+            Ok(Some(vec!["a".to_owned()]))
+        );
+        let code = |body: Value| {
+            validate_list(Some(&body), STORE)
+                .err()
+                .map(|refusal| refusal.code)
+        };
+        assert_eq!(code(json!({})).as_deref(), Some("MissingParameter"));
+        assert_eq!(
+            code(json!({"UserStoreId": "x"})).as_deref(),
+            Some("FailedOperation.UserStoreNotExist")
+        );
+        assert_eq!(
+            code(json!({"UserStoreId": STORE, "JobIds": "a"})).as_deref(),
+            Some("InvalidParameterValue")
+        );
+        assert_eq!(
+            code(json!({"UserStoreId": STORE, "Limit": 1})).as_deref(),
+            Some("UnknownParameter")
+        );
+    }
+}
