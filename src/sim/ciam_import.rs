@@ -109,6 +109,57 @@ impl Jobs {
     pub(super) fn clear(&mut self) {
         self.jobs.clear();
     }
+
+    /// Every job, oldest first, timed relative to `started`.
+    pub(super) fn records(&self, started: Instant) -> Vec<SimJobRecord> {
+        let ms = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX)
+        };
+        self.jobs
+            .iter()
+            .map(|job| SimJobRecord {
+                id: job.id.clone(),
+                users: job
+                    .users
+                    .iter()
+                    .map(|user| user.identification.clone())
+                    .collect(),
+                created_at_ms: ms(job.created_at),
+                completes_at_ms: ms(job.completes_at()),
+            })
+            .collect()
+    }
+}
+
+/// An import job as the simulator ran it: a test's ground truth for how many
+/// jobs ran at once.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SimJobRecord {
+    pub id: String,
+    /// The users' identifications (UserName, else PhoneNumber, else Email).
+    pub users: Vec<String>,
+    /// When the job was created, ms since the simulator started.
+    pub created_at_ms: u64,
+    /// When it completes (or completed), ms since the simulator started.
+    pub completes_at_ms: u64,
+}
+
+impl SimJobRecord {
+    /// The most jobs running at one instant.
+    pub fn max_running(jobs: &[SimJobRecord]) -> usize {
+        let mut edges: Vec<(u64, i32)> = jobs
+            .iter()
+            .flat_map(|job| [(job.created_at_ms, 1), (job.completes_at_ms, -1)])
+            .collect();
+        // an end and a start at the same instant do not overlap
+        edges.sort_by_key(|&(at, change)| (at, change));
+        let (mut running, mut most) = (0i32, 0i32);
+        for (_, change) in edges {
+            running += change;
+            most = most.max(running);
+        }
+        most.max(0) as usize
+    }
 }
 
 #[derive(Debug)]

@@ -15,6 +15,8 @@
 mod ciam;
 mod ciam_import;
 pub mod faults;
+
+pub use ciam_import::SimJobRecord;
 mod lcic;
 mod quota;
 mod tencent;
@@ -167,6 +169,16 @@ impl Simulator {
     /// The base URL a target's `endpoint` uses, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> String {
         endpoint_of(self.local_addr)
+    }
+
+    /// The CIAM import jobs of one account, oldest first.
+    pub fn jobs(&self, vendor: VendorKind, app_id: u64) -> Vec<SimJobRecord> {
+        let state = self.shared.lock();
+        state
+            .apps
+            .get(&(vendor, app_id))
+            .map(|app| app.jobs.records(self.shared.started))
+            .unwrap_or_default()
     }
 
     /// Changes the faults injected from the next call on.
