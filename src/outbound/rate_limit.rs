@@ -12,7 +12,10 @@ use std::{
     future::Future,
     num::NonZeroU32,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -41,16 +44,28 @@ pub trait Limiter: Send + Sync + 'static {
 }
 
 /// governor's clock read from tokio's, so that tests can pause and advance time.
+///
+/// It can also be set back, briefly, to the instant a waiter was due: see
+/// `wait_for`. Clones share that setting.
 #[derive(Debug, Clone)]
 pub struct TokioClock {
     start: tokio::time::Instant,
+    /// Nanoseconds since `start` plus one while set back; 0 when not.
+    set_back: Arc<AtomicU64>,
 }
 
 impl Default for TokioClock {
     fn default() -> Self {
         TokioClock {
             start: tokio::time::Instant::now(),
+            set_back: Arc::new(AtomicU64::new(0)),
         }
+    }
+}
+
+impl TokioClock {
+    fn real_now(&self) -> Duration {
+        self.start.elapsed()
     }
 }
 
@@ -58,7 +73,10 @@ impl Clock for TokioClock {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        self.start.elapsed()
+        match self.set_back.load(Ordering::Acquire) {
+            0 => self.real_now(),
+            nanos => Duration::from_nanos(nanos - 1),
+        }
     }
 }
 
@@ -86,6 +104,8 @@ pub struct GcraLimiter {
     quota: f64,
     margin: f64,
     clock: TokioClock,
+    /// Serializes checks, for the clock's set-back.
+    gate: Mutex<()>,
     adaptive: Mutex<Adaptive>,
 }
 
@@ -109,9 +129,41 @@ fn gcra(calls_per_second: f64, margin: f64, clock: &TokioClock) -> TokioRateLimi
     RateLimiter::direct_with_clock(quota, clock.clone())
 }
 
-async fn wait_for(limiter: &TokioRateLimiter, clock: &TokioClock) {
-    while let Err(not_until) = limiter.check() {
-        tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+/// How far a woken waiter's permit may be dated back to the instant it was
+/// due. Timers fire a tick late; dating the permit back keeps the schedule
+/// from drifting by that much on every call (a lost ~2% of the quota). The
+/// calls then lag their slots by at most this much, far less than the
+/// safety margin leaves in any one-second window (10 ms at 1%).
+const MAX_SET_BACK: Duration = Duration::from_millis(2);
+
+/// Waits for one permit of `limiter`.
+async fn wait_for(limiter: &TokioRateLimiter, clock: &TokioClock, gate: &Mutex<()>) {
+    let mut due: Option<Duration> = None;
+    loop {
+        let decision = {
+            // one check at a time, so that a set-back clock is only ever this waiter's
+            let _gate = gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let real = clock.real_now();
+            if let Some(due) = due.filter(|due| real >= *due && real - *due <= MAX_SET_BACK) {
+                clock.set_back.store(
+                    u64::try_from(due.as_nanos()).unwrap_or(u64::MAX - 1) + 1,
+                    Ordering::Release,
+                );
+            }
+            let decision = limiter.check();
+            clock.set_back.store(0, Ordering::Release);
+            decision
+        };
+        match decision {
+            Ok(()) => return,
+            Err(not_until) => {
+                let at = not_until.earliest_possible();
+                due = Some(at);
+                tokio::time::sleep(at.saturating_sub(clock.real_now())).await;
+            }
+        }
     }
 }
 
@@ -130,6 +182,7 @@ impl GcraLimiter {
             quota,
             margin,
             clock,
+            gate: Mutex::new(()),
             adaptive: Mutex::new(Adaptive {
                 rate: quota,
                 limiter: None,
@@ -168,9 +221,9 @@ impl Limiter for GcraLimiter {
         Box::pin(async move {
             let adaptive = self.adaptive().limiter.clone();
             if let Some(adaptive) = adaptive {
-                wait_for(&adaptive, &self.clock).await;
+                wait_for(&adaptive, &self.clock, &self.gate).await;
             }
-            wait_for(&self.ceiling, &self.clock).await;
+            wait_for(&self.ceiling, &self.clock, &self.gate).await;
         })
     }
 

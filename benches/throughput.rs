@@ -1,0 +1,744 @@
+//! `cargo bench --bench throughput`: registrar against its vendor simulator,
+//! each a separate release process on loopback, driven by the generated
+//! client. One table row per scenario: users, vendor calls, mean batch size,
+//! users per second, the ceiling (qps x max_batch), utilization, the most
+//! calls the simulator accepted in any one-second window, throttle answers
+//! and the server's peak RSS; then registrar's speed-up over the sequential
+//! client a team would otherwise write.
+//!
+//! Options (after `--`): `--runs N` (default 3; figures are medians),
+//! `--only NAME` (scenarios whose name contains NAME), `--seconds S` (vendor
+//! time per throughput scenario, default 10).
+//!
+//! Utilization is measured where the quota is spent: users carried by
+//! accepted calls per second, over the span from the first call the
+//! simulator received to the last one plus one permit interval. The
+//! end-to-end users/s (first request to last result) is printed beside it.
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use registrar::{
+    api::pb::{self, registration_service_client::RegistrationServiceClient},
+    domain::{User, VendorKind},
+    sim::RecordedCall,
+    vendor::{
+        AttemptContext, VendorApi,
+        lcic::{Lcic, LcicConfig},
+        tencent::TencentCredentials,
+        volc::{VolcConfig, VolcRtc},
+        volc_sign::VolcCredentials,
+        zim::{Zim, ZimConfig},
+    },
+};
+use secrecy::SecretString;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_registrar");
+
+/// Throttle codes of each vendor (vendors.md A.3, C, D.3).
+const THROTTLE_CODES: [&str; 4] = [
+    "RequestLimitExceeded",
+    "660700001",
+    "FlowLimitExceeded",
+    "sim.Throttle",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One BatchRegisterStream with chunks of this many users.
+    Stream(usize),
+    /// This many concurrent callers, one BatchRegister of one user each.
+    Callers(usize),
+    /// The sequential client a team would otherwise write.
+    Baseline,
+}
+
+#[derive(Clone)]
+struct Scenario {
+    name: String,
+    vendor: VendorKind,
+    users: usize,
+    latency: Duration,
+    fault_rate: f64,
+    /// Quota and cap the target is configured with.
+    qps: u32,
+    max_batch: usize,
+    /// The vendor's real quota, when lower than configured.
+    real_qps: Option<u32>,
+    shape: Shape,
+}
+
+impl Scenario {
+    fn ceiling(&self) -> f64 {
+        f64::from(self.real_qps.unwrap_or(self.qps).min(self.qps)) * self.max_batch as f64
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Row {
+    users: usize,
+    results: usize,
+    registered: usize,
+    vendor_calls: usize,
+    mean_batch: f64,
+    users_per_second: f64,
+    vendor_users_per_second: f64,
+    ceiling: f64,
+    max_calls_in_second: usize,
+    throttle_answers: usize,
+    throttled_share_after_5s: f64,
+    peak_rss_mb: f64,
+    wall: Duration,
+    /// Coalescing: from the first vendor call to the last result.
+    first_call_to_last_result: Duration,
+    /// Faults: results registered or already existing, and found at the vendor.
+    truthful_success: usize,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn target_toml(scenario: &Scenario, endpoint: &str) -> String {
+    let common = format!(
+        "name = \"bench\"\nvendor = \"{}\"\nendpoint = \"{endpoint}\"\nqps = {}\nmax_batch = {}\ntimeout = \"2s\"\nmax_attempts = 8\n",
+        scenario.vendor, scenario.qps, scenario.max_batch
+    );
+    let identity = match scenario.vendor {
+        VendorKind::TencentLcic => {
+            "app_id = 1400000001\nsecret_id = \"AKIDbench\"\nsecret_key = \"bench-lcic-key\"\n"
+        }
+        VendorKind::ZegoZim => "app_id = 1000001\nserver_secret = \"bench-zim-secret\"\n",
+        VendorKind::VolcRtc => {
+            "app_id = 600001\nsecret_id = \"AKLTbench\"\nsecret_key = \"bench-volc-key\"\n"
+        }
+        VendorKind::TencentCiam | VendorKind::TencentCiamImport => {
+            "user_store_id = \"bench-store\"\nregion = \"ap-guangzhou\"\nsecret_id = \"AKIDbenchciam\"\nsecret_key = \"bench-ciam-key\"\n"
+        }
+    };
+    format!("[[targets]]\n{common}{identity}")
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn user_for(vendor: VendorKind, n: usize) -> pb::User {
+    let mut user = pb::User {
+        // numeric, so that Volcengine accepts it too
+        user_id: format!("{}", 10_000_000 + n),
+        display_name: format!("bench user {n}"),
+        ..pb::User::default()
+    };
+    if vendor == VendorKind::TencentCiam {
+        user.ciam = Some(pb::CiamProfile {
+            user_name: format!("bench{n}"),
+            phone_number: format!("+86-139{n:08}"),
+            email: format!("bench{n}@example.com"),
+            password: format!("bench-password-{n}"),
+            ..pb::CiamProfile::default()
+        });
+    }
+    user
+}
+
+async fn sim_calls(sim_port: u16) -> Vec<RecordedCall> {
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client
+        .get(format!("http://127.0.0.1:{sim_port}/_sim/calls").parse().unwrap())
+        .await
+        .expect("the simulator answers /_sim/calls");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).expect("/_sim/calls is JSON")
+}
+
+async fn sim_registered(sim_port: u16, vendor: VendorKind, app_id: u64) -> Vec<String> {
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let uri = format!("http://127.0.0.1:{sim_port}/_sim/users?vendor={vendor}&app_id={app_id}");
+    let response = client.get(uri.parse().unwrap()).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let users: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+    users
+        .into_iter()
+        .filter_map(|user| user["origin_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn app_id_of(vendor: VendorKind) -> u64 {
+    match vendor {
+        VendorKind::TencentLcic => 1_400_000_001,
+        VendorKind::ZegoZim => 1_000_001,
+        VendorKind::VolcRtc => 600_001,
+        _ => 0,
+    }
+}
+
+fn max_in_any_second(mut times: Vec<u64>) -> usize {
+    times.sort_unstable();
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= 1000 {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
+
+async fn connect(port: u16) -> RegistrationServiceClient<Channel> {
+    RegistrationServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("registrar accepts connections")
+        .max_decoding_message_size(64 * 1024 * 1024)
+}
+
+/// Drives one stream; returns the results received and when the last arrived.
+async fn drive_stream(
+    client: &mut RegistrationServiceClient<Channel>,
+    vendor: VendorKind,
+    users: usize,
+    chunk: usize,
+) -> (Vec<pb::UserResult>, Instant) {
+    use pb::batch_register_stream_request::Message;
+    let (sender, receiver) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let header = pb::BatchRegisterStreamRequest {
+            message: Some(Message::Header(pb::BatchHeader {
+                targets: vec!["bench".to_owned()],
+                ..pb::BatchHeader::default()
+            })),
+        };
+        if sender.send(header).await.is_err() {
+            return;
+        }
+        let mut next = 0;
+        while next < users {
+            let end = (next + chunk).min(users);
+            let chunk = pb::BatchRegisterStreamRequest {
+                message: Some(Message::Users(pb::UserChunk {
+                    users: (next..end).map(|n| user_for(vendor, n)).collect(),
+                })),
+            };
+            if sender.send(chunk).await.is_err() {
+                return;
+            }
+            next = end;
+        }
+    });
+    let mut stream = client
+        .batch_register_stream(ReceiverStream::new(receiver))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut results = Vec::with_capacity(users);
+    while let Some(response) = stream.message().await.expect("the stream ends cleanly") {
+        if let Some(pb::batch_register_stream_response::Event::Result(result)) = response.event {
+            results.push(result);
+        }
+    }
+    (results, Instant::now())
+}
+
+/// Many concurrent single-user callers over several connections.
+async fn drive_callers(port: u16, vendor: VendorKind, callers: usize) -> (Vec<pb::UserResult>, Instant) {
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(connect(port).await);
+    }
+    let tasks: Vec<_> = (0..callers)
+        .map(|n| {
+            let mut client = clients[n % clients.len()].clone();
+            tokio::spawn(async move {
+                let request = pb::BatchRegisterRequest {
+                    targets: vec!["bench".to_owned()],
+                    users: vec![user_for(vendor, n)],
+                    ..pb::BatchRegisterRequest::default()
+                };
+                let mut stream = client.batch_register(request).await.unwrap().into_inner();
+                let mut results = Vec::new();
+                while let Some(response) = stream.message().await.unwrap() {
+                    if let Some(pb::batch_register_response::Event::Result(result)) = response.event {
+                        results.push(result);
+                    }
+                }
+                (results, Instant::now())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    let mut last = Instant::now();
+    for task in tasks {
+        let (mut some, at) = task.await.unwrap();
+        results.append(&mut some);
+        last = last.max(at);
+    }
+    (results, last)
+}
+
+async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
+    let sim_port = free_port();
+    let server_port = free_port();
+    let endpoint = format!("http://127.0.0.1:{sim_port}");
+    let config = dir.join("registrar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{server_port}\"\nshutdown_grace = \"5s\"\n\n[audit]\ndatabase_url = \"sqlite://{}?mode=rwc\"\n\n[telemetry]\nlog_format = \"json\"\n\n{}",
+            dir.join("audit.db").display(),
+            target_toml(scenario, &endpoint)
+        ),
+    )
+    .unwrap();
+    let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
+    let mut sim = Command::new(BINARY);
+    sim.args(["sim", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{sim_port}")])
+        .args(["--latency", &format!("{}ms", scenario.latency.as_millis())])
+        .args(["--fault-rate", &scenario.fault_rate.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log("sim.log"));
+    if let Some(real_qps) = scenario.real_qps {
+        sim.args(["--real-qps", &real_qps.to_string()]);
+    }
+    let _sim = Process(sim.spawn().expect("the simulator starts"));
+    wait_for_port(sim_port).await;
+    let server = Process(
+        Command::new(BINARY)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log("registrar.log"))
+            .spawn()
+            .expect("registrar starts"),
+    );
+    wait_for_port(server_port).await;
+    let mut client = connect(server_port).await;
+
+    let started = Instant::now();
+    let (results, last_result) = match scenario.shape {
+        Shape::Stream(chunk) => drive_stream(&mut client, scenario.vendor, scenario.users, chunk).await,
+        Shape::Callers(callers) => drive_callers(server_port, scenario.vendor, callers).await,
+        Shape::Baseline => unreachable!("the baseline does not run registrar"),
+    };
+    let wall = last_result - started;
+    let peak_rss_mb = peak_rss_mb(server.0.id());
+    let calls = sim_calls(sim_port).await;
+    let registered_at_vendor: std::collections::HashSet<String> =
+        sim_registered(sim_port, scenario.vendor, app_id_of(scenario.vendor))
+            .await
+            .into_iter()
+            .collect();
+    drop(server);
+
+    let accepted: Vec<&RecordedCall> = calls
+        .iter()
+        .filter(|call| call.accepted() && !call.user_ids.is_empty())
+        .collect();
+    let carried: usize = accepted.iter().map(|call| call.user_ids.len()).sum();
+    let first = accepted.iter().map(|call| call.received_at_ms).min().unwrap_or(0);
+    let last = accepted.iter().map(|call| call.received_at_ms).max().unwrap_or(0);
+    let interval_ms = 1000.0 / f64::from(scenario.real_qps.unwrap_or(scenario.qps).min(scenario.qps));
+    let vendor_span = ((last - first) as f64 + interval_ms) / 1000.0;
+    if std::env::var_os("BENCH_GAPS").is_some() {
+        let mut times: Vec<u64> = accepted.iter().map(|call| call.received_at_ms).collect();
+        times.sort_unstable();
+        let gaps: Vec<u64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        eprintln!("gaps (ms): {gaps:?}");
+    }
+    let throttles: Vec<&RecordedCall> = calls
+        .iter()
+        .filter(|call| {
+            call.error_code
+                .as_deref()
+                .is_some_and(|code| THROTTLE_CODES.contains(&code))
+        })
+        .collect();
+    let after_5s = |call: &RecordedCall| call.received_at_ms >= first + 5000;
+    let calls_after_5s = calls.iter().filter(|call| after_5s(call)).count();
+    let throttled_after_5s = throttles.iter().filter(|call| after_5s(call)).count();
+    let success = |result: &&pb::UserResult| {
+        matches!(
+            result.outcome(),
+            pb::Outcome::Registered | pb::Outcome::AlreadyExists
+        )
+    };
+    let truthful_success = results
+        .iter()
+        .filter(success)
+        .filter(|result| {
+            let vendor_id = match scenario.vendor {
+                VendorKind::TencentCiam => format!("bench{}", result.user_id.parse::<usize>().unwrap_or(0) - 10_000_000),
+                _ => result.user_id.clone(),
+            };
+            registered_at_vendor.contains(&vendor_id)
+        })
+        .count();
+    Row {
+        users: scenario.users,
+        results: results.len(),
+        registered: results.iter().filter(success).count(),
+        vendor_calls: accepted.len(),
+        mean_batch: carried as f64 / accepted.len().max(1) as f64,
+        users_per_second: scenario.users as f64 / wall.as_secs_f64(),
+        vendor_users_per_second: carried as f64 / vendor_span,
+        ceiling: scenario.ceiling(),
+        max_calls_in_second: max_in_any_second(accepted.iter().map(|call| call.received_at_ms).collect()),
+        throttle_answers: throttles.len(),
+        throttled_share_after_5s: throttled_after_5s as f64 / calls_after_5s.max(1) as f64,
+        peak_rss_mb,
+        wall,
+        first_call_to_last_result: last_result.saturating_duration_since(started + Duration::from_millis(first)),
+        truthful_success,
+    }
+}
+
+/// The client a team would otherwise write: full batches, one call at a time.
+async fn run_baseline(scenario: &Scenario, dir: &Path, seconds: f64) -> Row {
+    let sim_port = free_port();
+    let endpoint = format!("http://127.0.0.1:{sim_port}");
+    let config = dir.join("baseline.toml");
+    std::fs::write(&config, target_toml(scenario, &endpoint)).unwrap();
+    let _sim = Process(
+        Command::new(BINARY)
+            .args(["sim", "--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{sim_port}")])
+            .args(["--latency", &format!("{}ms", scenario.latency.as_millis())])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(sim_port).await;
+    let vendor: Arc<dyn VendorApi> = match scenario.vendor {
+        VendorKind::TencentLcic => Arc::new(Lcic::new(LcicConfig {
+            endpoint,
+            sdk_app_id: app_id_of(VendorKind::TencentLcic),
+            region: None,
+            credentials: TencentCredentials {
+                secret_id: "AKIDbench".to_owned(),
+                secret_key: SecretString::from("bench-lcic-key"),
+            },
+        })),
+        VendorKind::ZegoZim => Arc::new(Zim::new(ZimConfig {
+            endpoint,
+            app_id: app_id_of(VendorKind::ZegoZim),
+            server_secret: SecretString::from("bench-zim-secret"),
+        })),
+        VendorKind::VolcRtc => Arc::new(VolcRtc::new(VolcConfig {
+            endpoint,
+            app_id: app_id_of(VendorKind::VolcRtc),
+            region: "cn-north-1".to_owned(),
+            credentials: VolcCredentials {
+                access_key_id: "AKLTbench".to_owned(),
+                secret_access_key: SecretString::from("bench-volc-key"),
+            },
+        })),
+        _ => unreachable!("baselines cover the batch vendors"),
+    };
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let started = Instant::now();
+    let mut registered = 0;
+    let mut calls = 0;
+    let mut next = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        let users: Vec<User> = (next..next + scenario.max_batch)
+            .map(|n| User {
+                user_id: format!("{}", 10_000_000 + n),
+                display_name: format!("bench user {n}"),
+                ..User::default()
+            })
+            .collect();
+        next += scenario.max_batch;
+        let refs: Vec<&User> = users.iter().collect();
+        let request = vendor.build_request(&refs, &AttemptContext::now()).unwrap();
+        let response = client.request(request.map(Full::new)).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let report = vendor.parse_response(&refs, &http::Response::from_parts(parts, body));
+        calls += 1;
+        registered += report
+            .outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, registrar::vendor::VendorOutcome::Registered { .. }))
+            .count();
+    }
+    let wall = started.elapsed();
+    Row {
+        users: registered,
+        results: registered,
+        registered,
+        vendor_calls: calls,
+        mean_batch: scenario.max_batch as f64,
+        users_per_second: registered as f64 / wall.as_secs_f64(),
+        vendor_users_per_second: registered as f64 / wall.as_secs_f64(),
+        ceiling: scenario.ceiling(),
+        wall,
+        ..Row::default()
+    }
+}
+
+fn scenarios(seconds: f64) -> Vec<Scenario> {
+    let mut all = Vec::new();
+    let vendors = [
+        (VendorKind::TencentLcic, 20, 1000, 1000),
+        (VendorKind::ZegoZim, 20, 100, 1000),
+        (VendorKind::VolcRtc, 50, 20, 1000),
+        (VendorKind::TencentCiam, 20, 1, 100),
+    ];
+    for latency in [50, 300] {
+        for (vendor, qps, max_batch, chunk) in vendors {
+            let users = (f64::from(qps) * max_batch as f64 * seconds) as usize;
+            all.push(Scenario {
+                name: format!("{vendor} {latency}ms"),
+                vendor,
+                users,
+                latency: Duration::from_millis(latency),
+                fault_rate: 0.0,
+                qps,
+                max_batch,
+                real_qps: None,
+                shape: Shape::Stream(chunk),
+            });
+        }
+    }
+    all.push(Scenario {
+        name: "coalescing zego-zim 2000 callers".to_owned(),
+        vendor: VendorKind::ZegoZim,
+        users: 2000,
+        latency: Duration::from_millis(50),
+        fault_rate: 0.0,
+        qps: 20,
+        max_batch: 100,
+        real_qps: None,
+        shape: Shape::Callers(2000),
+    });
+    all.push(Scenario {
+        name: "overhead tencent-lcic 1M, no quota".to_owned(),
+        vendor: VendorKind::TencentLcic,
+        users: 1_000_000,
+        latency: Duration::ZERO,
+        fault_rate: 0.0,
+        qps: 1_000_000,
+        max_batch: 1000,
+        real_qps: None,
+        shape: Shape::Stream(1000),
+    });
+    for (vendor, qps, max_batch, chunk) in vendors {
+        let users = (f64::from(qps) * max_batch as f64 * seconds / 2.0) as usize;
+        all.push(Scenario {
+            name: format!("faults 10% {vendor}"),
+            vendor,
+            users,
+            latency: Duration::from_millis(50),
+            fault_rate: 0.1,
+            qps,
+            max_batch,
+            real_qps: None,
+            shape: Shape::Stream(chunk),
+        });
+    }
+    all.push(Scenario {
+        name: "real quota 10 behind tencent-lcic 20".to_owned(),
+        vendor: VendorKind::TencentLcic,
+        users: (10_000.0 * seconds * 1.5) as usize,
+        latency: Duration::from_millis(50),
+        fault_rate: 0.0,
+        qps: 20,
+        max_batch: 1000,
+        real_qps: Some(10),
+        shape: Shape::Stream(1000),
+    });
+    for latency in [50, 300] {
+        for (vendor, qps, max_batch, _) in &vendors[..3] {
+            all.push(Scenario {
+                name: format!("baseline {vendor} {latency}ms"),
+                vendor: *vendor,
+                users: 0,
+                latency: Duration::from_millis(latency),
+                fault_rate: 0.0,
+                qps: *qps,
+                max_batch: *max_batch,
+                real_qps: None,
+                shape: Shape::Baseline,
+            });
+        }
+    }
+    all
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn median_row(rows: &[Row]) -> Row {
+    let pick = |field: fn(&Row) -> f64| median(rows.iter().map(field).collect());
+    Row {
+        users: rows[0].users,
+        results: pick(|row| row.results as f64) as usize,
+        registered: pick(|row| row.registered as f64) as usize,
+        vendor_calls: pick(|row| row.vendor_calls as f64) as usize,
+        mean_batch: pick(|row| row.mean_batch),
+        users_per_second: pick(|row| row.users_per_second),
+        vendor_users_per_second: pick(|row| row.vendor_users_per_second),
+        ceiling: rows[0].ceiling,
+        max_calls_in_second: rows.iter().map(|row| row.max_calls_in_second).max().unwrap_or(0),
+        throttle_answers: pick(|row| row.throttle_answers as f64) as usize,
+        throttled_share_after_5s: pick(|row| row.throttled_share_after_5s),
+        peak_rss_mb: pick(|row| row.peak_rss_mb),
+        wall: Duration::from_secs_f64(pick(|row| row.wall.as_secs_f64())),
+        first_call_to_last_result: Duration::from_secs_f64(pick(|row| row.first_call_to_last_result.as_secs_f64())),
+        truthful_success: pick(|row| row.truthful_success as f64) as usize,
+    }
+}
+
+fn main() {
+    let mut runs = 3;
+    let mut only: Option<String> = None;
+    let mut seconds = 10.0;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => runs = args.next().and_then(|value| value.parse().ok()).unwrap_or(3),
+            "--only" => only = args.next(),
+            "--seconds" => seconds = args.next().and_then(|value| value.parse().ok()).unwrap_or(10.0),
+            _ => {} // cargo passes --bench
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "{:<38} {:>9} {:>7} {:>6} {:>9} {:>9} {:>8} {:>6} {:>6} {:>7} {:>8} {:>8}",
+        "scenario", "users", "calls", "batch", "users/s", "ceiling", "util", "max1s", "throt", "rss MB", "e2e u/s", "results"
+    );
+    let mut medians: BTreeMap<String, Row> = BTreeMap::new();
+    for scenario in scenarios(seconds) {
+        if only.as_deref().is_some_and(|only| !scenario.name.contains(only)) {
+            continue;
+        }
+        let rows: Vec<Row> = (0..runs)
+            .map(|run| {
+                let run_dir: PathBuf = dir.path().join(format!("{}-{run}", scenario.name.replace([' ', '%'], "_")));
+                std::fs::create_dir_all(&run_dir).unwrap();
+                runtime.block_on(async {
+                    match scenario.shape {
+                        Shape::Baseline => run_baseline(&scenario, &run_dir, seconds / 2.0).await,
+                        _ => run_registrar(&scenario, &run_dir).await,
+                    }
+                })
+            })
+            .collect();
+        let row = median_row(&rows);
+        println!(
+            "{:<38} {:>9} {:>7} {:>6.1} {:>9.0} {:>9.0} {:>7.1}% {:>6} {:>6} {:>7.1} {:>8.0} {:>8}",
+            scenario.name,
+            row.users,
+            row.vendor_calls,
+            row.mean_batch,
+            row.vendor_users_per_second,
+            row.ceiling,
+            100.0 * row.vendor_users_per_second / row.ceiling,
+            row.max_calls_in_second,
+            row.throttle_answers,
+            row.peak_rss_mb,
+            row.users_per_second,
+            row.results,
+        );
+        if scenario.name.starts_with("coalescing") {
+            println!("    first vendor call to last result: {:.2} s", row.first_call_to_last_result.as_secs_f64());
+        }
+        if scenario.name.starts_with("faults") {
+            println!(
+                "    registered or already existing: {} of {} ({:.2}%), found at the vendor: {}",
+                row.registered,
+                row.users,
+                100.0 * row.registered as f64 / row.users as f64,
+                row.truthful_success
+            );
+        }
+        if scenario.name.starts_with("real quota") {
+            println!(
+                "    throttled share of calls after the first 5 s: {:.1}%; registered {} of {}",
+                100.0 * row.throttled_share_after_5s,
+                row.registered,
+                row.users
+            );
+        }
+        medians.insert(scenario.name.clone(), row);
+    }
+    for latency in [50, 300] {
+        for vendor in ["tencent-lcic", "zego-zim", "volc-rtc"] {
+            let (Some(registrar), Some(baseline)) = (
+                medians.get(&format!("{vendor} {latency}ms")),
+                medians.get(&format!("baseline {vendor} {latency}ms")),
+            ) else {
+                continue;
+            };
+            println!(
+                "speed-up over a sequential client, {vendor} at {latency} ms: {:.1}x ({:.0} vs {:.0} users/s)",
+                registrar.vendor_users_per_second / baseline.users_per_second,
+                registrar.vendor_users_per_second,
+                baseline.users_per_second
+            );
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! `BatchRegisterStream` end to end: results flow back while input still
+//! arrives, a caller that stops reading stops the server reading its input,
+//! and a caller that goes away loses nothing the server accepted. Registrar
+//! and the simulator run in-process on loopback; assertions are on the
+//! results, the simulator's records and the audit store.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use common::*;
+use futures::StreamExt;
+use registrar::{
+    api::pb::{
+        self, batch_register_stream_request::Message, batch_register_stream_response::Event,
+    },
+    audit::{BatchState, entity::registration},
+    domain::{Outcome, VendorKind},
+    sim::{SimConfig, Simulator, faults::SimFaults},
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+/// Long enough for any single step of these tests on a loaded machine.
+const STEP: Duration = Duration::from_secs(20);
+
+fn header(targets: &[&str]) -> pb::BatchRegisterStreamRequest {
+    pb::BatchRegisterStreamRequest {
+        message: Some(Message::Header(pb::BatchHeader {
+            targets: targets.iter().map(|target| target.to_string()).collect(),
+            ..pb::BatchHeader::default()
+        })),
+    }
+}
+
+/// The users numbered `first..first + count`, their ids naming their index,
+/// with a name and an avatar as real callers send (about 100 bytes a user).
+fn numbered(first: usize, count: usize) -> Vec<pb::User> {
+    (first..first + count)
+        .map(|n| pb::User {
+            user_id: user_id(n),
+            display_name: format!("Stream user {n:07} of the registrar tests"),
+            avatar_url: format!("https://cdn.example.com/avatars/{n:07}.png"),
+            ..pb::User::default()
+        })
+        .collect()
+}
+
+fn user_id(n: usize) -> String {
+    format!("s{n:07}")
+}
+
+fn chunk(users: Vec<pb::User>) -> pb::BatchRegisterStreamRequest {
+    pb::BatchRegisterStreamRequest {
+        message: Some(Message::Users(pb::UserChunk { users })),
+    }
+}
+
+/// The next event of a response stream, failing the test if it takes too long.
+async fn next_event(responses: &mut Streaming<pb::BatchRegisterStreamResponse>) -> Option<Event> {
+    let message = tokio::time::timeout(STEP, responses.message())
+        .await
+        .expect("the server answers within the step")
+        .expect("the stream does not fail");
+    message.map(|response| response.event.expect("an event"))
+}
+
+/// Reads the rest of a stream: its results and its summary.
+async fn read_to_end(
+    responses: &mut Streaming<pb::BatchRegisterStreamResponse>,
+    results: &mut Vec<pb::UserResult>,
+) -> pb::BatchSummary {
+    let mut summary = None;
+    while let Some(event) = next_event(responses).await {
+        match event {
+            Event::Result(result) => {
+                assert!(summary.is_none(), "a result after the summary");
+                results.push(result);
+            }
+            Event::Summary(done) => assert!(summary.replace(done).is_none(), "two summaries"),
+        }
+    }
+    summary.expect("the stream ends with a summary")
+}
+
+/// Each index once, each naming the user sent at that position.
+fn assert_one_result_per_user(results: &[pb::UserResult], users: usize) {
+    let mut by_index = BTreeMap::new();
+    for result in results {
+        assert_eq!(result.user_id, user_id(result.index as usize), "{result:?}");
+        assert!(
+            by_index.insert(result.index, result).is_none(),
+            "two results for index {}",
+            result.index
+        );
+    }
+    assert_eq!(by_index.len(), users, "one result per user");
+    assert_eq!(by_index.keys().next_back().copied(), Some(users as u64 - 1));
+}
+
+/// An LCIC target with a quota far above what these tests send, so the vendor is never the bottleneck.
+async fn fast_lcic() -> (Simulator, Registrar) {
+    let simulator = start_simulator(vec![lcic_account(1000)]).await;
+    let registrar =
+        Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 1000")).await;
+    (simulator, registrar)
+}
+
+#[tokio::test]
+async fn results_stream_back_while_the_input_still_arrives() {
+    let (simulator, mut registrar) = fast_lcic().await;
+    let (input, requests) = mpsc::channel(4);
+    input.send(header(&["lcic"])).await.unwrap();
+    input.send(chunk(numbered(0, 50))).await.unwrap();
+
+    let mut responses = registrar
+        .client
+        .batch_register_stream(ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    // the second chunk is sent only once a result of the first is back
+    let Some(Event::Result(first)) = next_event(&mut responses).await else {
+        panic!("the first event is a result");
+    };
+    assert!(first.index < 50, "{first:?}");
+    let calls_before_second_chunk = simulator.calls();
+    input.send(chunk(numbered(50, 50))).await.unwrap();
+    drop(input);
+    let mut results = vec![first];
+    let summary = read_to_end(&mut responses, &mut results).await;
+
+    // indexes continue across chunks: the second chunk's users are 50..100
+    assert_one_result_per_user(&results, 100);
+    assert!(
+        results
+            .iter()
+            .all(|result| result.outcome() == pb::Outcome::Registered)
+    );
+    assert_eq!(summary.targets[0].total, 100);
+    assert_eq!(summary.targets[0].registered, 100);
+    // the vendor had a call of the first chunk's users alone before the second chunk was sent
+    let first_chunk: BTreeSet<String> = (0..50).map(user_id).collect();
+    assert!(!calls_before_second_chunk.is_empty());
+    assert!(
+        calls_before_second_chunk
+            .iter()
+            .all(|call| call.user_ids.iter().all(|id| first_chunk.contains(id)))
+    );
+    assert_eq!(
+        simulator
+            .registered(VendorKind::TencentLcic, LCIC_APP_ID)
+            .len(),
+        100
+    );
+    registrar.stop().await;
+}
+
+/// Registration rows in the audit store: the users the server has accepted.
+async fn accepted_rows(registrar: &Registrar) -> usize {
+    registration::Entity::find()
+        .count(registrar.audit.connection())
+        .await
+        .unwrap() as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_that_stops_reading_stops_the_server_reading_its_input() {
+    const CHUNKS: usize = 300;
+    const CHUNK: usize = 1000;
+    let (simulator, mut registrar) = fast_lcic().await;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let chunks = futures::stream::iter(0..CHUNKS).map(move |n| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        chunk(numbered(n * CHUNK, CHUNK))
+    });
+    let input = futures::stream::iter([header(&["lcic"])]).chain(chunks);
+
+    let mut responses = registrar
+        .client
+        .batch_register_stream(input)
+        .await
+        .unwrap()
+        .into_inner();
+    // read nothing: the input must stall, and well before its end; the
+    // stall is where the server stopped reading plus what the HTTP/2 windows hold
+    let t0 = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut stalled_at = pulled.load(Ordering::SeqCst);
+    let mut accepted = accepted_rows(&registrar).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (now_pulled, now_accepted) = (
+            pulled.load(Ordering::SeqCst),
+            accepted_rows(&registrar).await,
+        );
+        if (now_pulled, now_accepted) == (stalled_at, accepted) {
+            break;
+        }
+        (stalled_at, accepted) = (now_pulled, now_accepted);
+    }
+    eprintln!(
+        "MEASURE stalled_at={stalled_at} accepted={accepted} t={:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        (
+            pulled.load(Ordering::SeqCst),
+            accepted_rows(&registrar).await
+        ),
+        (stalled_at, accepted),
+        "the server kept reading input nobody answers"
+    );
+    assert!(stalled_at < 100, "{stalled_at} of {CHUNKS} chunks pulled");
+    assert!(
+        accepted <= stalled_at * CHUNK,
+        "{accepted} users accepted of {stalled_at} chunks"
+    );
+
+    // reading again resumes the input; every user gets exactly one result
+    let started = std::time::Instant::now();
+    let mut results = Vec::with_capacity(CHUNKS * CHUNK);
+    let summary = read_to_end(&mut responses, &mut results).await;
+    eprintln!("MEASURE read_all={:?}", started.elapsed());
+    eprintln!("MEASURE t={:?}", t0.elapsed());
+    assert_eq!(pulled.load(Ordering::SeqCst), CHUNKS);
+    assert_one_result_per_user(&results, CHUNKS * CHUNK);
+    assert_eq!(summary.targets[0].total, (CHUNKS * CHUNK) as u64);
+    assert_eq!(summary.targets[0].registered, (CHUNKS * CHUNK) as u64);
+    assert_eq!(
+        simulator
+            .registered(VendorKind::TencentLcic, LCIC_APP_ID)
+            .len(),
+        CHUNKS * CHUNK
+    );
+    eprintln!("MEASURE end t={:?}", t0.elapsed());
+    registrar.stop().await;
+}
