@@ -7,7 +7,7 @@
 //! client a team would otherwise write.
 //!
 //! Options (after `--`): `--runs N` (default 3; figures are medians),
-//! `--only NAME` (scenarios whose name contains NAME), `--seconds S` (vendor
+//! `--only A,B` (scenarios whose name contains A or B), `--seconds S` (vendor
 //! time per throughput scenario, default 10).
 //!
 //! Utilization is measured where the quota is spent: users carried by
@@ -672,7 +672,10 @@ fn main() {
     );
     let mut medians: BTreeMap<String, Row> = BTreeMap::new();
     for scenario in scenarios(seconds) {
-        if only.as_deref().is_some_and(|only| !scenario.name.contains(only)) {
+        if only
+            .as_deref()
+            .is_some_and(|only| !only.split(',').any(|part| scenario.name.contains(part)))
+        {
             continue;
         }
         let rows: Vec<Row> = (0..runs)

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tower::{
-    BoxError, Service, ServiceBuilder,
+    BoxError, Layer, Service, ServiceBuilder,
     timeout::error::Elapsed,
     util::{BoxCloneService, BoxCloneSyncService},
 };
@@ -27,7 +27,7 @@ use crate::{
     domain::{Outcome, UserResult},
     outbound::{
         http_client::{HttpClient, TransportError},
-        rate_limit::{GcraLimiter, Limiter, RateLimitLayer},
+        rate_limit::{GcraLimiter, Limiter, RateLimitLayer, SendWindowLayer},
         retry::{RetryLayer, RetryPolicy},
         trace::TraceLayer,
     },
@@ -286,7 +286,11 @@ fn outbound_stack(
     client: HttpClient,
     limiter: Arc<dyn Limiter>,
 ) -> dispatcher::CallService {
-    let http = timed_http(client, spec.timeout);
+    // the send guard sits right above the HTTP exchange, after every other step of an attempt
+    let http = timed_http(
+        SendWindowLayer::new(limiter.clone()).layer(client),
+        spec.timeout,
+    );
     let stack = ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))

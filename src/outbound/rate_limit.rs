@@ -41,6 +41,13 @@ pub trait Limiter: Send + Sync + 'static {
 
     /// The rate permits are currently given at, in calls per second.
     fn current_rate(&self) -> f64;
+
+    /// Resolves when a call may leave now without putting more calls than
+    /// the current rate into any one-second window of sends. Permits are
+    /// evenly spaced, but the work between a permit and its send (an audit
+    /// write, signing) takes a varying time; this guard, right before the
+    /// send, keeps calls that bunch up from breaking the vendor's window.
+    fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// governor's clock read from tokio's, so that tests can pause and advance time.
@@ -96,8 +103,14 @@ const THROTTLED_RATE_MEMORY: Duration = Duration::from_secs(60);
 /// The slowest rate the adaptive limiter falls to, in calls per second.
 const MIN_RATE: f64 = 0.5;
 
+/// The window the send guard counts in, plus slack for the time between a
+/// send and the vendor's decision (reading the body, checking the signature).
+const SEND_WINDOW: Duration = Duration::from_millis(1010);
+
 /// An in-process GCRA limiter for one target.
 pub struct GcraLimiter {
+    /// When the last calls were sent, oldest first (at most the quota's worth).
+    sent: Mutex<std::collections::VecDeque<Duration>>,
     /// The configured quota: never exceeded.
     ceiling: TokioRateLimiter,
     /// The configured quota in calls per second.
@@ -182,6 +195,7 @@ impl GcraLimiter {
             quota,
             margin,
             clock,
+            sent: Mutex::new(std::collections::VecDeque::new()),
             gate: Mutex::new(()),
             adaptive: Mutex::new(Adaptive {
                 rate: quota,
@@ -268,6 +282,94 @@ impl Limiter for GcraLimiter {
 
     fn current_rate(&self) -> f64 {
         self.adaptive().rate
+    }
+
+    fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            loop {
+                let limit = self.current_rate().floor().max(1.0) as usize;
+                let wait = {
+                    let mut sent = self
+                        .sent
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let now = self.clock.real_now();
+                    while sent
+                        .front()
+                        .is_some_and(|at| now.saturating_sub(*at) >= SEND_WINDOW)
+                    {
+                        sent.pop_front();
+                    }
+                    if sent.len() < limit {
+                        sent.push_back(now);
+                        None
+                    } else {
+                        // the oldest send of a full window must leave it first
+                        let oldest = sent[sent.len() - limit];
+                        Some((oldest + SEND_WINDOW).saturating_sub(now))
+                    }
+                };
+                match wait {
+                    None => return,
+                    Some(wait) => tokio::time::sleep(wait).await,
+                }
+            }
+        })
+    }
+}
+
+/// Holds each request until `Limiter::before_send` lets it leave.
+#[derive(Clone)]
+pub struct SendWindowLayer {
+    limiter: Arc<dyn Limiter>,
+}
+
+impl SendWindowLayer {
+    pub fn new(limiter: Arc<dyn Limiter>) -> Self {
+        SendWindowLayer { limiter }
+    }
+}
+
+impl<S> Layer<S> for SendWindowLayer {
+    type Service = SendWindow<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SendWindow {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SendWindow<S> {
+    inner: S,
+    limiter: Arc<dyn Limiter>,
+}
+
+impl<S, Request> Service<Request> for SendWindow<S>
+where
+    S: Service<Request> + Clone + Send + 'static,
+    S::Future: Send,
+    Request: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let limiter = self.limiter.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            limiter.before_send().await;
+            std::future::poll_fn(|context| inner.poll_ready(context)).await?;
+            inner.call(request).await
+        })
     }
 }
 
@@ -423,5 +525,38 @@ mod tests {
         limiter.acquire().await;
         limiter.acquire().await;
         assert!(start.elapsed() <= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_send_guard_spreads_calls_that_bunch_up_after_their_permits() {
+        let limiter = Arc::new(GcraLimiter::per_second(NonZeroU32::new(10).unwrap(), 0.0));
+        let start = tokio::time::Instant::now();
+        // 25 calls arrive at the send point at once, as after a stalled audit write
+        let mut sends = Vec::new();
+        for _ in 0..25 {
+            limiter.before_send().await;
+            sends.push(start.elapsed());
+        }
+        for (position, at) in sends.iter().enumerate() {
+            let in_window = sends[position..]
+                .iter()
+                .take_while(|later| **later - *at < Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 10, "{in_window} sends within 1 s of {at:?}");
+        }
+        assert!(sends[24] >= SEND_WINDOW * 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_send_guard_follows_the_slowed_down_rate() {
+        let limiter = GcraLimiter::per_second(NonZeroU32::new(20).unwrap(), 0.0);
+        limiter.throttled();
+        limiter.throttled();
+        let start = tokio::time::Instant::now();
+        for _ in 0..17 {
+            limiter.before_send().await;
+        }
+        // 16 fit the slowed rate's first window; the 17th waits for it to pass
+        assert!(start.elapsed() >= Duration::from_secs(1));
     }
 }
