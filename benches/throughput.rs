@@ -156,7 +156,10 @@ fn target_toml(scenario: &Scenario, endpoint: &str) -> String {
 
 async fn wait_for_port(port: u16) {
     for _ in 0..500 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -169,7 +172,14 @@ fn peak_rss_mb(pid: u32) -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -196,7 +206,11 @@ async fn sim_calls(sim_port: u16) -> Vec<RecordedCall> {
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let response = client
-        .get(format!("http://127.0.0.1:{sim_port}/_sim/calls").parse().unwrap())
+        .get(
+            format!("http://127.0.0.1:{sim_port}/_sim/calls")
+                .parse()
+                .unwrap(),
+        )
         .await
         .expect("the simulator answers /_sim/calls");
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -293,7 +307,11 @@ async fn drive_stream(
 }
 
 /// Many concurrent single-user callers over several connections.
-async fn drive_callers(port: u16, vendor: VendorKind, callers: usize) -> (Vec<pb::UserResult>, Instant) {
+async fn drive_callers(
+    port: u16,
+    vendor: VendorKind,
+    callers: usize,
+) -> (Vec<pb::UserResult>, Instant) {
     let mut clients = Vec::new();
     for _ in 0..16 {
         clients.push(connect(port).await);
@@ -310,7 +328,8 @@ async fn drive_callers(port: u16, vendor: VendorKind, callers: usize) -> (Vec<pb
                 let mut stream = client.batch_register(request).await.unwrap().into_inner();
                 let mut results = Vec::new();
                 while let Some(response) = stream.message().await.unwrap() {
-                    if let Some(pb::batch_register_response::Event::Result(result)) = response.event {
+                    if let Some(pb::batch_register_response::Event::Result(result)) = response.event
+                    {
                         results.push(result);
                     }
                 }
@@ -372,7 +391,9 @@ async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
 
     let started = Instant::now();
     let (results, last_result) = match scenario.shape {
-        Shape::Stream(chunk) => drive_stream(&mut client, scenario.vendor, scenario.users, chunk).await,
+        Shape::Stream(chunk) => {
+            drive_stream(&mut client, scenario.vendor, scenario.users, chunk).await
+        }
         Shape::Callers(callers) => drive_callers(server_port, scenario.vendor, callers).await,
         Shape::Baseline => unreachable!("the baseline does not run registrar"),
     };
@@ -391,9 +412,18 @@ async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
         .filter(|call| call.accepted() && !call.user_ids.is_empty())
         .collect();
     let carried: usize = accepted.iter().map(|call| call.user_ids.len()).sum();
-    let first = accepted.iter().map(|call| call.received_at_ms).min().unwrap_or(0);
-    let last = accepted.iter().map(|call| call.received_at_ms).max().unwrap_or(0);
-    let interval_ms = 1000.0 / f64::from(scenario.real_qps.unwrap_or(scenario.qps).min(scenario.qps));
+    let first = accepted
+        .iter()
+        .map(|call| call.received_at_ms)
+        .min()
+        .unwrap_or(0);
+    let last = accepted
+        .iter()
+        .map(|call| call.received_at_ms)
+        .max()
+        .unwrap_or(0);
+    let interval_ms =
+        1000.0 / f64::from(scenario.real_qps.unwrap_or(scenario.qps).min(scenario.qps));
     let vendor_span = ((last - first) as f64 + interval_ms) / 1000.0;
     if std::env::var_os("BENCH_GAPS").is_some() {
         let mut times: Vec<u64> = accepted.iter().map(|call| call.received_at_ms).collect();
@@ -423,7 +453,10 @@ async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
         .filter(success)
         .filter(|result| {
             let vendor_id = match scenario.vendor {
-                VendorKind::TencentCiam => format!("bench{}", result.user_id.parse::<usize>().unwrap_or(0) - 10_000_000),
+                VendorKind::TencentCiam => format!(
+                    "bench{}",
+                    result.user_id.parse::<usize>().unwrap_or(0) - 10_000_000
+                ),
                 _ => result.user_id.clone(),
             };
             registered_at_vendor.contains(&vendor_id)
@@ -438,12 +471,15 @@ async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
         users_per_second: scenario.users as f64 / wall.as_secs_f64(),
         vendor_users_per_second: carried as f64 / vendor_span,
         ceiling: scenario.ceiling(),
-        max_calls_in_second: max_in_any_second(accepted.iter().map(|call| call.received_at_ms).collect()),
+        max_calls_in_second: max_in_any_second(
+            accepted.iter().map(|call| call.received_at_ms).collect(),
+        ),
         throttle_answers: throttles.len(),
         throttled_share_after_5s: throttled_after_5s as f64 / calls_after_5s.max(1) as f64,
         peak_rss_mb,
         wall,
-        first_call_to_last_result: last_result.saturating_duration_since(started + Duration::from_millis(first)),
+        first_call_to_last_result: last_result
+            .saturating_duration_since(started + Duration::from_millis(first)),
         truthful_success,
     }
 }
@@ -518,7 +554,9 @@ async fn run_baseline(scenario: &Scenario, dir: &Path, seconds: f64) -> Row {
         registered += report
             .outcomes
             .iter()
-            .filter(|outcome| matches!(outcome, registrar::vendor::VendorOutcome::Registered { .. }))
+            .filter(|outcome| {
+                matches!(outcome, registrar::vendor::VendorOutcome::Registered { .. })
+            })
             .count();
     }
     let wall = started.elapsed();
@@ -641,12 +679,18 @@ fn median_row(rows: &[Row]) -> Row {
         users_per_second: pick(|row| row.users_per_second),
         vendor_users_per_second: pick(|row| row.vendor_users_per_second),
         ceiling: rows[0].ceiling,
-        max_calls_in_second: rows.iter().map(|row| row.max_calls_in_second).max().unwrap_or(0),
+        max_calls_in_second: rows
+            .iter()
+            .map(|row| row.max_calls_in_second)
+            .max()
+            .unwrap_or(0),
         throttle_answers: pick(|row| row.throttle_answers as f64) as usize,
         throttled_share_after_5s: pick(|row| row.throttled_share_after_5s),
         peak_rss_mb: pick(|row| row.peak_rss_mb),
         wall: Duration::from_secs_f64(pick(|row| row.wall.as_secs_f64())),
-        first_call_to_last_result: Duration::from_secs_f64(pick(|row| row.first_call_to_last_result.as_secs_f64())),
+        first_call_to_last_result: Duration::from_secs_f64(pick(|row| {
+            row.first_call_to_last_result.as_secs_f64()
+        })),
         truthful_success: pick(|row| row.truthful_success as f64) as usize,
     }
 }
@@ -658,17 +702,41 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--runs" => runs = args.next().and_then(|value| value.parse().ok()).unwrap_or(3),
+            "--runs" => {
+                runs = args
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or(3)
+            }
             "--only" => only = args.next(),
-            "--seconds" => seconds = args.next().and_then(|value| value.parse().ok()).unwrap_or(10.0),
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or(10.0)
+            }
             _ => {} // cargo passes --bench
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     println!(
         "{:<38} {:>9} {:>7} {:>6} {:>9} {:>9} {:>8} {:>6} {:>6} {:>7} {:>8} {:>8}",
-        "scenario", "users", "calls", "batch", "users/s", "ceiling", "util", "max1s", "throt", "rss MB", "e2e u/s", "results"
+        "scenario",
+        "users",
+        "calls",
+        "batch",
+        "users/s",
+        "ceiling",
+        "util",
+        "max1s",
+        "throt",
+        "rss MB",
+        "e2e u/s",
+        "results"
     );
     let mut medians: BTreeMap<String, Row> = BTreeMap::new();
     for scenario in scenarios(seconds) {
@@ -680,7 +748,9 @@ fn main() {
         }
         let rows: Vec<Row> = (0..runs)
             .map(|run| {
-                let run_dir: PathBuf = dir.path().join(format!("{}-{run}", scenario.name.replace([' ', '%'], "_")));
+                let run_dir: PathBuf = dir
+                    .path()
+                    .join(format!("{}-{run}", scenario.name.replace([' ', '%'], "_")));
                 std::fs::create_dir_all(&run_dir).unwrap();
                 runtime.block_on(async {
                     match scenario.shape {
@@ -707,7 +777,10 @@ fn main() {
             row.results,
         );
         if scenario.name.starts_with("coalescing") {
-            println!("    first vendor call to last result: {:.2} s", row.first_call_to_last_result.as_secs_f64());
+            println!(
+                "    first vendor call to last result: {:.2} s",
+                row.first_call_to_last_result.as_secs_f64()
+            );
         }
         if scenario.name.starts_with("faults") {
             println!(

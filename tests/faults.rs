@@ -145,7 +145,7 @@ async fn a_fifth_of_calls_faulted_at_three_vendors_every_user_still_gets_one_tru
     )
     .await;
     let endpoint = simulator.endpoint();
-    let retries = "timeout = \"500ms\"\nmax_attempts = 6";
+    let retries = "timeout = \"500ms\"\nmax_attempts = 10";
     // LCIC calls of 100 (not 1000), so that its 300 users meet faults in several calls
     let targets = [
         lcic_target("lcic", &endpoint, &format!("{retries}\nmax_batch = 100")),

@@ -7,6 +7,9 @@
 
 pub mod entity;
 pub mod migration;
+mod writer;
+
+use writer::Write;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -14,14 +17,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::OnConflict,
+    QueryOrder, QuerySelect,
 };
 use sea_orm_migration::MigratorTrait;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::Outcome;
-use entity::{batch, registration, vendor_call};
+use entity::{batch, registration};
 
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -173,7 +175,9 @@ pub struct RegistrationFilter {
 
 #[derive(Debug, Clone)]
 pub struct AuditStore {
+    /// For reads; writes go through `writer`.
     db: DatabaseConnection,
+    writer: tokio::sync::mpsc::Sender<writer::Queued>,
 }
 
 impl AuditStore {
@@ -194,9 +198,9 @@ impl AuditStore {
             )
             .await?;
         }
-        let store = AuditStore { db };
-        store.migrate().await?;
-        Ok(store)
+        migration::Migrator::up(&db, None).await?;
+        let writer = writer::spawn(db.clone());
+        Ok(AuditStore { db, writer })
     }
 
     /// Applies every pending migration.
@@ -210,34 +214,7 @@ impl AuditStore {
     }
 
     pub async fn create_batch(&self, new: &NewBatch) -> Result<(), AuditError> {
-        let row = batch::ActiveModel {
-            id: Set(new.id.clone()),
-            idempotency_key: Set(new.idempotency_key.clone()),
-            targets: Set(new.targets.join(",")),
-            dry_run: Set(new.dry_run),
-            state: Set(BatchState::Running.as_str().to_owned()),
-            user_count: Set(0),
-            created_at: Set(Utc::now()),
-            finished_at: Set(None),
-        };
-        match batch::Entity::insert(row)
-            .exec_without_returning(&self.db)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error)
-                if new.idempotency_key.is_some()
-                    && matches!(
-                        error.sql_err(),
-                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                    ) =>
-            {
-                Err(AuditError::DuplicateIdempotencyKey(
-                    new.idempotency_key.clone().unwrap_or_default(),
-                ))
-            }
-            Err(error) => Err(error.into()),
-        }
+        self.write(Write::CreateBatch(new.clone())).await.map(drop)
     }
 
     pub async fn batch_id_for_idempotency_key(
@@ -258,113 +235,51 @@ impl AuditStore {
         state: BatchState,
         user_count: u64,
     ) -> Result<(), AuditError> {
-        batch::Entity::update_many()
-            .col_expr(batch::Column::State, state.as_str().into())
-            .col_expr(batch::Column::UserCount, (user_count as i64).into())
-            .col_expr(batch::Column::FinishedAt, Some(Utc::now()).into())
-            .filter(batch::Column::Id.eq(batch_id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.write(Write::FinishBatch {
+            batch_id: batch_id.to_owned(),
+            state,
+            user_count,
+        })
+        .await
+        .map(drop)
     }
 
-    /// Writes new (user, target) rows in one transaction; must complete
-    /// before any vendor call carries them.
+    /// Writes new (user, target) rows; they are committed before this
+    /// returns, so before any vendor call can carry their users.
     pub async fn insert_registrations(&self, rows: &[RegistrationRow]) -> Result<(), AuditError> {
-        let now = Utc::now();
-        let transaction = self.db.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let models = chunk.iter().map(|row| active_registration(row, now));
-            registration::Entity::insert_many(models)
-                .exec_without_returning(&transaction)
-                .await?;
-        }
-        transaction.commit().await?;
-        Ok(())
+        self.write(Write::InsertRegistrations(rows.to_vec()))
+            .await
+            .map(drop)
     }
 
     /// Records outcomes of existing rows, found by (batch, target, index).
     pub async fn record_outcomes(&self, rows: &[RegistrationRow]) -> Result<(), AuditError> {
-        let now = Utc::now();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let models = chunk.iter().map(|row| active_registration(row, now));
-            registration::Entity::insert_many(models)
-                .on_conflict(
-                    OnConflict::columns([
-                        registration::Column::BatchId,
-                        registration::Column::Target,
-                        registration::Column::Idx,
-                    ])
-                    .update_columns([
-                        registration::Column::Outcome,
-                        registration::Column::VendorUserId,
-                        registration::Column::ErrorCode,
-                        registration::Column::ErrorMessage,
-                        registration::Column::Attempts,
-                        registration::Column::VendorCallId,
-                        registration::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-                )
-                .exec_without_returning(&self.db)
-                .await?;
-        }
-        Ok(())
+        self.write(Write::RecordOutcomes(rows.to_vec()))
+            .await
+            .map(drop)
     }
 
     /// Writes the row of a vendor call before it is made; returns its id.
     pub async fn start_vendor_call(&self, call: &NewVendorCall) -> Result<i64, AuditError> {
-        let row = vendor_call::ActiveModel {
-            id: NotSet,
-            target: Set(call.target.clone()),
-            vendor: Set(call.vendor.clone()),
-            action: Set(call.action.clone()),
-            attempt: Set(call.attempt as i32),
-            user_count: Set(call.user_count as i32),
-            vendor_request_id: Set(None),
-            http_status: Set(None),
-            vendor_error_code: Set(None),
-            error_class: Set(None),
-            vendor_job_id: Set(None),
-            latency_ms: Set(None),
-            started_at: Set(Utc::now()),
-            finished_at: Set(None),
-        };
-        let inserted = vendor_call::Entity::insert(row).exec(&self.db).await?;
-        Ok(inserted.last_insert_id)
+        self.write(Write::StartVendorCall(call.clone())).await
     }
 
     pub async fn finish_vendor_call(&self, id: i64, end: &VendorCallEnd) -> Result<(), AuditError> {
-        vendor_call::Entity::update_many()
-            .col_expr(
-                vendor_call::Column::VendorRequestId,
-                end.vendor_request_id.clone().into(),
-            )
-            .col_expr(
-                vendor_call::Column::HttpStatus,
-                end.http_status.map(i32::from).into(),
-            )
-            .col_expr(
-                vendor_call::Column::VendorErrorCode,
-                end.vendor_error_code.clone().into(),
-            )
-            .col_expr(
-                vendor_call::Column::ErrorClass,
-                end.error_class.clone().into(),
-            )
-            .col_expr(
-                vendor_call::Column::VendorJobId,
-                end.vendor_job_id.clone().into(),
-            )
-            .col_expr(
-                vendor_call::Column::LatencyMs,
-                Some(end.latency.as_millis() as i64).into(),
-            )
-            .col_expr(vendor_call::Column::FinishedAt, Some(Utc::now()).into())
-            .filter(vendor_call::Column::Id.eq(id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.write(Write::FinishVendorCall(id, end.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// Hands a write to the writer and waits until it is committed.
+    async fn write(&self, write: Write) -> Result<i64, AuditError> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(writer::Queued { write, done })
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?;
+        committed
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?
     }
 
     /// The batch and its counts per target and outcome.
