@@ -113,10 +113,12 @@ pub fn accounts_for(config: &Config) -> Result<Vec<SimAccount>, ConfigError> {
     config
         .targets
         .iter()
-        .map(|target| {
+        .enumerate()
+        .map(|(position, target)| {
             Ok(SimAccount {
                 vendor: target.vendor,
-                app_id: target.app_id.unwrap_or_default(),
+                // CIAM user stores have no numeric id: they are kept under the target's position
+                app_id: target.app_id.unwrap_or(position as u64 + 1),
                 user_store_id: target.user_store_id.clone().unwrap_or_default(),
                 secret_id: match &target.secret_id {
                     Some(_) => target_identifier(target, "secret_id", &target.secret_id)?,

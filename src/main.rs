@@ -157,7 +157,11 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             let _telemetry = telemetry::init(&Default::default())?;
-            tracing::info!(%listen, accounts = accounts.len(), ?faults, "vendor simulator listening");
+            tracing::info!(
+                accounts = accounts.len(),
+                ?faults,
+                "vendor simulator configured"
+            );
             sim::run(SimConfig { listen, accounts }, faults, shutdown_signal()).await
         }
         Command::Migrate {
