@@ -109,10 +109,12 @@ fn by_index(collected: &Collected) -> BTreeMap<u64, &pb::UserResult> {
 }
 
 #[tokio::test]
-async fn sixty_users_take_sixty_calls_of_one_user_and_register_user_by_user() {
+async fn two_hundred_users_take_two_hundred_calls_of_one_user_and_register_user_by_user() {
+    // a few hundred users at the vendor quota of 20 calls per second: ten seconds
+    const USERS: usize = 200;
     let simulator = start_simulator(vec![ciam_account(20)]).await;
     let mut registrar = Registrar::start(&ciam_target("ciam", &simulator.endpoint())).await;
-    let batch: Vec<pb::User> = (0..60).map(|n| ciam_user("a", n)).collect();
+    let batch: Vec<pb::User> = (0..USERS).map(|n| ciam_user("a", n)).collect();
 
     let collected = batch_register(&mut registrar.client, request(&["ciam"], batch))
         .await
@@ -120,14 +122,14 @@ async fn sixty_users_take_sixty_calls_of_one_user_and_register_user_by_user() {
 
     // seed 003: one user per CreateUser call
     let calls = simulator.calls();
-    assert_eq!(calls.len(), 60);
+    assert_eq!(calls.len(), USERS);
     assert!(
         calls
             .iter()
             .all(|call| call.accepted() && call.action == "CreateUser" && call.user_ids.len() == 1)
     );
     let sent: HashSet<String> = calls.iter().map(|call| call.user_ids[0].clone()).collect();
-    let expected: HashSet<String> = (0..60).map(|n| format!("aname{n}")).collect();
+    let expected: HashSet<String> = (0..USERS).map(|n| format!("aname{n}")).collect();
     assert_eq!(sent, expected, "every user once, by its UserName");
     // the vendor's quota was respected (vendors.md B.2: 20 requests per second)
     assert!(simulator.max_calls_in_any_second(VendorKind::TencentCiam, CIAM_APP_ID) <= 20);
@@ -138,8 +140,8 @@ async fn sixty_users_take_sixty_calls_of_one_user_and_register_user_by_user() {
         .into_iter()
         .map(|user| (user.origin_id, user.vendor_user_id))
         .collect();
-    assert_eq!(registered.len(), 60);
-    assert_eq!(collected.results.len(), 60);
+    assert_eq!(registered.len(), USERS);
+    assert_eq!(collected.results.len(), USERS);
     for result in &collected.results {
         assert_eq!(result.outcome(), pb::Outcome::Registered, "{result:?}");
         assert_eq!(result.user_id, format!("a{:04}", result.index));
@@ -151,7 +153,7 @@ async fn sixty_users_take_sixty_calls_of_one_user_and_register_user_by_user() {
     }
     assert_eq!(
         collected.summary.as_ref().unwrap().targets[0].registered,
-        60
+        USERS as u64
     );
 
     // one vendor-call row of one user per call
@@ -159,7 +161,7 @@ async fn sixty_users_take_sixty_calls_of_one_user_and_register_user_by_user() {
         .all(registrar.audit.connection())
         .await
         .unwrap();
-    assert_eq!(rows.len(), 60);
+    assert_eq!(rows.len(), USERS);
     assert!(rows.iter().all(|row| row.user_count == 1
         && row.action == "CreateUser"
         && row.vendor_request_id.is_some()));

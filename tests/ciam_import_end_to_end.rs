@@ -234,3 +234,106 @@ async fn a_busy_vendor_makes_registrar_wait_for_a_running_job_not_fail() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn users_breaking_import_rules_are_rejected_by_field_and_never_reach_a_job() {
+    let simulator = start_simulator(vec![import_account()]).await;
+    let mut registrar =
+        Registrar::start(&import_target("import", &simulator.endpoint(), 1000)).await;
+    let mut no_profile = import_user("r", 1);
+    no_profile.ciam = None;
+    // vendors.md B.2 ImportUser: at least one of UserName, PhoneNumber, Email is required
+    let mut no_identifier = import_user("r", 2);
+    let profile = no_identifier.ciam.as_mut().unwrap();
+    profile.user_name.clear();
+    profile.email.clear();
+    // vendors.md B.2: an import carries a password hash with its type, never plaintext
+    let mut plaintext = import_user("r", 3);
+    let profile = plaintext.ciam.as_mut().unwrap();
+    profile.password_hash.clear();
+    profile.password_hash_type = pb::PasswordHashType::Unspecified.into();
+    profile.password = "plain-Secret!Horse".to_owned();
+    let mut untyped_hash = import_user("r", 4);
+    untyped_hash.ciam.as_mut().unwrap().password_hash_type =
+        pb::PasswordHashType::Unspecified.into();
+    // vendors.md B.2 SaltLocationRule: a salt needs its location
+    let mut unplaced_salt = import_user("r", 5);
+    unplaced_salt.ciam.as_mut().unwrap().salt_value = "pepper".to_owned();
+    let duplicate = import_user("r", 0);
+    let batch = vec![
+        import_user("r", 0),
+        no_profile,
+        no_identifier,
+        plaintext,
+        untyped_hash,
+        unplaced_salt,
+        duplicate,
+        import_user("r", 7),
+    ];
+
+    let collected = batch_register(&mut registrar.client, request(&["import"], batch))
+        .await
+        .unwrap();
+
+    let results: BTreeMap<u64, &pb::UserResult> = collected
+        .results
+        .iter()
+        .map(|result| (result.index, result))
+        .collect();
+    assert_eq!(results.len(), 8);
+    let rejected = |index: u64, code: &str, message: &str| {
+        let result = results[&index];
+        assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
+        assert_eq!(result.error_code, code, "{result:?}");
+        assert_eq!(result.error_message, message, "{result:?}");
+        assert_eq!(result.attempts, 0);
+    };
+    rejected(
+        1,
+        "validation.required",
+        "ciam is required and must not be empty",
+    );
+    rejected(
+        2,
+        "validation.required",
+        "ciam.userName or ciam.phoneNumber or ciam.email is required: an imported user needs at least one identifier",
+    );
+    rejected(
+        3,
+        "validation.unsupported",
+        "ciam.password imports carry password hashes, not plaintext; set ciam.passwordHash and ciam.passwordHashType",
+    );
+    rejected(
+        4,
+        "validation.required",
+        "ciam.passwordHashType is required with ciam.passwordHash (SHA1 or BCRYPT)",
+    );
+    rejected(
+        5,
+        "validation.required",
+        "ciam.saltLocation is required with ciam.saltValue (HEAD, TAIL or OTHER)",
+    );
+    rejected(
+        6,
+        "validation.duplicate",
+        "userId duplicates the user at index 0 of this batch",
+    );
+    for index in [0, 7] {
+        assert_eq!(results[&index].outcome(), pb::Outcome::Registered);
+    }
+
+    // the one job the simulator ran carried the two valid users only
+    let jobs = simulator.jobs(VendorKind::TencentCiamImport, APP_ID);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let mut carried = jobs[0].users.clone();
+    carried.sort();
+    assert_eq!(carried, vec!["rname0".to_owned(), "rname7".to_owned()]);
+    // and the plaintext password of the rejected user reached no vendor and no audit row
+    let calls = vendor_call::Entity::find()
+        .all(registrar.audit.connection())
+        .await
+        .unwrap();
+    assert!(!format!("{calls:?}").contains("plain-Secret!Horse"));
+    assert!(!format!("{:?}", simulator.calls()).contains("plain-Secret!Horse"));
+    registrar.stop().await;
+}

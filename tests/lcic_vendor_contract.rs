@@ -13,8 +13,10 @@ use std::{
 };
 
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
-use common::*;
-use hmac::{Hmac, KeyInit, Mac};
+use common::{
+    tencent_sdk::{self, sdk_authorization},
+    *,
+};
 use registrar::{
     api::pb,
     audit::{
@@ -24,49 +26,6 @@ use registrar::{
     domain::Outcome,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use sha2::{Digest, Sha256};
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], message: &str) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(key).unwrap();
-    mac.update(message.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// The Authorization header as tencentcloud-sdk-go `sendWithSignatureV3`
-/// computes it (vendors.md A.1): SignedHeaders content-type;host, the
-/// product's service name, the UTC date of X-TC-Timestamp.
-fn sdk_authorization(
-    secret_id: &str,
-    secret_key: &str,
-    content_type: &str,
-    host: &str,
-    timestamp: i64,
-    payload: &[u8],
-) -> String {
-    let canonical_headers = format!("content-type:{content_type}\nhost:{host}\n");
-    let signed_headers = "content-type;host";
-    let hashed_payload = hex::encode(Sha256::digest(payload));
-    let canonical_request =
-        format!("POST\n/\n\n{canonical_headers}\n{signed_headers}\n{hashed_payload}");
-    let date = chrono::DateTime::from_timestamp(timestamp, 0)
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
-    let credential_scope = format!("{date}/lcic/tc3_request");
-    let string_to_sign = format!(
-        "TC3-HMAC-SHA256\n{timestamp}\n{credential_scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    let secret_date = hmac(format!("TC3{secret_key}").as_bytes(), &date);
-    let secret_service = hmac(&secret_date, "lcic");
-    let secret_signing = hmac(&secret_service, "tc3_request");
-    let signature = hex::encode(hmac(&secret_signing, &string_to_sign));
-    format!(
-        "TC3-HMAC-SHA256 Credential={secret_id}/{credential_scope}, SignedHeaders={signed_headers}, Signature={signature}"
-    )
-}
 
 /// What a test vendor saw.
 #[derive(Default)]
@@ -113,6 +72,7 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
     };
     let timestamp: i64 = header("x-tc-timestamp").parse().unwrap_or(0);
     let expected = sdk_authorization(
+        "lcic",
         LCIC_SECRET_ID,
         LCIC_SECRET_KEY,
         &header("content-type"),
@@ -193,6 +153,11 @@ async fn start_vendor(vendor: Vendor) -> String {
     let app = Router::new().route("/", post(answer)).with_state(vendor);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
+}
+
+#[test]
+fn the_sdk_signer_of_these_tests_reproduces_the_published_example() {
+    tencent_sdk::assert_reproduces_t3();
 }
 
 #[tokio::test]

@@ -286,11 +286,10 @@ fn outbound_stack(
     client: HttpClient,
     limiter: Arc<dyn Limiter>,
 ) -> dispatcher::CallService {
-    // the send guard sits right above the HTTP exchange, after every other step of an attempt
-    let http = timed_http(
-        SendWindowLayer::new(limiter.clone()).layer(client),
-        spec.timeout,
-    );
+    // the send guard sits right above the HTTP exchange, after every other
+    // step of an attempt; its wait is not part of the call's timeout, so an
+    // attempt held back by it is never reported as a lost answer
+    let http = guarded_http(client, limiter.clone(), spec.timeout);
     let stack = ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))
@@ -299,8 +298,22 @@ fn outbound_stack(
     BoxCloneService::new(stack)
 }
 
-/// The HTTP exchange under each attempt: `inner` under the per-call
-/// timeout, with tower's errors mapped back to transport errors.
+/// The HTTP exchange under each attempt: the send guard, then `inner`
+/// under the per-call timeout.
+fn guarded_http<S>(inner: S, limiter: Arc<dyn Limiter>, timeout: Duration) -> HttpService
+where
+    S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = TransportError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(SendWindowLayer::new(limiter).layer(timed_http(inner, timeout)))
+}
+
+/// `inner` under the per-call timeout, with tower's errors mapped back to
+/// transport errors.
 fn timed_http<S>(inner: S, timeout: Duration) -> HttpService
 where
     S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = TransportError>
@@ -330,14 +343,31 @@ fn transport_error(error: BoxError) -> TransportError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
     use bytes::Bytes;
     use tokio::time::Instant;
     use tower::{ServiceExt, service_fn};
 
-    use super::timed_http;
-    use crate::outbound::http_client::TransportError;
+    use super::{guarded_http, timed_http};
+    use crate::outbound::{http_client::TransportError, rate_limit::Limiter};
+
+    /// A limiter whose send guard holds every call for a second.
+    struct SlowSendGuard;
+
+    impl Limiter for SlowSendGuard {
+        fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(async {})
+        }
+
+        fn current_rate(&self) -> f64 {
+            1.0
+        }
+
+        fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(tokio::time::sleep(Duration::from_secs(1)))
+        }
+    }
 
     fn request() -> http::Request<Bytes> {
         http::Request::post("http://127.0.0.1:1/")
@@ -386,5 +416,18 @@ mod tests {
             matches!(&error, TransportError::AnswerLost(message) if message == "reset"),
             "{error:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_held_at_the_send_guard_is_not_timed_out_for_it() {
+        let timeout = Duration::from_millis(500);
+        let prompt = service_fn(|_: http::Request<Bytes>| answer_after(Duration::from_millis(100)));
+        let http = guarded_http(prompt, Arc::new(SlowSendGuard), timeout);
+
+        let started = Instant::now();
+        let answer = http.oneshot(request()).await;
+
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(1100));
     }
 }

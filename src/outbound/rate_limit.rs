@@ -149,6 +149,9 @@ fn gcra(calls_per_second: f64, margin: f64, clock: &TokioClock) -> TokioRateLimi
 /// safety margin leaves in any one-second window (10 ms at 1%).
 const MAX_SET_BACK: Duration = Duration::from_millis(2);
 
+/// The relative change of the slowed-down rate that rebuilds its GCRA.
+const REBUILD_CHANGE: f64 = 0.05;
+
 /// Waits for one permit of `limiter`.
 async fn wait_for(limiter: &TokioRateLimiter, clock: &TokioClock, gate: &Mutex<()>) {
     let mut due: Option<Duration> = None;
@@ -221,8 +224,11 @@ impl GcraLimiter {
             adaptive.built_rate = self.quota;
             return;
         }
-        // rebuild only on a real change: a fresh GCRA forgets its spacing
-        if adaptive.limiter.is_some() && (rate - adaptive.built_rate).abs() < 0.25 {
+        // rebuild only on a real change (relative, so that slow rates still
+        // follow every decrease): a fresh GCRA forgets its spacing
+        if adaptive.limiter.is_some()
+            && (rate - adaptive.built_rate).abs() < adaptive.built_rate * REBUILD_CHANGE
+        {
             return;
         }
         adaptive.built_rate = rate;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod tencent_sdk;
 
 use std::{net::SocketAddr, time::Duration};
 
