@@ -163,6 +163,11 @@ pub struct TargetConfig {
     /// Attempts per user, the first included.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Spacing added to the quota's permits, as a share (0.02 = 2 %): room
+    /// for the time between a send and the vendor counting the call. Must be
+    /// in [0, 0.5]; the target then uses at most `qps / (1 + rate_margin)`.
+    #[serde(default = "default_rate_margin")]
+    pub rate_margin: f64,
 }
 
 fn default_timeout() -> Duration {
@@ -175,6 +180,10 @@ fn default_linger() -> Duration {
 
 fn default_max_attempts() -> u32 {
     4
+}
+
+fn default_rate_margin() -> f64 {
+    0.02
 }
 
 impl TargetConfig {
@@ -384,6 +393,12 @@ impl Config {
                     reason: "must be at least 1".to_owned(),
                 });
             }
+            if !(0.0..=0.5).contains(&target.rate_margin) {
+                return Err(ConfigError::Invalid {
+                    key: key("rate_margin"),
+                    reason: format!("must be between 0 and 0.5 (got {})", target.rate_margin),
+                });
+            }
         }
         Ok(())
     }
@@ -466,6 +481,19 @@ mod tests {
         assert_eq!(target.qps(), 20);
         assert_eq!(target.max_batch(), 1000);
         assert_eq!(target.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_rate_margin_outside_its_range_is_refused() {
+        let error = load(
+            "[[targets]]\nname = \"t\"\nvendor = \"zego-zim\"\nendpoint = \"http://127.0.0.1:1\"\n\
+             app_id = 1\nserver_secret = \"s\"\nrate_margin = 0.8\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "configuration: targets[0].rate_margin must be between 0 and 0.5 (got 0.8)"
+        );
     }
 
     #[test]

@@ -36,10 +36,6 @@ use batch::{BatchResults, BatchSummary, BatchWriter};
 use call::{AttemptService, HttpService};
 use target::TargetSpec;
 
-/// Spacing added to the quota's permits, so that jitter between a permit and
-/// the vendor's receipt cannot put one call too many into a vendor's second.
-const RATE_SAFETY_MARGIN: f64 = 0.01;
-
 /// Users a batch may have accepted but not yet answered (per target), beyond one message's worth.
 const MAX_OUTSTANDING_PER_BATCH: usize = 16_384;
 
@@ -106,7 +102,7 @@ impl Engine {
             .map(|spec| {
                 let spec = Arc::new(spec);
                 let limiter: Arc<dyn Limiter> =
-                    Arc::new(GcraLimiter::per_second(spec.qps, RATE_SAFETY_MARGIN));
+                    Arc::new(GcraLimiter::per_second(spec.qps, spec.rate_margin));
                 let service = outbound_stack(&spec, &audit, client.clone(), limiter.clone());
                 let queue = dispatcher::spawn(
                     spec.clone(),

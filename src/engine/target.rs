@@ -65,6 +65,8 @@ pub struct TargetSpec {
     pub linger: Duration,
     pub max_in_flight: usize,
     pub max_attempts: u32,
+    /// Spacing added to the quota's permits, as a share.
+    pub rate_margin: f64,
     pub health: Arc<HealthCell>,
 }
 
@@ -135,6 +137,7 @@ impl TargetSpec {
             linger: config.linger,
             max_in_flight,
             max_attempts: config.max_attempts.max(1),
+            rate_margin: config.rate_margin.clamp(0.0, 0.5),
             health: Arc::default(),
         })
     }

@@ -103,10 +103,6 @@ const THROTTLED_RATE_MEMORY: Duration = Duration::from_secs(60);
 /// The slowest rate the adaptive limiter falls to, in calls per second.
 const MIN_RATE: f64 = 0.5;
 
-/// The window the send guard counts in, plus slack for the time between a
-/// send and the vendor's decision (reading the body, checking the signature).
-const SEND_WINDOW: Duration = Duration::from_millis(1010);
-
 /// An in-process GCRA limiter for one target.
 pub struct GcraLimiter {
     /// When the last calls were sent, oldest first (at most the quota's worth).
@@ -116,6 +112,10 @@ pub struct GcraLimiter {
     /// The configured quota in calls per second.
     quota: f64,
     margin: f64,
+    /// The window the send guard counts in: one second stretched by the
+    /// margin, for the time between a send and the vendor's decision
+    /// (reading the body, checking the signature, its scheduling).
+    send_window: Duration,
     clock: TokioClock,
     /// Serializes checks, for the clock's set-back.
     gate: Mutex<()>,
@@ -146,11 +146,13 @@ fn gcra(calls_per_second: f64, margin: f64, clock: &TokioClock) -> TokioRateLimi
 /// due. Timers fire a tick late; dating the permit back keeps the schedule
 /// from drifting by that much on every call (a lost ~2% of the quota). The
 /// calls then lag their slots by at most this much, far less than the
-/// safety margin leaves in any one-second window (10 ms at 1%).
+/// safety margin leaves in any one-second window (20 ms at the default 2 %).
 const MAX_SET_BACK: Duration = Duration::from_millis(2);
 
-/// The relative change of the slowed-down rate that rebuilds its GCRA.
-const REBUILD_CHANGE: f64 = 0.05;
+/// A change of the slowed-down rate that rebuilds its GCRA, in calls per
+/// second, or as a share of the rate when that is smaller.
+const REBUILD_CHANGE: f64 = 0.25;
+const REBUILD_SHARE: f64 = 0.05;
 
 /// Waits for one permit of `limiter`.
 async fn wait_for(limiter: &TokioRateLimiter, clock: &TokioClock, gate: &Mutex<()>) {
@@ -187,7 +189,7 @@ impl GcraLimiter {
     /// At most `calls_per_second` permits in any one-second window.
     ///
     /// Permits are spaced by `1 s / calls_per_second` plus a safety margin of
-    /// `margin` (a fraction, e.g. 0.01), so that jitter between the permit and
+    /// `margin` (a fraction, e.g. 0.02), so that jitter between the permit and
     /// the vendor's receipt of the call cannot squeeze one more call into the
     /// vendor's window.
     pub fn per_second(calls_per_second: NonZeroU32, margin: f64) -> Self {
@@ -197,6 +199,7 @@ impl GcraLimiter {
             ceiling: gcra(quota, margin, &clock),
             quota,
             margin,
+            send_window: Duration::from_secs(1).mul_f64(1.0 + margin.max(0.0)),
             clock,
             sent: Mutex::new(std::collections::VecDeque::new()),
             gate: Mutex::new(()),
@@ -224,11 +227,10 @@ impl GcraLimiter {
             adaptive.built_rate = self.quota;
             return;
         }
-        // rebuild only on a real change (relative, so that slow rates still
-        // follow every decrease): a fresh GCRA forgets its spacing
-        if adaptive.limiter.is_some()
-            && (rate - adaptive.built_rate).abs() < adaptive.built_rate * REBUILD_CHANGE
-        {
+        // rebuild only on a real change: a fresh GCRA forgets its spacing; the
+        // change is also relative, so that slow rates follow every decrease
+        let real_change = REBUILD_CHANGE.min(adaptive.built_rate * REBUILD_SHARE);
+        if adaptive.limiter.is_some() && (rate - adaptive.built_rate).abs() < real_change {
             return;
         }
         adaptive.built_rate = rate;
@@ -302,7 +304,7 @@ impl Limiter for GcraLimiter {
                     let now = self.clock.real_now();
                     while sent
                         .front()
-                        .is_some_and(|at| now.saturating_sub(*at) >= SEND_WINDOW)
+                        .is_some_and(|at| now.saturating_sub(*at) >= self.send_window)
                     {
                         sent.pop_front();
                     }
@@ -312,7 +314,7 @@ impl Limiter for GcraLimiter {
                     } else {
                         // the oldest send of a full window must leave it first
                         let oldest = sent[sent.len() - limit];
-                        Some((oldest + SEND_WINDOW).saturating_sub(now))
+                        Some((oldest + self.send_window).saturating_sub(now))
                     }
                 };
                 match wait {
@@ -550,7 +552,7 @@ mod tests {
                 .count();
             assert!(in_window <= 10, "{in_window} sends within 1 s of {at:?}");
         }
-        assert!(sends[24] >= SEND_WINDOW * 2);
+        assert!(sends[24] >= Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
