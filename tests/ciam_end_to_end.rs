@@ -195,13 +195,8 @@ async fn users_breaking_ciam_rules_are_rejected_by_field_and_never_sent() {
 
     let results = by_index(&collected);
     assert_eq!(results.len(), 6);
-    let rejected = |index: u64, code: &str, message: &str| {
-        let result = results[&index];
-        assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
-        assert_eq!(result.error_code, code);
-        assert_eq!(result.error_message, message);
-        assert_eq!(result.attempts, 0);
-    };
+    let rejected =
+        |index: u64, code: &str, message: &str| assert_rejected(results[&index], code, message);
     rejected(
         1,
         "validation.required",

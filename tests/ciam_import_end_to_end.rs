@@ -281,13 +281,8 @@ async fn users_breaking_import_rules_are_rejected_by_field_and_never_reach_a_job
         .map(|result| (result.index, result))
         .collect();
     assert_eq!(results.len(), 8);
-    let rejected = |index: u64, code: &str, message: &str| {
-        let result = results[&index];
-        assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
-        assert_eq!(result.error_code, code, "{result:?}");
-        assert_eq!(result.error_message, message, "{result:?}");
-        assert_eq!(result.attempts, 0);
-    };
+    let rejected =
+        |index: u64, code: &str, message: &str| assert_rejected(results[&index], code, message);
     rejected(
         1,
         "validation.required",

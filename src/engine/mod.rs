@@ -285,7 +285,7 @@ fn outbound_stack(
     // the send guard sits right above the HTTP exchange, after every other
     // step of an attempt; its wait is not part of the call's timeout, so an
     // attempt held back by it is never reported as a lost answer
-    let http = guarded_http(client, limiter.clone(), spec.timeout);
+    let http = guarded_http(timed_http(client, spec.timeout), limiter.clone());
     let stack = ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))
@@ -294,18 +294,10 @@ fn outbound_stack(
     BoxCloneService::new(stack)
 }
 
-/// The HTTP exchange under each attempt: the send guard, then `inner`
-/// under the per-call timeout.
-fn guarded_http<S>(inner: S, limiter: Arc<dyn Limiter>, timeout: Duration) -> HttpService
-where
-    S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = TransportError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    BoxCloneSyncService::new(SendWindowLayer::new(limiter).layer(timed_http(inner, timeout)))
+/// The HTTP exchange under each attempt: the send guard, then `timed`, the
+/// exchange under the per-call timeout.
+fn guarded_http(timed: HttpService, limiter: Arc<dyn Limiter>) -> HttpService {
+    BoxCloneSyncService::new(SendWindowLayer::new(limiter).layer(timed))
 }
 
 /// `inner` under the per-call timeout, with tower's errors mapped back to
@@ -418,7 +410,7 @@ mod tests {
     async fn a_call_held_at_the_send_guard_is_not_timed_out_for_it() {
         let timeout = Duration::from_millis(500);
         let prompt = service_fn(|_: http::Request<Bytes>| answer_after(Duration::from_millis(100)));
-        let http = guarded_http(prompt, Arc::new(SlowSendGuard), timeout);
+        let http = guarded_http(timed_http(prompt, timeout), Arc::new(SlowSendGuard));
 
         let started = Instant::now();
         let answer = http.oneshot(request()).await;

@@ -146,6 +146,15 @@ pub async fn connect(addr: SocketAddr) -> RegistrationServiceClient<Channel> {
     panic!("registrar at {addr} did not accept connections");
 }
 
+/// `result` was rejected by registrar's validation with `code` and
+/// `message`, and never sent.
+pub fn assert_rejected(result: &pb::UserResult, code: &str, message: &str) {
+    assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
+    assert_eq!(result.error_code, code, "{result:?}");
+    assert_eq!(result.error_message, message, "{result:?}");
+    assert_eq!(result.attempts, 0, "{result:?}");
+}
+
 pub fn user(user_id: impl Into<String>) -> pb::User {
     pb::User {
         user_id: user_id.into(),
