@@ -258,6 +258,17 @@ pub(super) struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// The same exchange, its calls recorded in `span` instead (a job poll's
+    /// own span, so that each poll's answer is recorded once).
+    pub fn recorded_in<'s>(&'s self, span: &'s tracing::Span) -> Exchange<'s> {
+        Exchange {
+            audit: self.audit,
+            http: self.http,
+            target: self.target,
+            span,
+        }
+    }
+
     /// Writes the call's row; `None` when the audit store is unavailable.
     pub async fn open(&self, action: &str, attempt: u32, user_count: usize) -> Option<i64> {
         let call = NewVendorCall {

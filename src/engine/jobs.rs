@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::call::{
     CallRequest, CallResponse, Exchange, Sent, audit_unavailable, build_failure, checked,
@@ -189,12 +190,23 @@ async fn poll_until_finished(
         }
         limiter.acquire().await;
         polls += 1;
-        let Some(call_id) = exchange.open(jobs.poll_action(), polls, 0).await else {
+        let poll_span = tracing::info_span!(
+            parent: exchange.span,
+            "job_poll",
+            poll = polls,
+            vendor_request_id = tracing::field::Empty,
+            http_status = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+            vendor_job_id = tracing::field::Empty,
+        );
+        let poll = exchange.recorded_in(&poll_span);
+        let Some(call_id) = poll.open(jobs.poll_action(), polls, 0).await else {
             // polling is only reading; try again once the audit store is back
             continue;
         };
-        let (sent, latency) = exchange
+        let (sent, latency) = poll
             .send(jobs.build_poll_request(job_id, &AttemptContext::now()))
+            .instrument(poll_span.clone())
             .await;
         let mut end = VendorCallEnd {
             latency,
@@ -241,7 +253,7 @@ async fn poll_until_finished(
             }
             Sent::Unbuildable(error) => Some(build_failure(&error, users.len())),
         };
-        exchange.close(call_id, &end).await;
+        poll.close(call_id, &end).await;
         if let Some(report) = finished {
             tracing::info!(target = %exchange.target.name, job_id, polls, attempt = request.attempt, "job ended");
             return report;
