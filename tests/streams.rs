@@ -252,6 +252,59 @@ async fn a_caller_that_stops_reading_stops_the_server_reading_its_input() {
 }
 
 #[tokio::test]
+async fn a_caller_that_stops_reading_never_holds_back_the_results_of_callers_sharing_its_calls() {
+    const CHUNKS: usize = 30;
+    const CHUNK: usize = 700;
+    // 10 calls a second: each call forms while it waits for its permit, so
+    // the second caller's users ride in a call with the first one's last users
+    let simulator = start_simulator(vec![lcic_account(1000)]).await;
+    let mut registrar =
+        Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 10")).await;
+    let chunks = (0..CHUNKS).map(|n| chunk(numbered(n * CHUNK, CHUNK)));
+    let input = futures::stream::iter([header(&["lcic"])]).chain(futures::stream::iter(chunks));
+    let mut stalled = registrar
+        .client
+        .batch_register_stream(input)
+        .await
+        .unwrap()
+        .into_inner();
+    // the first caller reads nothing; once its users are on their way...
+    tokio::time::timeout(STEP, async {
+        while simulator.calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the first caller's users reach the vendor");
+
+    // ...a second caller registers a hundred users of its own
+    let mut other_client = registrar.client.clone();
+    let other_users = (0..100).map(|n| user(format!("other-{n:03}"))).collect();
+    let other = tokio::time::timeout(
+        STEP,
+        batch_register(&mut other_client, request(&["lcic"], other_users)),
+    )
+    .await
+    .expect("the second caller's results are not held back by the first")
+    .unwrap();
+    assert_eq!(other.with_outcome(pb::Outcome::Registered).len(), 100);
+
+    // the two callers did share a vendor call
+    let shared = simulator.calls().into_iter().any(|call| {
+        call.user_ids.iter().any(|id| id.starts_with("other-"))
+            && call.user_ids.iter().any(|id| id.starts_with('s'))
+    });
+    assert!(shared, "no vendor call carried users of both callers");
+
+    // the first caller reads again and gets every result
+    let mut results = Vec::with_capacity(CHUNKS * CHUNK);
+    let summary = read_to_end(&mut stalled, &mut results).await;
+    assert_one_result_per_user(&results, CHUNKS * CHUNK);
+    assert_eq!(summary.targets[0].registered, (CHUNKS * CHUNK) as u64);
+    registrar.stop().await;
+}
+
+#[tokio::test]
 async fn a_caller_that_goes_away_loses_nothing_the_server_accepted() {
     // a slow vendor: calls take 300 ms and the quota is 20 calls a second
     let simulator = Simulator::start_with_faults(

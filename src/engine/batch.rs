@@ -29,9 +29,6 @@ use crate::{
     domain::{Outcome, Rejection, User, UserResult},
 };
 
-/// Results buffered per batch before delivering calls wait for the caller.
-const RESULTS_BUFFER: usize = 1024;
-
 /// One user queued for one target.
 pub struct Pending {
     pub batch: Arc<BatchShared>,
@@ -40,19 +37,24 @@ pub struct Pending {
 }
 
 /// What every queued user of a batch shares: where its result goes.
+///
+/// Each user holds one of the batch's `outstanding` places from the moment
+/// it is submitted until the caller has *read* its result. The results
+/// channel therefore never holds more than the places, and handing a result
+/// over never waits: a caller that stops reading stops its own input, never
+/// the vendor calls it shares with other callers.
 pub struct BatchShared {
     pub id: Arc<str>,
-    results: mpsc::Sender<UserResult>,
+    results: mpsc::UnboundedSender<UserResult>,
     outstanding: Arc<Semaphore>,
 }
 
 impl BatchShared {
-    /// Hands a result to the caller's stream and frees its place.
-    pub async fn deliver(&self, result: UserResult) {
-        // the results side drains until every sender is gone, so this only
-        // fails if the whole batch was torn down; nothing is left to tell then
-        let _ = self.results.send(result).await;
-        self.outstanding.add_permits(1);
+    /// Hands a result to the caller's stream, without waiting.
+    pub fn deliver(&self, result: UserResult) {
+        // fails only once the caller's results side is gone: its row is
+        // written, and nobody is left to tell
+        let _ = self.results.send(result);
     }
 }
 
@@ -77,7 +79,9 @@ pub struct BatchWriter {
 /// The results side of a batch: `next` until `None`, then `finish`.
 pub struct BatchResults {
     batch_id: Arc<str>,
-    receiver: mpsc::Receiver<UserResult>,
+    receiver: mpsc::UnboundedReceiver<UserResult>,
+    /// The batch's places, given back as results are read.
+    outstanding: Arc<Semaphore>,
     progress: Arc<Progress>,
     audit: AuditStore,
     counts: BTreeMap<String, OutcomeCounts>,
@@ -105,7 +109,8 @@ pub(super) fn open(
     max_outstanding: usize,
 ) -> (BatchWriter, BatchResults) {
     let batch_id: Arc<str> = Arc::from(batch_id);
-    let (sender, receiver) = mpsc::channel(RESULTS_BUFFER);
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let outstanding = Arc::new(Semaphore::new(max_outstanding));
     let progress = Arc::new(Progress::default());
     let target_order: Vec<String> = targets
         .iter()
@@ -115,7 +120,7 @@ pub(super) fn open(
         shared: Arc::new(BatchShared {
             id: batch_id.clone(),
             results: sender,
-            outstanding: Arc::new(Semaphore::new(max_outstanding)),
+            outstanding: outstanding.clone(),
         }),
         progress: progress.clone(),
         targets,
@@ -127,6 +132,7 @@ pub(super) fn open(
     let results = BatchResults {
         batch_id,
         receiver,
+        outstanding,
         progress,
         audit,
         counts: target_order
@@ -211,7 +217,7 @@ impl BatchWriter {
             .users
             .store(self.next_index, Ordering::Relaxed);
         for result in decided {
-            self.shared.deliver(result).await;
+            self.shared.deliver(result);
         }
         for ((_, queue), group) in self.targets.iter().zip(groups) {
             if !group.is_empty() {
@@ -288,6 +294,7 @@ impl BatchResults {
     /// The next result; `None` once the input is closed and every user answered.
     pub async fn next(&mut self) -> Option<UserResult> {
         let result = self.receiver.recv().await?;
+        self.outstanding.add_permits(1);
         self.counts
             .entry(result.target.clone())
             .or_default()
@@ -296,7 +303,7 @@ impl BatchResults {
     }
 
     /// Records the batch's end and returns its summary.
-    pub async fn finish(self) -> BatchSummary {
+    pub async fn finish(mut self) -> BatchSummary {
         let complete = self.progress.input_complete.load(Ordering::Relaxed);
         let state = if complete {
             BatchState::Completed
@@ -307,7 +314,7 @@ impl BatchResults {
         if let Err(error) = self.audit.finish_batch(&self.batch_id, state, users).await {
             tracing::error!(batch_id = %self.batch_id, %error, "could not record the end of the batch");
         }
-        let mut counts = self.counts;
+        let mut counts = std::mem::take(&mut self.counts);
         BatchSummary {
             batch_id: self.batch_id.to_string(),
             counts: self
@@ -319,5 +326,13 @@ impl BatchResults {
             dry_run: self.dry_run,
             replayed: false,
         }
+    }
+}
+
+impl Drop for BatchResults {
+    /// A caller gone before its results: the places of unread results will
+    /// never come back, so a writer waiting for them stops instead of hanging.
+    fn drop(&mut self) {
+        self.outstanding.close();
     }
 }

@@ -245,7 +245,7 @@ async fn settle(
         tracing::error!(target = %target.name, users = rows.len(), %error, "could not record outcomes");
     }
     for (pending, result, _) in results {
-        pending.batch.deliver(result).await;
+        pending.batch.deliver(result);
     }
 }
 
