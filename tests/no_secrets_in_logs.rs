@@ -1,6 +1,7 @@
 //! The real binary, run with the most verbose logging, never writes a
-//! credential to its logs: the vendor key stays out of every line, in text
-//! and JSON formats.
+//! secret to its logs: no vendor key of any of the five vendor kinds, no
+//! user's password, password hash or salt appears in any line, in text and
+//! JSON formats, after a user was registered at a target of every kind.
 
 mod common;
 
@@ -11,9 +12,113 @@ use std::{
 };
 
 use common::*;
+use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
+use secrecy::SecretString;
+
+const ZIM_APP_ID: u64 = 1_234_567_001;
+const ZIM_SERVER_SECRET: &str = "test-zim-server-secret-never-logged";
+const VOLC_APP_ID: u64 = 2_000_001;
+const VOLC_ACCESS_KEY_ID: &str = "AKLTtestVolcLOGS00000000000000000000";
+const VOLC_SECRET_KEY: &str = "test-volc-secret-key-never-logged";
+const CIAM_SECRET_ID: &str = "AKIDtestCIAMLOGS00000000000000000000";
+const CIAM_SECRET_KEY: &str = "test-ciam-secret-key-never-logged";
+const CIAM_STORE: &str = "logs-store-create";
+const IMPORT_STORE: &str = "logs-store-import";
+const PASSWORD: &str = "user-password-never-logged!";
+const PASSWORD_HASH: &str = "0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b";
+const SALT: &str = "user-salt-never-logged";
+
+/// Every secret the run handles: none may appear in a log line.
+const SECRETS: [&str; 7] = [
+    LCIC_SECRET_KEY,
+    ZIM_SERVER_SECRET,
+    VOLC_SECRET_KEY,
+    CIAM_SECRET_KEY,
+    PASSWORD,
+    PASSWORD_HASH,
+    SALT,
+];
+
+fn account(vendor: VendorKind, app_id: u64, store: &str, id: &str, key: &str) -> SimAccount {
+    SimAccount {
+        vendor,
+        app_id,
+        user_store_id: store.to_owned(),
+        secret_id: id.to_owned(),
+        secret_key: SecretString::from(key),
+        qps: 20,
+    }
+}
+
+/// One target of each vendor kind, every secret taken from the environment.
+fn targets(endpoint: &str) -> String {
+    let lcic = lcic_target("lcic", endpoint, "").replace(
+        &format!("secret_key = \"{LCIC_SECRET_KEY}\""),
+        "secret_key = { env = \"TEST_LCIC_SECRET_KEY\" }",
+    );
+    format!(
+        "{lcic}\n\
+         [[targets]]\nname = \"zim\"\nvendor = \"zego-zim\"\nendpoint = \"{endpoint}\"\n\
+         app_id = {ZIM_APP_ID}\nserver_secret = {{ env = \"TEST_ZIM_SECRET\" }}\n\n\
+         [[targets]]\nname = \"volc\"\nvendor = \"volc-rtc\"\nendpoint = \"{endpoint}\"\n\
+         app_id = {VOLC_APP_ID}\nsecret_id = \"{VOLC_ACCESS_KEY_ID}\"\nsecret_key = {{ env = \"TEST_VOLC_SECRET\" }}\n\n\
+         [[targets]]\nname = \"ciam\"\nvendor = \"tencent-ciam\"\nendpoint = \"{endpoint}\"\n\
+         user_store_id = \"{CIAM_STORE}\"\nregion = \"ap-guangzhou\"\n\
+         secret_id = \"{CIAM_SECRET_ID}\"\nsecret_key = {{ env = \"TEST_CIAM_SECRET\" }}\n\n\
+         [[targets]]\nname = \"import\"\nvendor = \"tencent-ciam-import\"\nendpoint = \"{endpoint}\"\n\
+         user_store_id = \"{IMPORT_STORE}\"\nregion = \"ap-guangzhou\"\n\
+         secret_id = \"{CIAM_SECRET_ID}\"\nsecret_key = {{ env = \"TEST_CIAM_SECRET\" }}\n"
+    )
+}
+
+/// A user every vendor accepts: a numeric id (Volcengine), a CIAM profile
+/// with a password (CreateUser) and a salted hash (import).
+fn user_for_every_vendor() -> pb::User {
+    pb::User {
+        user_id: "7001".to_owned(),
+        display_name: "Log Test".to_owned(),
+        ciam: Some(pb::CiamProfile {
+            user_name: "logtest".to_owned(),
+            phone_number: "+86-13200007001".to_owned(),
+            email: "logtest@example.com".to_owned(),
+            password: PASSWORD.to_owned(),
+            password_hash: PASSWORD_HASH.to_owned(),
+            password_hash_type: pb::PasswordHashType::Sha1.into(),
+            salt_value: SALT.to_owned(),
+            salt_location: pb::SaltLocation::Tail.into(),
+            ..pb::CiamProfile::default()
+        }),
+        ..pb::User::default()
+    }
+}
 
 async fn run_and_collect_logs(log_format: &str) -> String {
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
+    let simulator = start_simulator(vec![
+        lcic_account(20),
+        account(VendorKind::ZegoZim, ZIM_APP_ID, "", "", ZIM_SERVER_SECRET),
+        account(
+            VendorKind::VolcRtc,
+            VOLC_APP_ID,
+            "",
+            VOLC_ACCESS_KEY_ID,
+            VOLC_SECRET_KEY,
+        ),
+        account(
+            VendorKind::TencentCiam,
+            7_101,
+            CIAM_STORE,
+            CIAM_SECRET_ID,
+            CIAM_SECRET_KEY,
+        ),
+        account(
+            VendorKind::TencentCiamImport,
+            7_102,
+            IMPORT_STORE,
+            CIAM_SECRET_ID,
+            CIAM_SECRET_KEY,
+        ),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -27,10 +132,7 @@ async fn run_and_collect_logs(log_format: &str) -> String {
             "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\n\
              [audit]\ndatabase_url = {{ env = \"TEST_DATABASE_URL\" }}\n\
              [telemetry]\nlog_format = \"{log_format}\"\n\n{}",
-            lcic_target("lcic", &simulator.endpoint(), "").replace(
-                &format!("secret_key = \"{LCIC_SECRET_KEY}\""),
-                "secret_key = { env = \"TEST_LCIC_SECRET_KEY\" }"
-            )
+            targets(&simulator.endpoint())
         ),
     )
     .unwrap();
@@ -42,6 +144,9 @@ async fn run_and_collect_logs(log_format: &str) -> String {
         .arg(&config)
         .env("RUST_LOG", "trace")
         .env("TEST_LCIC_SECRET_KEY", LCIC_SECRET_KEY)
+        .env("TEST_ZIM_SECRET", ZIM_SERVER_SECRET)
+        .env("TEST_VOLC_SECRET", VOLC_SECRET_KEY)
+        .env("TEST_CIAM_SECRET", CIAM_SECRET_KEY)
         .env(
             "TEST_DATABASE_URL",
             format!(
@@ -56,14 +161,30 @@ async fn run_and_collect_logs(log_format: &str) -> String {
     let mut client = connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
     let mut bad = user("");
     bad.display_name = "x".to_owned();
+    bad.ciam = user_for_every_vendor().ciam;
     let collected = batch_register(
         &mut client,
-        request(&["lcic"], vec![user("log-1"), user("log-2"), bad]),
+        request(
+            &["lcic", "zim", "volc", "ciam", "import"],
+            vec![user_for_every_vendor(), bad],
+        ),
     )
     .await
     .unwrap();
-    assert_eq!(collected.results.len(), 3);
-    assert_eq!(simulator.calls().len(), 1);
+    // the valid user registered at every target, the invalid one at none
+    assert_eq!(collected.results.len(), 10);
+    let mut registered: Vec<&str> = collected
+        .with_outcome(pb::Outcome::Registered)
+        .iter()
+        .map(|result| result.target.as_str())
+        .collect();
+    registered.sort_unstable();
+    assert_eq!(
+        registered,
+        ["ciam", "import", "lcic", "volc", "zim"],
+        "{collected:?}"
+    );
+    assert_eq!(collected.with_outcome(pb::Outcome::Rejected).len(), 5);
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -94,7 +215,7 @@ async fn trace_level_text_logs_hold_no_secret() {
         "the logs were captured"
     );
     assert!(logs.contains("vendor_call"), "vendor calls were traced");
-    assert!(!logs.contains(LCIC_SECRET_KEY), "the vendor key was logged");
+    assert_no_secret(&logs);
 }
 
 #[tokio::test]
@@ -104,5 +225,11 @@ async fn trace_level_json_logs_hold_no_secret() {
         logs.lines().any(|line| line.starts_with('{')),
         "json lines were written"
     );
-    assert!(!logs.contains(LCIC_SECRET_KEY), "the vendor key was logged");
+    assert_no_secret(&logs);
+}
+
+fn assert_no_secret(logs: &str) {
+    for secret in SECRETS {
+        assert!(!logs.contains(secret), "{secret} was logged");
+    }
 }

@@ -16,7 +16,8 @@ use crate::{
 ///
 /// Ids are kept as 64-bit keyed hashes with the index of their first
 /// occurrence: 16 bytes per user however long the ids are, which keeps a
-/// stream of millions of users small.
+/// stream of millions of users small. The price is a false repeat when two
+/// ids share a hash: about n^2 / 2^65, 3e-8 for a million users.
 #[derive(Debug, Default)]
 pub struct BatchValidator {
     first_index_by_id: HashMap<u64, u64>,
