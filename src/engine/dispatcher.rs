@@ -241,11 +241,35 @@ async fn settle(
             vendor_call_id: *vendor_call_id,
         })
         .collect();
-    if let Err(error) = audit.record_outcomes(&rows).await {
-        tracing::error!(target = %target.name, users = rows.len(), %error, "could not record outcomes");
-    }
+    record_outcomes(target, audit, &rows).await;
     for (pending, result, _) in results {
         pending.batch.deliver(result);
+    }
+}
+
+/// Attempts at writing a call's outcomes before the results go out without them.
+const OUTCOME_WRITE_ATTEMPTS: u32 = 5;
+/// The wait before the second attempt; it doubles after each.
+const OUTCOME_WRITE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Writes the outcomes of a call, retrying a store that is briefly away.
+/// The vendor has answered, so the caller gets the results either way; a
+/// store still away after the attempts leaves those rows `pending`, and the
+/// error log says how many.
+async fn record_outcomes(target: &TargetSpec, audit: &AuditStore, rows: &[RegistrationRow]) {
+    let mut backoff = OUTCOME_WRITE_BACKOFF;
+    for attempt in 1..=OUTCOME_WRITE_ATTEMPTS {
+        match audit.record_outcomes(rows).await {
+            Ok(()) => return,
+            Err(error) if attempt < OUTCOME_WRITE_ATTEMPTS => {
+                tracing::warn!(target = %target.name, users = rows.len(), attempt, %error, "could not record outcomes; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(error) => {
+                tracing::error!(target = %target.name, users = rows.len(), attempts = attempt, %error, "could not record outcomes: their rows stay pending");
+            }
+        }
     }
 }
 
