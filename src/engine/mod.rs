@@ -13,12 +13,10 @@ pub mod validate;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tower::{
-    BoxError, Layer, Service, ServiceBuilder,
-    timeout::error::Elapsed,
+    Layer, ServiceBuilder,
     util::{BoxCloneService, BoxCloneSyncService},
 };
 
@@ -26,9 +24,10 @@ use crate::{
     audit::{AuditError, AuditStore, BatchState, NewBatch, OutcomeCounts},
     domain::{Outcome, UserResult},
     outbound::{
-        http_client::{HttpClient, TransportError},
+        http_client::HttpClient,
         rate_limit::{GcraLimiter, Limiter, RateLimitLayer, SendWindowLayer},
         retry::{RetryLayer, RetryPolicy},
+        timeout::timed_http,
         trace::TraceLayer,
     },
 };
@@ -300,35 +299,6 @@ fn guarded_http(timed: HttpService, limiter: Arc<dyn Limiter>) -> HttpService {
     BoxCloneSyncService::new(SendWindowLayer::new(limiter).layer(timed))
 }
 
-/// `inner` under the per-call timeout, with tower's errors mapped back to
-/// transport errors.
-fn timed_http<S>(inner: S, timeout: Duration) -> HttpService
-where
-    S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = TransportError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .map_err(transport_error)
-            .timeout(timeout)
-            .service(inner),
-    )
-}
-
-fn transport_error(error: BoxError) -> TransportError {
-    if error.is::<Elapsed>() {
-        return TransportError::Timeout;
-    }
-    match error.downcast::<TransportError>() {
-        Ok(transport) => *transport,
-        Err(other) => TransportError::AnswerLost(other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -337,8 +307,8 @@ mod tests {
     use tokio::time::Instant;
     use tower::{ServiceExt, service_fn};
 
-    use super::{guarded_http, timed_http};
-    use crate::outbound::{http_client::TransportError, rate_limit::Limiter};
+    use super::guarded_http;
+    use crate::outbound::{http_client::TransportError, rate_limit::Limiter, timeout::timed_http};
 
     /// A limiter whose send guard holds every call for a second.
     struct SlowSendGuard;
@@ -366,44 +336,6 @@ mod tests {
     async fn answer_after(delay: Duration) -> Result<http::Response<Bytes>, TransportError> {
         tokio::time::sleep(delay).await;
         Ok(http::Response::new(Bytes::from_static(b"{}")))
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_vendor_that_does_not_answer_in_time_ends_the_call_as_a_timeout_at_the_timeout() {
-        let timeout = Duration::from_millis(500);
-        let silent = service_fn(|_: http::Request<Bytes>| answer_after(Duration::from_secs(30)));
-        let http = timed_http(silent, timeout);
-
-        let started = Instant::now();
-        let answer = http.oneshot(request()).await;
-
-        assert!(matches!(answer, Err(TransportError::Timeout)), "{answer:?}");
-        assert_eq!(started.elapsed(), timeout);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn answers_in_time_and_transport_errors_pass_the_timeout_unchanged() {
-        let timeout = Duration::from_millis(500);
-        let prompt = service_fn(|_: http::Request<Bytes>| answer_after(Duration::from_millis(499)));
-        let started = Instant::now();
-        let answer = timed_http(prompt, timeout)
-            .oneshot(request())
-            .await
-            .unwrap();
-        assert_eq!(answer.body(), &Bytes::from_static(b"{}"));
-        assert_eq!(started.elapsed(), Duration::from_millis(499));
-
-        let reset = service_fn(|_: http::Request<Bytes>| async {
-            Err::<http::Response<Bytes>, _>(TransportError::AnswerLost("reset".to_owned()))
-        });
-        let error = timed_http(reset, timeout)
-            .oneshot(request())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, TransportError::AnswerLost(message) if message == "reset"),
-            "{error:?}"
-        );
     }
 
     #[tokio::test(start_paused = true)]

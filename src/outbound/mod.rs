@@ -10,4 +10,5 @@
 pub mod http_client;
 pub mod rate_limit;
 pub mod retry;
+pub mod timeout;
 pub mod trace;
