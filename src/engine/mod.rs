@@ -308,7 +308,13 @@ mod tests {
     use tower::{ServiceExt, service_fn};
 
     use super::guarded_http;
-    use crate::outbound::{http_client::TransportError, rate_limit::Limiter, timeout::timed_http};
+    use crate::outbound::{
+        rate_limit::Limiter,
+        timeout::{
+            tests::{answer_after, request},
+            timed_http,
+        },
+    };
 
     /// A limiter whose send guard holds every call for a second.
     struct SlowSendGuard;
@@ -325,17 +331,6 @@ mod tests {
         fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
             Box::pin(tokio::time::sleep(Duration::from_secs(1)))
         }
-    }
-
-    fn request() -> http::Request<Bytes> {
-        http::Request::post("http://127.0.0.1:1/")
-            .body(Bytes::new())
-            .unwrap()
-    }
-
-    async fn answer_after(delay: Duration) -> Result<http::Response<Bytes>, TransportError> {
-        tokio::time::sleep(delay).await;
-        Ok(http::Response::new(Bytes::from_static(b"{}")))
     }
 
     #[tokio::test(start_paused = true)]

@@ -47,7 +47,7 @@ fn transport_error(error: BoxError) -> TransportError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
@@ -57,13 +57,17 @@ mod tests {
     use super::timed_http;
     use crate::outbound::http_client::TransportError;
 
-    fn request() -> http::Request<Bytes> {
+    /// A request to nowhere: the services under test never send it.
+    pub(crate) fn request() -> http::Request<Bytes> {
         http::Request::post("http://127.0.0.1:1/")
             .body(Bytes::new())
             .unwrap()
     }
 
-    async fn answer_after(delay: Duration) -> Result<http::Response<Bytes>, TransportError> {
+    /// A vendor that answers `{}` after `delay`.
+    pub(crate) async fn answer_after(
+        delay: Duration,
+    ) -> Result<http::Response<Bytes>, TransportError> {
         tokio::time::sleep(delay).await;
         Ok(http::Response::new(Bytes::from_static(b"{}")))
     }
