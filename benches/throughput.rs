@@ -35,13 +35,13 @@ use registrar::{
     api::pb::{self, registration_service_client::RegistrationServiceClient},
     domain::{User, VendorKind},
     sim::RecordedCall,
-    vendor::{
+    vendor_api::{
         AttemptContext, VendorApi,
-        lcic::{Lcic, LcicConfig},
-        tencent::TencentCredentials,
-        volc::{VolcConfig, VolcRtc},
-        volc_sign::VolcCredentials,
-        zim::{Zim, ZimConfig},
+        tencent::envelope::TencentCredentials,
+        tencent::lcic::{Lcic, LcicConfig},
+        volc::rtc::{VolcConfig, VolcRtc},
+        volc::signing::VolcCredentials,
+        zego::zim::{Zim, ZimConfig},
     },
 };
 use secrecy::SecretString;
@@ -577,7 +577,10 @@ async fn run_baseline(scenario: &Scenario, dir: &Path, seconds: f64) -> Row {
             .outcomes
             .iter()
             .filter(|outcome| {
-                matches!(outcome, registrar::vendor::VendorOutcome::Registered { .. })
+                matches!(
+                    outcome,
+                    registrar::vendor_api::VendorOutcome::Registered { .. }
+                )
             })
             .count();
     }

@@ -328,7 +328,7 @@ impl Config {
                     reason: format!("{:?} is used by more than one target", target.name),
                 });
             }
-            crate::vendor::endpoint_uri(&target.endpoint).map_err(|error| {
+            crate::vendor_api::endpoint_uri(&target.endpoint).map_err(|error| {
                 ConfigError::Invalid {
                     key: key("endpoint"),
                     reason: error.to_string(),

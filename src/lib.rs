@@ -1,7 +1,7 @@
 //! registrar: a gRPC gateway that registers users in bulk with third-party
 //! vendors (Tencent LCIC, ZEGOCLOUD ZIM, Volcengine RTC, Tencent CIAM).
 //!
-//! Data flows one way: `api` -> `engine` -> `outbound` -> `vendor` ->
+//! Data flows one way: `api` -> `engine` -> `outbound` -> `vendor_api` ->
 //! `engine` -> `api`, with audit rows written by the engine through `audit`.
 
 pub mod api;
@@ -13,4 +13,4 @@ pub mod engine;
 pub mod outbound;
 pub mod sim;
 pub mod telemetry;
-pub mod vendor;
+pub mod vendor_api;

@@ -23,11 +23,11 @@ use registrar::{
     audit::entity::{batch, registration, vendor_call},
     domain::{CiamProfile, PasswordHashType, SaltLocation, User, VendorKind},
     sim::{SimAccount, Simulator},
-    vendor::{
+    vendor_api::{
         AttemptContext, JobApi, JobStatus, Submission, VendorApi, VendorOutcome,
-        ciam::{CiamConfig, CiamCreateUser},
-        ciam_import::CiamImport,
-        tencent::{Envelope, TencentCredentials, decode_envelope},
+        tencent::ciam::{CiamConfig, CiamCreateUser},
+        tencent::ciam_import::CiamImport,
+        tencent::envelope::{Envelope, TencentCredentials, decode_envelope},
     },
 };
 use sea_orm::EntityTrait;

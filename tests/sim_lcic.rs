@@ -14,11 +14,11 @@ use hyper_util::{
 use registrar::{
     domain::{User, VendorKind},
     sim::{RecordedCall, RegisteredUser, SimAccount, SimConfig, Simulator},
-    vendor::{
+    vendor_api::{
         AttemptContext, VendorApi, VendorOutcome,
-        lcic::{Lcic, LcicConfig, parse_batch_register},
-        tc3,
-        tencent::{Envelope, TencentCredentials, decode_envelope},
+        tencent::envelope::{Envelope, TencentCredentials, decode_envelope},
+        tencent::lcic::{Lcic, LcicConfig, parse_batch_register},
+        tencent::tc3,
     },
 };
 use secrecy::SecretString;

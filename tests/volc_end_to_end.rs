@@ -291,7 +291,7 @@ async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_regist
 }
 
 /// SignerV4 written again from vendors.md D.1, step by step, sharing no code
-/// with `registrar::vendor::volc_sign`.
+/// with `registrar::vendor_api::volc::signing`.
 mod independent_signer {
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::{Digest, Sha256};

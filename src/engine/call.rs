@@ -34,7 +34,7 @@ use crate::{
         retry::RetryableRequest,
         trace::Traced,
     },
-    vendor::{AttemptContext, BuildError, CallReport, ErrorClass, VendorOutcome},
+    vendor_api::{AttemptContext, BuildError, CallReport, ErrorClass, VendorOutcome},
 };
 
 /// The HTTP exchange under the attempt: timeout -> client.

@@ -25,7 +25,7 @@ use crate::{
     audit::{AuditStore, RegistrationRow},
     domain::{Outcome, UserResult},
     outbound::rate_limit::Limiter,
-    vendor::VendorOutcome,
+    vendor_api::VendorOutcome,
 };
 
 /// The whole outbound stack of a target, as one service.
@@ -214,7 +214,7 @@ async fn settle(
                 Some(settled) => (settled.outcome, settled.attempts, settled.vendor_call_id),
                 None => (
                     VendorOutcome::failed(
-                        crate::vendor::ErrorClass::Permanent,
+                        crate::vendor_api::ErrorClass::Permanent,
                         "registrar.Lost",
                         "the call ended without an outcome for this user",
                     ),

@@ -22,7 +22,7 @@ use crate::{
     audit::VendorCallEnd,
     domain::User,
     outbound::rate_limit::Limiter,
-    vendor::{AttemptContext, CallReport, ErrorClass, JobApi, JobStatus, Submission},
+    vendor_api::{AttemptContext, CallReport, ErrorClass, JobApi, JobStatus, Submission},
 };
 
 /// How long a job may take, from its submission to its end.

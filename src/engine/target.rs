@@ -13,15 +13,15 @@ use std::{
 use crate::{
     config::{ConfigError, TargetConfig, target_identifier, target_secret},
     domain::VendorKind,
-    vendor::{
+    vendor_api::{
         SharedVendor,
-        ciam::{CiamConfig, CiamCreateUser},
-        ciam_import::CiamImport,
-        lcic::{Lcic, LcicConfig},
-        tencent::TencentCredentials,
-        volc::{VolcConfig, VolcRtc},
-        volc_sign::VolcCredentials,
-        zim::{Zim, ZimConfig},
+        tencent::ciam::{CiamConfig, CiamCreateUser},
+        tencent::ciam_import::CiamImport,
+        tencent::envelope::TencentCredentials,
+        tencent::lcic::{Lcic, LcicConfig},
+        volc::rtc::{VolcConfig, VolcRtc},
+        volc::signing::VolcCredentials,
+        zego::zim::{Zim, ZimConfig},
     },
 };
 

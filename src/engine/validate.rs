@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     domain::{Rejection, User},
-    vendor::VendorApi,
+    vendor_api::VendorApi,
 };
 
 /// Remembers the user ids of one batch, so that a repeat is rejected.

@@ -25,7 +25,7 @@ use tower::{
     util::rng::HasherRng,
 };
 
-use crate::vendor::ErrorClass;
+use crate::vendor_api::ErrorClass;
 
 /// A request that knows how to retry part of its own answer.
 pub trait RetryableRequest: Clone + Send + Sized + 'static {

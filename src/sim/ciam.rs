@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::VendorKind,
-    vendor::ciam::{ACTION, MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
+    vendor_api::tencent::ciam::{ACTION, MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
 };
 
 pub(super) const PRODUCT: Product = Product {

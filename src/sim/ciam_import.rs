@@ -33,9 +33,9 @@ use super::{
 };
 use crate::{
     domain::VendorKind,
-    vendor::{
-        ciam::MAX_INDEXED_ATTRIBUTE_CHARS,
-        ciam_import::{
+    vendor_api::{
+        tencent::ciam::MAX_INDEXED_ATTRIBUTE_CHARS,
+        tencent::ciam_import::{
             ACTION, BUSY_CODE, FailedUser, Job, MAX_RUNNING_JOBS, POLL_ACTION, STATUS_COMPLETED,
             STATUS_PENDING, STATUS_PROCESSING, TYPE_IMPORT_USER,
         },

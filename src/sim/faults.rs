@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn answers_parse_as_each_vendor_module_expects() {
-        use crate::vendor::{ErrorClass, tencent};
+        use crate::vendor_api::{ErrorClass, tencent::envelope as tencent};
         let (status, body) = vendor_answer(VendorKind::TencentLcic, Fault::Throttle);
         let envelope =
             tencent::decode_envelope(http::StatusCode::from_u16(status).unwrap(), body.as_bytes());

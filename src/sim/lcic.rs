@@ -13,7 +13,9 @@ use super::{
 };
 use crate::{
     domain::VendorKind,
-    vendor::lcic::{ACTION, BatchUserInfo, BatchUserRequest, MAX_USERS_PER_CALL, SERVICE, VERSION},
+    vendor_api::tencent::lcic::{
+        ACTION, BatchUserInfo, BatchUserRequest, MAX_USERS_PER_CALL, SERVICE, VERSION,
+    },
 };
 
 const PRODUCT: Product = Product {

@@ -337,17 +337,18 @@ fn broken_response() -> Response {
 /// The vendor a call is for, from its action.
 fn vendor_of(request: &Request) -> VendorKind {
     match query_action(request.uri()) {
-        Some(crate::vendor::zim::ACTION) => VendorKind::ZegoZim,
-        Some(crate::vendor::volc::ACTION) => VendorKind::VolcRtc,
+        Some(crate::vendor_api::zego::zim::ACTION) => VendorKind::ZegoZim,
+        Some(crate::vendor_api::volc::rtc::ACTION) => VendorKind::VolcRtc,
         _ => match request
             .headers()
             .get("x-tc-action")
             .and_then(|value| value.to_str().ok())
         {
-            Some(crate::vendor::ciam::ACTION) => VendorKind::TencentCiam,
-            Some(crate::vendor::ciam_import::ACTION | crate::vendor::ciam_import::POLL_ACTION) => {
-                VendorKind::TencentCiamImport
-            }
+            Some(crate::vendor_api::tencent::ciam::ACTION) => VendorKind::TencentCiam,
+            Some(
+                crate::vendor_api::tencent::ciam_import::ACTION
+                | crate::vendor_api::tencent::ciam_import::POLL_ACTION,
+            ) => VendorKind::TencentCiamImport,
             _ => VendorKind::TencentLcic,
         },
     }
@@ -359,8 +360,12 @@ async fn route(shared: &Shared, request: Request) -> Response {
     // ZEGO and Volcengine name the action in the `Action` query parameter;
     // Tencent in the `X-TC-Action` header.
     match query_action(&parts.uri) {
-        Some(crate::vendor::zim::ACTION) => zim::user_register(shared, &parts, body).await,
-        Some(crate::vendor::volc::ACTION) => volc::register_users(shared, &parts, body).await,
+        Some(crate::vendor_api::zego::zim::ACTION) => {
+            zim::user_register(shared, &parts, body).await
+        }
+        Some(crate::vendor_api::volc::rtc::ACTION) => {
+            volc::register_users(shared, &parts, body).await
+        }
         _ => tencent::dispatch(shared, &parts, body).await,
     }
 }

@@ -3,7 +3,7 @@
 //! signature, API version, content type) and the `{"Response": ...}`
 //! envelope. Every refusal is an `Error` inside an HTTP 200 answer. Nothing
 //! here reveals the expected signature or the account's key: refusal
-//! messages are the fixed texts of `tc3::VerifyError`.
+//! messages are the fixed texts of `tc3_verify::VerifyError`.
 
 use axum::{
     Json,
@@ -14,7 +14,7 @@ use axum::{
 use serde_json::{Map, Value, json};
 
 use super::{Refusal, Shared, SimAccount, ciam, ciam_import, lcic};
-use crate::vendor::tc3;
+use crate::vendor_api::tencent::tc3_verify;
 
 /// vendors.md A.1: "Limits: GET ≤32 KB, POST v3 ≤10 MB".
 pub(super) const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -40,10 +40,12 @@ pub(super) async fn dispatch(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     match action {
-        crate::vendor::lcic::ACTION => lcic::batch_register(shared, parts, body).await,
-        crate::vendor::ciam::ACTION => ciam::create_user(shared, parts, body).await,
-        crate::vendor::ciam_import::ACTION => ciam_import::create_job(shared, parts, body).await,
-        crate::vendor::ciam_import::POLL_ACTION => {
+        crate::vendor_api::tencent::lcic::ACTION => lcic::batch_register(shared, parts, body).await,
+        crate::vendor_api::tencent::ciam::ACTION => ciam::create_user(shared, parts, body).await,
+        crate::vendor_api::tencent::ciam_import::ACTION => {
+            ciam_import::create_job(shared, parts, body).await
+        }
+        crate::vendor_api::tencent::ciam_import::POLL_ACTION => {
             ciam_import::list_jobs(shared, parts, body).await
         }
         _ => {
@@ -77,7 +79,7 @@ pub(super) fn throttled() -> Refusal {
 /// The SecretId an `Authorization` header names, if it parses.
 pub(super) fn claimed_secret_id(headers: &HeaderMap) -> Option<String> {
     let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    tc3::parse_authorization(authorization)
+    tc3_verify::parse_authorization(authorization)
         .ok()
         .map(|parsed| parsed.secret_id)
 }
@@ -94,8 +96,9 @@ pub(super) fn check_request(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| auth_refusal(&tc3::VerifyError::InvalidAuthorization))?;
-    let parsed = tc3::parse_authorization(authorization).map_err(|error| auth_refusal(&error))?;
+        .ok_or_else(|| auth_refusal(&tc3_verify::VerifyError::InvalidAuthorization))?;
+    let parsed =
+        tc3_verify::parse_authorization(authorization).map_err(|error| auth_refusal(&error))?;
     // vendors.md A.1: the credential scope's service is the product; a key derived for another fails.
     if parsed.service != product.service {
         return Err(refusal(
@@ -107,7 +110,7 @@ pub(super) fn check_request(
         ));
     }
     let now = chrono::Utc::now().timestamp();
-    tc3::verify("POST", headers, body, now, |secret_id| {
+    tc3_verify::verify("POST", headers, body, now, |secret_id| {
         account
             .filter(|account| account.secret_id == secret_id)
             .map(|account| account.secret_key.clone())
@@ -140,7 +143,7 @@ pub(super) fn check_request(
     Ok(())
 }
 
-fn auth_refusal(error: &tc3::VerifyError) -> Refusal {
+fn auth_refusal(error: &tc3_verify::VerifyError) -> Refusal {
     // The VerifyError texts are fixed: they never carry the expected signature or the key.
     refusal(error.code(), error.to_string())
 }
@@ -214,19 +217,19 @@ mod tests {
         }
     }
 
-    async fn decoded(answer: Response) -> crate::vendor::tencent::Envelope {
+    async fn decoded(answer: Response) -> crate::vendor_api::tencent::envelope::Envelope {
         use http_body_util::BodyExt;
 
         let status = answer.status();
         assert_eq!(status, http::StatusCode::OK);
         assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
         let body = answer.into_body().collect().await.unwrap().to_bytes();
-        crate::vendor::tencent::decode_envelope(status, &body).unwrap()
+        crate::vendor_api::tencent::envelope::decode_envelope(status, &body).unwrap()
     }
 
     #[tokio::test]
     async fn envelopes_decode_with_the_vendor_module() {
-        use crate::vendor::tencent::Envelope;
+        use crate::vendor_api::tencent::envelope::Envelope;
 
         match decoded(error_response(&throttled())).await {
             Envelope::Failure { request_id, error } => {

@@ -5,7 +5,7 @@
 //! within the field limits and lists the others in `Result.FailedInfos`.
 //! Every answer is Volcengine's `ResponseMetadata` envelope; nothing in it
 //! reveals the expected signature or the account's key (the refusal texts of
-//! `volc_sign::VerifyError` are fixed). Sources: seed 002 and vendors.md D.
+//! `volc_verify::VerifyError` are fixed). Sources: seed 002 and vendors.md D.
 
 use std::collections::BTreeMap;
 
@@ -22,13 +22,13 @@ use super::{
 };
 use crate::{
     domain::VendorKind,
-    vendor::{
-        volc::{
+    vendor_api::{
+        volc::rtc::{
             ACTION, DEFAULT_REGION, MAX_EXT_KEY_BYTES, MAX_EXT_KEYS, MAX_EXT_VALUE_BYTES,
             MAX_NICK_NAME_CHARS, MAX_PORTRAIT_CHARS, MAX_USERS_PER_CALL, RESERVED_EXT_PREFIX,
             SERVICE, VERSION,
         },
-        volc_sign,
+        volc::verify as volc_verify,
     },
 };
 
@@ -51,7 +51,7 @@ pub(super) async fn register_users(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| volc_sign::parse_authorization(value).ok());
+        .and_then(|value| volc_verify::parse_authorization(value).ok());
     let access_key_id = authorization
         .as_ref()
         .map(|parsed| parsed.access_key_id.as_str());
@@ -85,7 +85,7 @@ pub(super) async fn register_users(
     }
     let Some(account) = account else {
         // check_request refuses an access key without an account; kept for totality.
-        let refusal = verify_refusal(&volc_sign::VerifyError::InvalidAccessKey);
+        let refusal = verify_refusal(&volc_verify::VerifyError::InvalidAccessKey);
         shared.refuse(call, &refusal);
         return error_response(&refusal, region);
     };
@@ -199,7 +199,7 @@ fn throttled() -> Refusal {
     }
 }
 
-fn verify_refusal(error: &volc_sign::VerifyError) -> Refusal {
+fn verify_refusal(error: &volc_verify::VerifyError) -> Refusal {
     // The VerifyError texts are fixed: they never carry the expected signature or the key.
     Refusal {
         http_status: error.http_status(),
@@ -217,7 +217,7 @@ fn check_request(
     account: Option<&SimAccount>,
 ) -> Result<(), Refusal> {
     let now = chrono::Utc::now().timestamp();
-    let verified = volc_sign::verify(
+    let verified = volc_verify::verify(
         parts.method.as_str(),
         &parts.uri,
         &parts.headers,
@@ -233,7 +233,7 @@ fn check_request(
     // vendors.md D.1: RTC signs as service rtc; a key derived for another service is not this API's.
     if verified.service != SERVICE {
         return Err(verify_refusal(
-            &volc_sign::VerifyError::SignatureDoesNotMatch(
+            &volc_verify::VerifyError::SignatureDoesNotMatch(
                 "the credential scope does not name service rtc",
             ),
         ));
@@ -564,10 +564,10 @@ mod tests {
     use super::*;
     use crate::{
         domain::User,
-        vendor::{
+        vendor_api::{
             AttemptContext, ErrorClass, VendorApi, VendorOutcome,
-            volc::{VolcConfig, VolcRtc, parse_register_users},
-            volc_sign::VolcCredentials,
+            volc::rtc::{VolcConfig, VolcRtc, parse_register_users},
+            volc::signing::VolcCredentials,
         },
     };
 
@@ -621,7 +621,7 @@ mod tests {
             .header("content-type", "application/json")
             .body(Bytes::from(serde_json::to_vec(body).unwrap()))
             .unwrap();
-        volc_sign::sign_request(
+        crate::vendor_api::volc::signing::sign_request(
             &mut request,
             &credentials(secret),
             DEFAULT_REGION,

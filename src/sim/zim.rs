@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     domain::VendorKind,
-    vendor::zim::{
+    vendor_api::zego::zim::{
         ACTION, ErrorEntry, MAX_CLOCK_SKEW_SECONDS, MAX_USER_AVATAR_BYTES, MAX_USER_ID_BYTES,
         MAX_USER_NAME_BYTES, MAX_USERS_PER_CALL, SIGNATURE_VERSION, codes, describe,
         is_user_id_char, signature,
@@ -490,9 +490,9 @@ mod tests {
     use super::*;
     use crate::{
         domain::User,
-        vendor::{
+        vendor_api::{
             AttemptContext, VendorApi, VendorOutcome,
-            zim::{Zim, ZimConfig},
+            zego::zim::{Zim, ZimConfig},
         },
     };
 
@@ -871,7 +871,7 @@ mod tests {
         assert!(answer.get("ErrorList").is_none());
         assert_eq!(
             outcomes[0].retry_class(),
-            Some(crate::vendor::ErrorClass::Retryable)
+            Some(crate::vendor_api::ErrorClass::Retryable)
         );
         assert_eq!(shared.registered(VendorKind::ZegoZim, APP_ID).len(), 3);
 
@@ -889,7 +889,7 @@ mod tests {
         assert!(matches!(
             outcomes[0],
             VendorOutcome::Failed {
-                class: crate::vendor::ErrorClass::Permanent,
+                class: crate::vendor_api::ErrorClass::Permanent,
                 ..
             }
         ));
@@ -917,7 +917,7 @@ mod tests {
             if answer["Code"] == 660700001 {
                 assert_eq!(
                     outcomes[0].retry_class(),
-                    Some(crate::vendor::ErrorClass::Throttled)
+                    Some(crate::vendor_api::ErrorClass::Throttled)
                 );
             }
         }

@@ -1,6 +1,6 @@
 //! TC3-HMAC-SHA256 as tencentcloud-sdk-go `sendWithSignatureV3` computes it
 //! (vendors.md A.1), written again here and sharing no code with
-//! `registrar::vendor::tc3`, so the vendor servers of the tests check
+//! `registrar::vendor_api::tencent::tc3`, so the vendor servers of the tests check
 //! registrar's signatures the way Tencent's own SDK would produce them.
 
 use hmac::{Hmac, KeyInit, Mac};

@@ -15,10 +15,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{
+use crate::domain::{Rejection, User, VendorKind};
+use crate::vendor_api::{
     AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome, endpoint_uri,
 };
-use crate::domain::{Rejection, User, VendorKind};
 
 pub const ACTION: &str = "UserRegister";
 /// vendors.md C: `SignatureVersion` = `2.0`.

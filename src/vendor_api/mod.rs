@@ -1,4 +1,4 @@
-//! Vendor modules: one per vendor API, each pure.
+//! Vendor API modules: one folder per vendor family, one module per API, each pure.
 //!
 //! A vendor module validates users against the vendor's documented rules,
 //! turns a slice of users into one signed `http::Request`, and turns the
@@ -8,14 +8,9 @@
 //! in, so every module is tested without a network against the vendors'
 //! published examples.
 
-pub mod ciam;
-pub mod ciam_import;
-pub mod lcic;
-pub mod tc3;
 pub mod tencent;
 pub mod volc;
-pub mod volc_sign;
-pub mod zim;
+pub mod zego;
 
 use std::sync::Arc;
 

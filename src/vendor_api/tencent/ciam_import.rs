@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ciam::{self, CiamConfig, Exposed, IndexedAttributes, MemberMap};
-use super::tencent::{self, Envelope};
-use super::{
+use super::envelope::{self, Envelope};
+use crate::domain::{CiamProfile, PasswordHashType, Rejection, SaltLocation, User, VendorKind};
+use crate::vendor_api::{
     AttemptContext, BuildError, CallReport, ErrorClass, JobApi, JobStatus, Submission, VendorApi,
     VendorOutcome,
 };
-use crate::domain::{CiamProfile, PasswordHashType, Rejection, SaltLocation, User, VendorKind};
 
 pub const ACTION: &str = "CreateApiImportUserJob";
 pub const POLL_ACTION: &str = "ListJobs";
@@ -391,7 +391,7 @@ fn import_user(profile: &CiamProfile) -> ImportUser<'_> {
 
 /// Reads the answer to `CreateApiImportUserJob`.
 pub fn parse_submission(users: &[&User], status: http::StatusCode, body: &[u8]) -> Submission {
-    let (request_id, response) = match tencent::decode_envelope(status, body) {
+    let (request_id, response) = match envelope::decode_envelope(status, body) {
         Err(failure) => {
             // Without a Tencent answer the job may or may not exist; a throttle
             // status means it was not taken, anything else is not resubmitted.
@@ -464,7 +464,7 @@ pub fn parse_poll(
             message,
             vendor_request_id,
         };
-    let (request_id, response) = match tencent::decode_envelope(status, body) {
+    let (request_id, response) = match envelope::decode_envelope(status, body) {
         Err(failure) => {
             // Reading a job is always safe to repeat: a garbled answer is read again.
             let class = if failure.code == "registrar.MalformedResponse" {
@@ -475,7 +475,7 @@ pub fn parse_poll(
             return poll_failed(class, &failure.code, failure.message, None);
         }
         Ok(Envelope::Failure { request_id, error }) => {
-            let class = tencent::classify(&error.code);
+            let class = envelope::classify(&error.code);
             return poll_failed(class, &error.code, error.message, request_id);
         }
         Ok(Envelope::Success {
@@ -633,7 +633,7 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::{domain::CiamAttribute, vendor::tencent::TencentCredentials};
+    use crate::{domain::CiamAttribute, vendor_api::tencent::envelope::TencentCredentials};
 
     const SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
     const HASH: &str = "5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8";
@@ -781,7 +781,7 @@ mod tests {
         assert_eq!(header("x-tc-version"), "2022-03-31");
         assert_eq!(header("x-tc-region"), "ap-guangzhou");
         assert!(header("authorization").contains("/ciam/tc3_request"));
-        let verified = super::super::tc3::verify(
+        let verified = super::super::tc3_verify::verify(
             "POST",
             request.headers(),
             request.body(),

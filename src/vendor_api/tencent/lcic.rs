@@ -10,9 +10,11 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::tencent::{self, Envelope, TencentAction, TencentCredentials};
-use super::{AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome};
+use super::envelope::{self, Envelope, TencentAction, TencentCredentials};
 use crate::domain::{Rejection, User, VendorKind};
+use crate::vendor_api::{
+    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome,
+};
 
 pub const ACTION: &str = "BatchRegister";
 pub const VERSION: &str = "2022-08-17";
@@ -120,7 +122,7 @@ impl VendorApi for Lcic {
                 })
                 .collect(),
         };
-        tencent::signed_post(
+        envelope::signed_post(
             &self.config.endpoint,
             TencentAction {
                 service: SERVICE,
@@ -141,7 +143,7 @@ impl VendorApi for Lcic {
 
 /// Maps a `BatchRegister` answer to one outcome per user sent.
 pub fn parse_batch_register(users: &[&User], status: http::StatusCode, body: &[u8]) -> CallReport {
-    let envelope = match tencent::decode_envelope(status, body) {
+    let envelope = match envelope::decode_envelope(status, body) {
         Ok(envelope) => envelope,
         Err(failure) => {
             return CallReport::call_failed(
@@ -155,8 +157,8 @@ pub fn parse_batch_register(users: &[&User], status: http::StatusCode, body: &[u
     };
     let (request_id, response) = match envelope {
         Envelope::Failure { request_id, error } => {
-            let class = tencent::classify(&error.code);
-            if class == ErrorClass::Permanent && tencent::is_data_error(&error.code) {
+            let class = envelope::classify(&error.code);
+            if class == ErrorClass::Permanent && envelope::is_data_error(&error.code) {
                 return CallReport::call_rejected(
                     users.len(),
                     request_id,
@@ -310,7 +312,7 @@ mod tests {
     fn the_signature_verifies_against_the_sent_headers() {
         let attempt = AttemptContext::now();
         let request = lcic().build_request(&[&user("u1")], &attempt).unwrap();
-        let verified = super::super::tc3::verify(
+        let verified = super::super::tc3_verify::verify(
             "POST",
             request.headers(),
             request.body(),

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{
-    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome, endpoint_uri,
-    volc_sign::{self, VolcCredentials},
-};
+use super::signing::{self, VolcCredentials};
 use crate::domain::{Rejection, User, VendorKind};
+use crate::vendor_api::{
+    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome, endpoint_uri,
+};
 
 pub const ACTION: &str = "RegisterUsers";
 pub const VERSION: &str = "2020-12-01";
@@ -261,7 +261,7 @@ impl VendorApi for VolcRtc {
         })?;
         let (base, host) = endpoint_uri(&self.config.endpoint)?;
         // seed 002: POST https://rtc.volcengineapi.com?Action=RegisterUsers&Version=2020-12-01.
-        let query = volc_sign::canonical_query(&[("Action", ACTION), ("Version", VERSION)]);
+        let query = signing::canonical_query(&[("Action", ACTION), ("Version", VERSION)]);
         let uri: http::Uri =
             format!("{base}?{query}")
                 .parse()
@@ -274,7 +274,7 @@ impl VendorApi for VolcRtc {
             .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(Bytes::from(body))?;
         // vendors.md D.1: SignedHeaders content-type;host;x-content-sha256;x-date, as the SDK signs.
-        volc_sign::sign_request(
+        signing::sign_request(
             &mut request,
             &self.config.credentials,
             &self.config.region,
@@ -660,7 +660,7 @@ mod tests {
         });
         let attempt = AttemptContext::now();
         let request = target.build_request(&[&user("1")], &attempt).unwrap();
-        let verified = volc_sign::verify(
+        let verified = super::super::verify::verify(
             "POST",
             request.uri(),
             request.headers(),

@@ -9,7 +9,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BuildError, ErrorClass, endpoint_uri, tc3};
+use super::tc3;
+use crate::vendor_api::{BuildError, ErrorClass, endpoint_uri};
 
 /// The content type the Go and Python SDKs send and sign for JSON POSTs.
 pub const CONTENT_TYPE: &str = "application/json";

@@ -16,9 +16,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use super::tencent::{self, ApiError, Envelope, TencentAction, TencentCredentials};
-use super::{AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome};
+use super::envelope::{self, ApiError, Envelope, TencentAction, TencentCredentials};
 use crate::domain::{CiamProfile, Rejection, User, VendorKind};
+use crate::vendor_api::{
+    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome,
+};
 
 pub const ACTION: &str = "CreateUser";
 pub const VERSION: &str = "2022-03-31";
@@ -70,7 +72,7 @@ impl CiamConfig {
         body: Vec<u8>,
         attempt: &AttemptContext,
     ) -> Result<http::Request<Bytes>, BuildError> {
-        tencent::signed_post(
+        envelope::signed_post(
             &self.endpoint,
             TencentAction {
                 service: SERVICE,
@@ -332,7 +334,7 @@ pub fn outcome_of_error(error: &ApiError) -> VendorOutcome {
     if ALREADY_EXISTS_CODES.contains(&error.code.as_str()) {
         return VendorOutcome::AlreadyExists { code, message };
     }
-    let class = tencent::classify(&error.code);
+    let class = envelope::classify(&error.code);
     if class != ErrorClass::Permanent {
         return VendorOutcome::Failed {
             class,
@@ -340,7 +342,7 @@ pub fn outcome_of_error(error: &ApiError) -> VendorOutcome {
             message,
         };
     }
-    if DATA_ERROR_CODES.contains(&error.code.as_str()) || tencent::is_data_error(&error.code) {
+    if DATA_ERROR_CODES.contains(&error.code.as_str()) || envelope::is_data_error(&error.code) {
         return VendorOutcome::Rejected { code, message };
     }
     VendorOutcome::Failed {
@@ -371,7 +373,7 @@ pub fn report_of_error(
 
 /// Maps a `CreateUser` answer to one outcome per user sent (one, normally).
 pub fn parse_create_user(users: &[&User], status: http::StatusCode, body: &[u8]) -> CallReport {
-    let (request_id, response) = match tencent::decode_envelope(status, body) {
+    let (request_id, response) = match envelope::decode_envelope(status, body) {
         Err(failure) => {
             return CallReport::call_failed(
                 users.len(),
@@ -609,7 +611,7 @@ mod tests {
         let request = ciam()
             .build_request(&[&minimal_user("u1")], &attempt)
             .unwrap();
-        let verified = super::super::tc3::verify(
+        let verified = super::super::tc3_verify::verify(
             "POST",
             request.headers(),
             request.body(),

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// What a TC3 signature covers.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ pub fn canonical_request(input: &SigningInput<'_>) -> (String, String) {
     (request, signed_headers)
 }
 
-fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = HmacSha256::new_from_slice(key).expect("hmac accepts keys of any length");
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
@@ -95,7 +95,11 @@ pub fn signing_key(secret_key: &SecretString, date: &str, service: &str) -> Vec<
     hmac(&secret_service, b"tc3_request")
 }
 
-fn string_to_sign(input: &SigningInput<'_>, date: &str, canonical_request_hash: &str) -> String {
+pub(crate) fn string_to_sign(
+    input: &SigningInput<'_>,
+    date: &str,
+    canonical_request_hash: &str,
+) -> String {
     format!(
         "{ALGORITHM}\n{}\n{date}/{}/tc3_request\n{canonical_request_hash}",
         input.timestamp, input.service
@@ -124,150 +128,17 @@ pub fn sign(input: &SigningInput<'_>, secret_id: &str, secret_key: &SecretString
     }
 }
 
-/// The parts of a received `Authorization` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedAuthorization {
-    pub secret_id: String,
-    pub date: String,
-    pub service: String,
-    pub signed_headers: Vec<String>,
-    pub signature: String,
-}
-
-/// Why a received signature was refused; the variants map to Tencent's `AuthFailure.*` codes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("the Authorization header is missing or malformed")]
-    InvalidAuthorization,
-    #[error("the SecretId is not known")]
-    SecretIdNotFound,
-    #[error("the signature does not match")]
-    SignatureFailure,
-    #[error("the timestamp is more than 5 minutes away from the server time")]
-    SignatureExpire,
-}
-
-impl VerifyError {
-    /// Tencent's error code for this failure.
-    pub fn code(&self) -> &'static str {
-        match self {
-            VerifyError::InvalidAuthorization => "AuthFailure.InvalidAuthorization",
-            VerifyError::SecretIdNotFound => "AuthFailure.SecretIdNotFound",
-            VerifyError::SignatureFailure => "AuthFailure.SignatureFailure",
-            VerifyError::SignatureExpire => "AuthFailure.SignatureExpire",
-        }
-    }
-}
-
-/// Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=hex`.
-pub fn parse_authorization(header: &str) -> Result<ParsedAuthorization, VerifyError> {
-    let rest = header
-        .strip_prefix(ALGORITHM)
-        .and_then(|rest| rest.strip_prefix(' '))
-        .ok_or(VerifyError::InvalidAuthorization)?;
-    let (mut credential, mut signed_headers, mut signature) = (None, None, None);
-    for part in rest.split(',') {
-        let (key, value) = part
-            .trim()
-            .split_once('=')
-            .ok_or(VerifyError::InvalidAuthorization)?;
-        match key {
-            "Credential" => credential = Some(value),
-            "SignedHeaders" => signed_headers = Some(value),
-            "Signature" => signature = Some(value),
-            _ => return Err(VerifyError::InvalidAuthorization),
-        }
-    }
-    let credential: Vec<&str> = credential
-        .ok_or(VerifyError::InvalidAuthorization)?
-        .split('/')
-        .collect();
-    let [secret_id, date, service, "tc3_request"] = credential[..] else {
-        return Err(VerifyError::InvalidAuthorization);
-    };
-    Ok(ParsedAuthorization {
-        secret_id: secret_id.to_owned(),
-        date: date.to_owned(),
-        service: service.to_owned(),
-        signed_headers: signed_headers
-            .ok_or(VerifyError::InvalidAuthorization)?
-            .split(';')
-            .map(str::to_owned)
-            .collect(),
-        signature: signature
-            .ok_or(VerifyError::InvalidAuthorization)?
-            .to_owned(),
-    })
-}
-
-/// Verifies a received request the way Tencent's gateway does: recomputes the
-/// signature over the headers it names, with the key of its SecretId, and
-/// checks the timestamp is within 5 minutes of `now`. Returns the SecretId.
-pub fn verify(
-    method: &str,
-    headers: &http::HeaderMap,
-    payload: &[u8],
-    now: i64,
-    secret_key_of: impl Fn(&str) -> Option<SecretString>,
-) -> Result<String, VerifyError> {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let parsed =
-        parse_authorization(header("authorization").ok_or(VerifyError::InvalidAuthorization)?)?;
-    let timestamp: i64 = header("x-tc-timestamp")
-        .and_then(|value| value.parse().ok())
-        .ok_or(VerifyError::InvalidAuthorization)?;
-    if (now - timestamp).abs() > 300 {
-        return Err(VerifyError::SignatureExpire);
-    }
-    if parsed.date != utc_date(timestamp)
-        || !parsed
-            .signed_headers
-            .iter()
-            .any(|name| name == "content-type")
-        || !parsed.signed_headers.iter().any(|name| name == "host")
-    {
-        return Err(VerifyError::InvalidAuthorization);
-    }
-    let secret_key = secret_key_of(&parsed.secret_id).ok_or(VerifyError::SecretIdNotFound)?;
-    let mut signed = Vec::with_capacity(parsed.signed_headers.len());
-    for name in &parsed.signed_headers {
-        signed.push((
-            name.as_str(),
-            header(name).ok_or(VerifyError::InvalidAuthorization)?,
-        ));
-    }
-    let input = SigningInput {
-        method,
-        canonical_query: "",
-        headers: &signed,
-        payload,
-        service: &parsed.service,
-        timestamp,
-    };
-    let (request, _) = canonical_request(&input);
-    let canonical_request_hash = hex::encode(Sha256::digest(request.as_bytes()));
-    let to_sign = string_to_sign(&input, &parsed.date, &canonical_request_hash);
-    let claimed = hex::decode(&parsed.signature).map_err(|_| VerifyError::SignatureFailure)?;
-    let mut mac =
-        HmacSha256::new_from_slice(&signing_key(&secret_key, &parsed.date, &parsed.service))
-            .expect("hmac accepts keys of any length");
-    mac.update(to_sign.as_bytes());
-    mac.verify_slice(&claimed)
-        .map_err(|_| VerifyError::SignatureFailure)?;
-    Ok(parsed.secret_id)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // vendors.md A.2: the official CVM DescribeInstances worked example.
-    const BODY: &[u8] = br#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
-    const CONTENT_TYPE: &str = "application/json; charset=utf-8";
-    const HOST: &str = "cvm.tencentcloudapi.com";
-    const TIMESTAMP: i64 = 1551113065;
+    pub(crate) const BODY: &[u8] = br#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+    pub(crate) const CONTENT_TYPE: &str = "application/json; charset=utf-8";
+    pub(crate) const HOST: &str = "cvm.tencentcloudapi.com";
+    pub(crate) const TIMESTAMP: i64 = 1551113065;
 
-    fn input<'a>(headers: &'a [(&'a str, &'a str)]) -> SigningInput<'a> {
+    pub(crate) fn input<'a>(headers: &'a [(&'a str, &'a str)]) -> SigningInput<'a> {
         SigningInput {
             method: "POST",
             canonical_query: "",
@@ -278,14 +149,15 @@ mod tests {
         }
     }
 
-    const WITH_ACTION: &[(&str, &str)] = &[
+    pub(crate) const WITH_ACTION: &[(&str, &str)] = &[
         ("Content-Type", CONTENT_TYPE),
         ("Host", HOST),
         ("X-TC-Action", "DescribeInstances"),
     ];
-    const WITHOUT_ACTION: &[(&str, &str)] = &[("Content-Type", CONTENT_TYPE), ("Host", HOST)];
+    pub(crate) const WITHOUT_ACTION: &[(&str, &str)] =
+        &[("Content-Type", CONTENT_TYPE), ("Host", HOST)];
 
-    fn masked_key_t1() -> (String, SecretString) {
+    pub(crate) fn masked_key_t1() -> (String, SecretString) {
         (
             format!("AKID{}", "*".repeat(32)),
             SecretString::from("*".repeat(32)),
@@ -293,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn payload_hash_matches_the_published_value() {
+    pub(crate) fn payload_hash_matches_the_published_value() {
         // vendors.md A.2: hex(sha256(body)) of the worked example.
         assert_eq!(
             hex::encode(Sha256::digest(BODY)),
@@ -302,13 +174,13 @@ mod tests {
     }
 
     #[test]
-    fn date_is_utc_not_local_time() {
+    pub(crate) fn date_is_utc_not_local_time() {
         // vendors.md A.2: 1551113065 is 2019-02-26 in UTC+8 but the scope date is 2019-02-25.
         assert_eq!(utc_date(TIMESTAMP), "2019-02-25");
     }
 
     #[test]
-    fn t1_current_doc_masked_key() {
+    pub(crate) fn t1_current_doc_masked_key() {
         // vendors.md A.2 T1 (cloud.tencent.com/document/api/213/30654, current revision).
         let (secret_id, secret_key) = masked_key_t1();
         let signature = sign(&input(WITH_ACTION), &secret_id, &secret_key);
@@ -329,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn t1_published_intermediate_keys() {
+    pub(crate) fn t1_published_intermediate_keys() {
         // vendors.md A.2 T1 intermediates: SecretDate, SecretService, SecretSigning.
         let (_, secret_key) = masked_key_t1();
         let secret_date = hmac(
@@ -352,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn t1_canonical_request_text() {
+    pub(crate) fn t1_canonical_request_text() {
         // vendors.md A.2: T1/T2 canonical request, with the lower-cased action.
         let (request, signed_headers) = canonical_request(&input(WITH_ACTION));
         assert_eq!(
@@ -365,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn t2_signature_process_demo_key() {
+    pub(crate) fn t2_signature_process_demo_key() {
         // vendors.md A.2 T2 (signature-process-demo signature-v3/python/demo.py).
         let signature = sign(
             &input(WITH_ACTION),
@@ -383,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn t3_older_doc_example_key() {
+    pub(crate) fn t3_older_doc_example_key() {
         // vendors.md A.2 T3 (qcloud-documents Python_API.md, SignedHeaders content-type;host).
         let signature = sign(
             &input(WITHOUT_ACTION),
@@ -401,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn t4_older_doc_masked_key() {
+    pub(crate) fn t4_older_doc_masked_key() {
         // vendors.md A.2 T4 (older revision of 213/30654, masked key).
         let signature = sign(
             &input(WITHOUT_ACTION),
@@ -415,77 +287,6 @@ mod tests {
         assert_eq!(
             signature.signature,
             "2230eefd229f582d8b1b891af7107b91597240707d778ab3738f756258d7652c"
-        );
-    }
-
-    fn received(signature: &Signature, headers: &[(&str, &str)]) -> http::HeaderMap {
-        let mut map = http::HeaderMap::new();
-        for (name, value) in headers {
-            map.insert(
-                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map.insert("authorization", signature.authorization.parse().unwrap());
-        map.insert("x-tc-timestamp", TIMESTAMP.to_string().parse().unwrap());
-        map
-    }
-
-    #[test]
-    fn verify_accepts_the_t1_and_t3_requests_and_names_the_secret_id() {
-        // vendors.md A.2: both SignedHeaders variants are valid TC3 signatures.
-        for (headers, secret_id, secret_key) in [
-            (WITH_ACTION, masked_key_t1().0, masked_key_t1().1),
-            (
-                WITHOUT_ACTION,
-                "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE".to_owned(),
-                SecretString::from("Gu5t9xGARNpq86cd98joQYCN3EXAMPLE"),
-            ),
-        ] {
-            let signature = sign(&input(headers), &secret_id, &secret_key);
-            let verified = verify(
-                "POST",
-                &received(&signature, headers),
-                BODY,
-                TIMESTAMP + 10,
-                |id| (id == secret_id).then(|| secret_key.clone()),
-            );
-            assert_eq!(verified, Ok(secret_id.clone()));
-        }
-    }
-
-    #[test]
-    fn verify_refuses_tampering_unknown_ids_and_stale_timestamps() {
-        let (secret_id, secret_key) = masked_key_t1();
-        let signature = sign(&input(WITH_ACTION), &secret_id, &secret_key);
-        let headers = received(&signature, WITH_ACTION);
-        let key_of = |id: &str| (id == secret_id).then(|| secret_key.clone());
-
-        let tampered = br#"{"Limit": 2}"#;
-        assert_eq!(
-            verify("POST", &headers, tampered, TIMESTAMP, key_of),
-            Err(VerifyError::SignatureFailure)
-        );
-        assert_eq!(
-            verify("POST", &headers, BODY, TIMESTAMP + 301, key_of),
-            Err(VerifyError::SignatureExpire)
-        );
-        assert_eq!(
-            verify("POST", &headers, BODY, TIMESTAMP, |_| None),
-            Err(VerifyError::SecretIdNotFound)
-        );
-        let wrong_key = SecretString::from("x".repeat(32));
-        assert_eq!(
-            verify("POST", &headers, BODY, TIMESTAMP, |_| Some(
-                wrong_key.clone()
-            )),
-            Err(VerifyError::SignatureFailure)
-        );
-        let mut no_auth = headers.clone();
-        no_auth.remove("authorization");
-        assert_eq!(
-            verify("POST", &no_auth, BODY, TIMESTAMP, key_of),
-            Err(VerifyError::InvalidAuthorization)
         );
     }
 }
