@@ -34,7 +34,10 @@ use crate::{
         retry::RetryableRequest,
         trace::Traced,
     },
-    vendor_api::{AttemptContext, BuildError, CallReport, ErrorClass, VendorOutcome},
+    vendor_api::{
+        AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode,
+        VendorOutcome, answer,
+    },
 };
 
 /// The HTTP exchange under the attempt: timeout -> client.
@@ -329,7 +332,7 @@ pub(super) fn audit_unavailable(user_count: usize) -> CallReport {
         user_count,
         None,
         ErrorClass::Permanent,
-        "registrar.AuditUnavailable",
+        RegistrarCode::AuditUnavailable,
         "the audit store is unavailable, so the vendor was not called",
     )
 }
@@ -375,7 +378,7 @@ async fn attempt(exchange: &Exchange<'_>, request: &CallRequest) -> CallResponse
     let end = VendorCallEnd {
         vendor_request_id: report.vendor_request_id.clone(),
         http_status,
-        vendor_error_code: report.error_code.clone(),
+        vendor_error_code: report.error_code().map(str::to_owned),
         error_class: report.error_class.map(|class| class.as_str().to_owned()),
         vendor_job_id: None,
         latency,
@@ -389,11 +392,9 @@ pub(super) fn checked(report: CallReport, user_count: usize) -> CallReport {
     if report.outcomes.len() == user_count {
         return report;
     }
-    CallReport::call_failed(
+    answer::malformed(
         user_count,
         report.vendor_request_id,
-        ErrorClass::Permanent,
-        "registrar.MalformedResponse",
         "the vendor's answer did not account for every user",
     )
 }
@@ -403,7 +404,7 @@ pub(super) fn build_failure(error: &BuildError, user_count: usize) -> CallReport
         user_count,
         None,
         ErrorClass::Permanent,
-        "registrar.RequestBuildFailed",
+        RegistrarCode::RequestBuildFailed,
         &error.to_string(),
     )
 }
@@ -437,9 +438,9 @@ pub(super) fn transport_failure(
     user_count: usize,
 ) -> CallReport {
     let (code, class) = match error {
-        TransportError::Connect(_) => ("registrar.ConnectFailed", ErrorClass::Retryable),
-        TransportError::AnswerLost(_) => ("registrar.AnswerLost", ErrorClass::Retryable),
-        TransportError::Timeout => ("registrar.Timeout", ErrorClass::Retryable),
+        TransportError::Connect(_) => (RegistrarCode::ConnectFailed, ErrorClass::Retryable),
+        TransportError::AnswerLost(_) => (RegistrarCode::AnswerLost, ErrorClass::Retryable),
+        TransportError::Timeout => (RegistrarCode::Timeout, ErrorClass::Retryable),
     };
     // a request that may have been processed is repeated only where that is harmless
     let class = if error.maybe_processed() && !repeat_is_safe {
@@ -464,8 +465,8 @@ pub(super) fn health_of(report: &CallReport) -> Health {
         Some(_)
             if report
                 .error_code
-                .as_deref()
-                .is_some_and(|code| code.starts_with("registrar.")) =>
+                .as_ref()
+                .is_some_and(ErrorCode::is_registrar) =>
         {
             Health::Failing
         }

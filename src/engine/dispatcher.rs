@@ -25,7 +25,7 @@ use crate::{
     audit::{AuditStore, RegistrationRow},
     domain::{Outcome, UserResult},
     outbound::rate_limit::Limiter,
-    vendor_api::VendorOutcome,
+    vendor_api::{RegistrarCode, VendorOutcome},
 };
 
 /// The whole outbound stack of a target, as one service.
@@ -215,7 +215,7 @@ async fn settle(
                 None => (
                     VendorOutcome::failed(
                         crate::vendor_api::ErrorClass::Permanent,
-                        "registrar.Lost",
+                        RegistrarCode::Lost,
                         "the call ended without an outcome for this user",
                     ),
                     0,
@@ -297,17 +297,17 @@ fn user_result(
         }
         VendorOutcome::AlreadyExists { code, message } => {
             result.outcome = Outcome::AlreadyExists;
-            result.error_code = code;
+            result.error_code = code.to_string();
             result.error_message = message;
         }
         VendorOutcome::Rejected { code, message } => {
             result.outcome = Outcome::Rejected;
-            result.error_code = code;
+            result.error_code = code.to_string();
             result.error_message = message;
         }
         VendorOutcome::Failed { code, message, .. } => {
             result.outcome = Outcome::Failed;
-            result.error_code = code;
+            result.error_code = code.to_string();
             result.error_message = message;
         }
     }

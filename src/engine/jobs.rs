@@ -22,7 +22,9 @@ use crate::{
     audit::VendorCallEnd,
     domain::User,
     outbound::rate_limit::Limiter,
-    vendor_api::{AttemptContext, CallReport, ErrorClass, JobApi, JobStatus, Submission},
+    vendor_api::{
+        AttemptContext, CallReport, ErrorClass, JobApi, JobStatus, RegistrarCode, Submission,
+    },
 };
 
 /// How long a job may take, from its submission to its end.
@@ -119,7 +121,7 @@ async fn submit(
                     vendor_request_id,
                 } => {
                     end.vendor_request_id = vendor_request_id;
-                    end.vendor_error_code = Some(code.clone());
+                    end.vendor_error_code = Some(code.to_string());
                     end.error_class = Some(ErrorClass::Throttled.as_str().to_owned());
                     Submitted::Busy { code, message }
                 }
@@ -157,7 +159,7 @@ fn finish(
     end: &mut VendorCallEnd,
 ) -> CallResponse {
     end.vendor_request_id = report.vendor_request_id.clone();
-    end.vendor_error_code = report.error_code.clone();
+    end.vendor_error_code = report.error_code().map(str::to_owned);
     end.error_class = report.error_class.map(|class| class.as_str().to_owned());
     exchange.target.health.set(health_of(&report));
     request.settle(report, Some(call_id))
@@ -182,7 +184,7 @@ async fn poll_until_finished(
                 users.len(),
                 None,
                 ErrorClass::Permanent,
-                "registrar.JobTimeout",
+                RegistrarCode::JobTimeout,
                 &format!(
                     "job {job_id} did not end within {JOB_DEADLINE:?}; its outcome is unknown"
                 ),
@@ -232,7 +234,7 @@ async fn poll_until_finished(
                         vendor_request_id,
                     } => {
                         end.vendor_request_id = vendor_request_id.clone();
-                        end.vendor_error_code = Some(code.clone());
+                        end.vendor_error_code = Some(code.to_string());
                         end.error_class = Some(class.as_str().to_owned());
                         // a permanent poll failure (credentials, the store) will not mend
                         (class == ErrorClass::Permanent).then(|| {

@@ -8,127 +8,21 @@
 //! in, so every module is tested without a network against the vendors'
 //! published examples.
 
+pub mod answer;
+mod endpoint;
+mod outcome;
 pub mod tencent;
 pub mod volc;
 pub mod zego;
+
+pub use endpoint::endpoint_uri;
+pub use outcome::{CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorOutcome};
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::domain::{Rejection, User, VendorKind};
-
-/// How a failure may be handled by the retry layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// Transient: the same request may succeed later.
-    Retryable,
-    /// The vendor's quota was exceeded: slow down, then retry.
-    Throttled,
-    /// Retrying cannot help.
-    Permanent,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Retryable => "retryable",
-            ErrorClass::Throttled => "throttled",
-            ErrorClass::Permanent => "permanent",
-        }
-    }
-
-    pub fn is_retryable(self) -> bool {
-        !matches!(self, ErrorClass::Permanent)
-    }
-}
-
-/// What the vendor said about one user of a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VendorOutcome {
-    /// Registered (or overwritten, for vendors that overwrite).
-    Registered { vendor_user_id: Option<String> },
-    /// The vendor reports that the user exists already.
-    AlreadyExists { code: String, message: String },
-    /// The vendor rejected the user's data; never retried.
-    Rejected { code: String, message: String },
-    /// The call failed for this user; `class` says whether it may be retried.
-    Failed {
-        class: ErrorClass,
-        code: String,
-        message: String,
-    },
-}
-
-impl VendorOutcome {
-    pub fn failed(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
-        VendorOutcome::Failed {
-            class,
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The class of a failure that may be retried, `None` for final outcomes.
-    pub fn retry_class(&self) -> Option<ErrorClass> {
-        match self {
-            VendorOutcome::Failed { class, .. } if class.is_retryable() => Some(*class),
-            _ => None,
-        }
-    }
-}
-
-/// The parsed answer to one vendor call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallReport {
-    /// The vendor's request id, for support tickets.
-    pub vendor_request_id: Option<String>,
-    /// The call-level vendor error code, if the whole call failed.
-    pub error_code: Option<String>,
-    /// The class of the call-level error, if the whole call failed.
-    pub error_class: Option<ErrorClass>,
-    /// One outcome per user sent, in the order the users were given.
-    pub outcomes: Vec<VendorOutcome>,
-}
-
-impl CallReport {
-    /// A report in which the whole call failed the same way for every user.
-    pub fn call_failed(
-        user_count: usize,
-        vendor_request_id: Option<String>,
-        class: ErrorClass,
-        code: &str,
-        message: &str,
-    ) -> Self {
-        CallReport {
-            vendor_request_id,
-            error_code: Some(code.to_owned()),
-            error_class: Some(class),
-            outcomes: vec![VendorOutcome::failed(class, code, message); user_count],
-        }
-    }
-
-    /// A report in which the vendor rejected the data of every user of the call.
-    pub fn call_rejected(
-        user_count: usize,
-        vendor_request_id: Option<String>,
-        code: &str,
-        message: &str,
-    ) -> Self {
-        CallReport {
-            vendor_request_id,
-            error_code: Some(code.to_owned()),
-            error_class: Some(ErrorClass::Permanent),
-            outcomes: vec![
-                VendorOutcome::Rejected {
-                    code: code.to_owned(),
-                    message: message.to_owned(),
-                };
-                user_count
-            ],
-        }
-    }
-}
 
 /// What one attempt needs from outside a pure module: the time and a nonce.
 #[derive(Debug, Clone)]
@@ -226,7 +120,7 @@ pub enum JobStatus {
     /// The poll itself failed (throttled, transient or permanent); the job's fate is unknown.
     PollFailed {
         class: ErrorClass,
-        code: String,
+        code: ErrorCode,
         message: String,
         vendor_request_id: Option<String>,
     },
@@ -257,31 +151,3 @@ pub trait JobApi: Send + Sync {
 }
 
 pub type SharedVendor = Arc<dyn VendorApi>;
-
-/// Splits an endpoint base URL into the URI to post to and the `Host` value to sign.
-pub(crate) fn endpoint_uri(endpoint: &str) -> Result<(http::Uri, String), BuildError> {
-    let invalid = |reason: &str| BuildError::Endpoint {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let uri: http::Uri = endpoint.parse().map_err(|_| invalid("not a valid URL"))?;
-    let scheme = uri.scheme_str().ok_or_else(|| invalid("missing scheme"))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(invalid("scheme must be http or https"));
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| invalid("missing host"))?
-        .to_string();
-    let path = match uri.path() {
-        "" => "/",
-        path => path,
-    };
-    let uri = http::Uri::builder()
-        .scheme(scheme)
-        .authority(authority.as_str())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| invalid("not a valid URL"))?;
-    Ok((uri, authority))
-}

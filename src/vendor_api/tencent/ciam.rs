@@ -19,7 +19,8 @@ use serde_json::Value;
 use super::envelope::{self, ApiError, Envelope, TencentAction, TencentCredentials};
 use crate::domain::{CiamProfile, Rejection, User, VendorKind};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorApi,
+    VendorOutcome,
 };
 
 pub const ACTION: &str = "CreateUser";
@@ -329,7 +330,7 @@ fn create_user_body(user_store_id: &str, users: &[&User]) -> Result<Vec<u8>, Bui
 
 /// What a CIAM error code means for the users of the call.
 pub fn outcome_of_error(error: &ApiError) -> VendorOutcome {
-    let code = error.code.clone();
+    let code = ErrorCode::from(&error.code);
     let message = error.message.clone();
     if ALREADY_EXISTS_CODES.contains(&error.code.as_str()) {
         return VendorOutcome::AlreadyExists { code, message };
@@ -365,7 +366,7 @@ pub fn report_of_error(
     };
     CallReport {
         vendor_request_id,
-        error_code: Some(error.code.clone()),
+        error_code: Some(ErrorCode::from(&error.code)),
         error_class: Some(class),
         outcomes: vec![outcome; user_count],
     }
@@ -396,7 +397,7 @@ pub fn parse_create_user(users: &[&User], status: http::StatusCode, body: &[u8])
             users.len(),
             request_id.clone(),
             ErrorClass::Permanent,
-            "registrar.MalformedResponse",
+            RegistrarCode::MalformedResponse,
             &format!("vendor answered CreateUser with {what}"),
         )
     };
@@ -432,7 +433,7 @@ pub fn parse_create_user(users: &[&User], status: http::StatusCode, body: &[u8])
             } else {
                 VendorOutcome::failed(
                     ErrorClass::Permanent,
-                    "registrar.UserNotRegistered",
+                    RegistrarCode::UserNotRegistered,
                     "CIAM answered CreateUser for another user",
                 )
             }
@@ -896,19 +897,19 @@ mod tests {
         ];
         for (code, expected) in cases {
             let report = parse(&[minimal_user("u")], 200, &error_body(code));
-            assert_eq!(report.error_code.as_deref(), Some(code));
+            assert_eq!(report.error_code(), Some(code));
             assert_eq!(report.vendor_request_id.as_deref(), Some("r"));
             let (outcome, class) = match expected {
                 Exists => (
                     VendorOutcome::AlreadyExists {
-                        code: code.to_owned(),
+                        code: code.into(),
                         message: "m".to_owned(),
                     },
                     ErrorClass::Permanent,
                 ),
                 Rejected => (
                     VendorOutcome::Rejected {
-                        code: code.to_owned(),
+                        code: code.into(),
                         message: "m".to_owned(),
                     },
                     ErrorClass::Permanent,

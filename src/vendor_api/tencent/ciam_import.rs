@@ -25,8 +25,8 @@ use super::ciam::{self, CiamConfig, Exposed, IndexedAttributes, MemberMap};
 use super::envelope::{self, Envelope};
 use crate::domain::{CiamProfile, PasswordHashType, Rejection, SaltLocation, User, VendorKind};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, JobApi, JobStatus, Submission, VendorApi,
-    VendorOutcome,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, JobApi, JobStatus,
+    RegistrarCode, Submission, VendorApi, VendorOutcome,
 };
 
 pub const ACTION: &str = "CreateApiImportUserJob";
@@ -296,7 +296,7 @@ impl VendorApi for CiamImport {
                 users.len(),
                 vendor_request_id,
                 ErrorClass::Permanent,
-                "registrar.JobNotPolled",
+                RegistrarCode::JobNotPolled,
                 &format!(
                     "import job {job_id} was started; its outcome is known only from ListJobs"
                 ),
@@ -444,7 +444,7 @@ pub fn parse_submission(users: &[&User], status: http::StatusCode, body: &[u8]) 
             users.len(),
             request_id,
             ErrorClass::Permanent,
-            "registrar.MalformedResponse",
+            RegistrarCode::MalformedResponse,
             "vendor answered CreateApiImportUserJob without a Job.Id; the job may exist but cannot be followed",
         )),
     }
@@ -458,25 +458,30 @@ pub fn parse_poll(
     body: &[u8],
 ) -> JobStatus {
     let poll_failed =
-        |class, code: &str, message: String, vendor_request_id| JobStatus::PollFailed {
+        |class, code: ErrorCode, message: String, vendor_request_id| JobStatus::PollFailed {
             class,
-            code: code.to_owned(),
+            code,
             message,
             vendor_request_id,
         };
     let (request_id, response) = match envelope::decode_envelope(status, body) {
         Err(failure) => {
             // Reading a job is always safe to repeat: a garbled answer is read again.
-            let class = if failure.code == "registrar.MalformedResponse" {
+            let class = if failure.code == RegistrarCode::MalformedResponse {
                 ErrorClass::Retryable
             } else {
                 failure.class
             };
-            return poll_failed(class, &failure.code, failure.message, None);
+            return poll_failed(class, failure.code, failure.message, None);
         }
         Ok(Envelope::Failure { request_id, error }) => {
             let class = envelope::classify(&error.code);
-            return poll_failed(class, &error.code, error.message, request_id);
+            return poll_failed(
+                class,
+                ErrorCode::from(&error.code),
+                error.message,
+                request_id,
+            );
         }
         Ok(Envelope::Success {
             request_id,
@@ -491,7 +496,7 @@ pub fn parse_poll(
             Err(decode_error) => {
                 return poll_failed(
                     ErrorClass::Retryable,
-                    "registrar.MalformedResponse",
+                    RegistrarCode::MalformedResponse.into(),
                     format!("vendor answered ListJobs with an unexpected JobSet: {decode_error}"),
                     request_id,
                 );
@@ -504,7 +509,7 @@ pub fn parse_poll(
     else {
         return poll_failed(
             ErrorClass::Retryable,
-            "registrar.JobNotListed",
+            RegistrarCode::JobNotListed.into(),
             format!("ListJobs did not list job {job_id}"),
             request_id,
         );
@@ -517,7 +522,7 @@ pub fn parse_poll(
         Some(STATUS_FAILED) => JobStatus::Finished(failed(users, job_id, &job, request_id)),
         other => poll_failed(
             ErrorClass::Retryable,
-            "registrar.MalformedResponse",
+            RegistrarCode::MalformedResponse.into(),
             format!("ListJobs answered job {job_id} with an unknown Status {other:?}"),
             request_id,
         ),
@@ -571,11 +576,11 @@ fn completed(users: &[&User], job: &Job, request_id: Option<String>) -> CallRepo
                 vendor_user_id: None,
             },
             Some(reason) if says_exists(reason) => VendorOutcome::AlreadyExists {
-                code: USER_EXISTS_CODE.to_owned(),
+                code: USER_EXISTS_CODE.into(),
                 message: reason.to_owned(),
             },
             Some(reason) => VendorOutcome::Rejected {
-                code: USER_FAILED_CODE.to_owned(),
+                code: USER_FAILED_CODE.into(),
                 message: if reason.is_empty() {
                     "the import job listed this user as failed without a reason".to_owned()
                 } else {
@@ -622,7 +627,7 @@ fn failed(users: &[&User], job_id: &str, job: &Job, request_id: Option<String>) 
         .collect();
     CallReport {
         vendor_request_id: request_id,
-        error_code: Some(JOB_FAILED_CODE.to_owned()),
+        error_code: Some(JOB_FAILED_CODE.into()),
         error_class: Some(ErrorClass::Permanent),
         outcomes,
     }
@@ -1077,11 +1082,11 @@ mod tests {
         assert_eq!(report.vendor_request_id.as_deref(), Some("r"));
         assert_eq!(report.error_code, None);
         let exists = |message: &str| VendorOutcome::AlreadyExists {
-            code: USER_EXISTS_CODE.to_owned(),
+            code: USER_EXISTS_CODE.into(),
             message: message.to_owned(),
         };
         let rejected = |message: &str| VendorOutcome::Rejected {
-            code: USER_FAILED_CODE.to_owned(),
+            code: USER_FAILED_CODE.into(),
             message: message.to_owned(),
         };
         assert_eq!(
@@ -1127,7 +1132,7 @@ mod tests {
                 "FailedUsers":[{"FailedUserIdentification":"b","FailedReason":"bad row"}]}"#,
         );
         let report = finished(poll(&users, "j1", 200, &answer));
-        assert_eq!(report.error_code.as_deref(), Some(JOB_FAILED_CODE));
+        assert_eq!(report.error_code(), Some(JOB_FAILED_CODE));
         assert_eq!(report.error_class, Some(ErrorClass::Permanent));
         assert_eq!(
             report.outcomes,
@@ -1195,7 +1200,7 @@ mod tests {
                 poll(&users, "j1", 200, &error_body(code)),
                 JobStatus::PollFailed {
                     class,
-                    code: code.to_owned(),
+                    code: code.into(),
                     message: "m".to_owned(),
                     vendor_request_id: Some("r".to_owned()),
                 }
@@ -1219,8 +1224,8 @@ mod tests {
             ),
         );
         assert_eq!(
-            started.error_code.as_deref(),
-            Some("registrar.JobNotPolled")
+            started.error_code(),
+            Some(RegistrarCode::JobNotPolled.as_str())
         );
         let busy = import().parse_response(&refs, &response(200, &error_body(BUSY_CODE)));
         assert_eq!(busy.outcomes[0].retry_class(), Some(ErrorClass::Throttled));

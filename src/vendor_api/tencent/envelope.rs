@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::tc3;
-use crate::vendor_api::{BuildError, ErrorClass, endpoint_uri};
+use crate::vendor_api::{BuildError, ErrorClass, ErrorCode, RegistrarCode, answer, endpoint_uri};
 
 /// The content type the Go and Python SDKs send and sign for JSON POSTs.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -105,7 +105,7 @@ pub enum Envelope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undecodable {
     pub class: ErrorClass,
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -120,7 +120,7 @@ pub fn decode_envelope(status: http::StatusCode, body: &[u8]) -> Result<Envelope
         }
         return Err(Undecodable {
             class: ErrorClass::Permanent,
-            code: "registrar.MalformedResponse".to_owned(),
+            code: RegistrarCode::MalformedResponse.into(),
             message: format!(
                 "vendor answered HTTP 200 without a JSON Response object ({} bytes)",
                 body.len()
@@ -135,7 +135,7 @@ pub fn decode_envelope(status: http::StatusCode, body: &[u8]) -> Result<Envelope
         let error: ApiError =
             serde_json::from_value(error.clone()).map_err(|decode_error| Undecodable {
                 class: ErrorClass::Permanent,
-                code: "registrar.MalformedResponse".to_owned(),
+                code: RegistrarCode::MalformedResponse.into(),
                 message: format!("vendor answered an Error without a Code: {decode_error}"),
             })?;
         return Ok(Envelope::Failure { request_id, error });
@@ -151,17 +151,10 @@ pub fn decode_envelope(status: http::StatusCode, body: &[u8]) -> Result<Envelope
 
 /// A failure known only by its HTTP status: 429 throttled, 5xx retryable, other permanent.
 pub fn http_status_failure(status: http::StatusCode) -> Undecodable {
-    let class = if status == http::StatusCode::TOO_MANY_REQUESTS {
-        ErrorClass::Throttled
-    } else if status.is_server_error() {
-        ErrorClass::Retryable
-    } else {
-        ErrorClass::Permanent
-    };
     Undecodable {
-        class,
-        code: format!("HTTP{}", status.as_u16()),
-        message: format!("vendor answered HTTP {status}"),
+        class: answer::status_class(status),
+        code: answer::status_code(status).into(),
+        message: answer::status_message(status),
     }
 }
 
@@ -295,7 +288,7 @@ mod tests {
         let failure = decode_envelope(http::StatusCode::TOO_MANY_REQUESTS, b"").unwrap_err();
         assert_eq!(failure.class, ErrorClass::Throttled);
         let failure = decode_envelope(http::StatusCode::OK, b"{\"Response\": 3}").unwrap_err();
-        assert_eq!(failure.code, "registrar.MalformedResponse");
+        assert_eq!(failure.code, RegistrarCode::MalformedResponse);
         let failure = decode_envelope(http::StatusCode::OK, b"\xff\xfe").unwrap_err();
         assert_eq!(failure.class, ErrorClass::Permanent);
         let failure = decode_envelope(
@@ -303,6 +296,6 @@ mod tests {
             br#"{"Response":{"Error":{"Message":"x"}}}"#,
         )
         .unwrap_err();
-        assert_eq!(failure.code, "registrar.MalformedResponse");
+        assert_eq!(failure.code, RegistrarCode::MalformedResponse);
     }
 }

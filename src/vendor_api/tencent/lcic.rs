@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::envelope::{self, Envelope, TencentAction, TencentCredentials};
 use crate::domain::{Rejection, User, VendorKind};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome,
+    AttemptContext, BuildError, CallReport, ErrorClass, RegistrarCode, VendorApi, VendorOutcome,
 };
 
 pub const ACTION: &str = "BatchRegister";
@@ -186,7 +186,7 @@ pub fn parse_batch_register(users: &[&User], status: http::StatusCode, body: &[u
                 users.len(),
                 request_id,
                 ErrorClass::Permanent,
-                "registrar.MalformedResponse",
+                RegistrarCode::MalformedResponse,
                 &format!("vendor answered an unexpected Users list: {decode_error}"),
             );
         }
@@ -208,7 +208,7 @@ pub fn parse_batch_register(users: &[&User], status: http::StatusCode, body: &[u
             // missing was not registered and the vendor gave no reason.
             None => VendorOutcome::failed(
                 ErrorClass::Permanent,
-                "registrar.UserNotRegistered",
+                RegistrarCode::UserNotRegistered,
                 "LCIC answered without this user among the registered users",
             ),
         })
@@ -368,7 +368,7 @@ mod tests {
         );
         assert!(matches!(
             &report.outcomes[1],
-            VendorOutcome::Failed { class: ErrorClass::Permanent, code, .. } if code == "registrar.UserNotRegistered"
+            VendorOutcome::Failed { class: ErrorClass::Permanent, code, .. } if *code == RegistrarCode::UserNotRegistered
         ));
     }
 
@@ -403,7 +403,7 @@ mod tests {
                 r#"{{"Response":{{"Error":{{"Code":"{code}","Message":"m"}},"RequestId":"r"}}}}"#
             );
             let report = parse(&users, 200, &body);
-            assert_eq!(report.error_code.as_deref(), Some(code));
+            assert_eq!(report.error_code(), Some(code));
             assert_eq!(report.outcomes.len(), 2);
             for outcome in &report.outcomes {
                 match failed_class {
@@ -413,7 +413,7 @@ mod tests {
                     None => assert_eq!(
                         outcome,
                         &VendorOutcome::Rejected {
-                            code: code.to_owned(),
+                            code: code.into(),
                             message: "m".to_owned()
                         },
                         "{code}"

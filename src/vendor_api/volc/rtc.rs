@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::signing::{self, VolcCredentials};
 use crate::domain::{Rejection, User, VendorKind};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome, endpoint_uri,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorApi,
+    VendorOutcome, answer, endpoint_uri,
 };
 
 pub const ACTION: &str = "RegisterUsers";
@@ -326,7 +327,7 @@ pub fn classify_call_error(code: &str, status: http::StatusCode) -> CallErrorKin
         | "NoAuth" => CallErrorKind::Failed(ErrorClass::Permanent),
         // D.3 and D.4: the request's data was refused.
         "MissingParameter" | "InvalidParam" | "JsonParsingError" => CallErrorKind::Rejected,
-        _ => CallErrorKind::Failed(status_class(status)),
+        _ => CallErrorKind::Failed(answer::status_class(status)),
     }
 }
 
@@ -337,27 +338,6 @@ pub fn classify_user_error(code: &str) -> Option<ErrorClass> {
         CallErrorKind::Failed(class) if class.is_retryable() => Some(class),
         _ => None,
     }
-}
-
-/// 429 throttled, 5xx retryable, anything else permanent.
-fn status_class(status: http::StatusCode) -> ErrorClass {
-    if status == http::StatusCode::TOO_MANY_REQUESTS {
-        ErrorClass::Throttled
-    } else if status.is_server_error() {
-        ErrorClass::Retryable
-    } else {
-        ErrorClass::Permanent
-    }
-}
-
-fn malformed(users: usize, request_id: Option<String>, message: &str) -> CallReport {
-    CallReport::call_failed(
-        users,
-        request_id,
-        ErrorClass::Permanent,
-        "registrar.MalformedResponse",
-        message,
-    )
 }
 
 /// A `FailedInfos` UserId as decimal text: the document types it String, the
@@ -378,7 +358,7 @@ fn failed_user_id(value: &Value) -> Option<String> {
 }
 
 /// The per-user failures of `Result.FailedInfos`, by decimal UserId.
-fn failed_infos(result: Option<&Value>) -> Result<HashMap<String, (String, String)>, String> {
+fn failed_infos(result: Option<&Value>) -> Result<HashMap<String, (ErrorCode, String)>, String> {
     let result = match result {
         None | Some(Value::Null) => return Ok(HashMap::new()),
         Some(Value::Object(result)) => result,
@@ -407,7 +387,7 @@ fn failed_infos(result: Option<&Value>) -> Result<HashMap<String, (String, Strin
         };
         let code = Some(text("Code"))
             .filter(|code| !code.is_empty())
-            .unwrap_or_else(|| "registrar.UnspecifiedFailure".to_owned());
+            .map_or(RegistrarCode::UnspecifiedFailure.into(), ErrorCode::from);
         failures.insert(user_id, (code, text("Message")));
     }
     Ok(failures)
@@ -422,16 +402,16 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
         .filter(|metadata| metadata.is_object());
     let Some(metadata) = metadata else {
         if status != http::StatusCode::OK {
-            let class = status_class(status);
+            let class = answer::status_class(status);
             return CallReport::call_failed(
                 users.len(),
                 None,
                 class,
-                &format!("HTTP{}", status.as_u16()),
+                answer::status_code(status),
                 &format!("vendor answered HTTP {status}"),
             );
         }
-        return malformed(
+        return answer::malformed(
             users.len(),
             None,
             &format!(
@@ -447,7 +427,7 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
     // D.3: "if 200 still check ResponseMetadata.Error"; it applies to the whole call.
     if let Some(error) = metadata.get("Error").filter(|error| !error.is_null()) {
         let Some(code) = error.get("Code").and_then(Value::as_str) else {
-            return malformed(
+            return answer::malformed(
                 users.len(),
                 request_id,
                 "vendor answered an Error without a Code",
@@ -471,14 +451,14 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
         return CallReport::call_failed(
             users.len(),
             request_id,
-            status_class(status),
-            &format!("HTTP{}", status.as_u16()),
+            answer::status_class(status),
+            answer::status_code(status),
             &format!("vendor answered HTTP {status}"),
         );
     }
     let failures = match failed_infos(parsed.as_ref().and_then(|parsed| parsed.get("Result"))) {
         Ok(failures) => failures,
-        Err(message) => return malformed(users.len(), request_id, &message),
+        Err(message) => return answer::malformed(users.len(), request_id, &message),
     };
     let outcomes = users
         .iter()
@@ -491,7 +471,7 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
                 None => VendorOutcome::Registered {
                     vendor_user_id: None,
                 },
-                Some((code, message)) => match classify_user_error(code) {
+                Some((code, message)) => match classify_user_error(code.as_str()) {
                     Some(class) => VendorOutcome::failed(class, code, message),
                     None => VendorOutcome::Rejected {
                         code: code.clone(),
@@ -557,9 +537,9 @@ mod tests {
         )
     }
 
-    fn rejected(code: &str, message: &str) -> VendorOutcome {
+    fn rejected(code: impl Into<ErrorCode>, message: &str) -> VendorOutcome {
         VendorOutcome::Rejected {
-            code: code.to_owned(),
+            code: code.into(),
             message: message.to_owned(),
         }
     }
@@ -908,7 +888,7 @@ mod tests {
                     "Service":"rtc","Region":"cn-north-1","Error":{{"CodeN":100000,"Code":"{code}","Message":"m"}}}}}}"#
             );
             let report = parse(&users, status, &body);
-            assert_eq!(report.error_code.as_deref(), Some(code));
+            assert_eq!(report.error_code(), Some(code));
             assert_eq!(report.vendor_request_id.as_deref(), Some("r"));
             let expected = match class {
                 Some(class) => VendorOutcome::failed(class, code, "m"),
@@ -952,7 +932,7 @@ mod tests {
         ];
         for (status, body, class, code) in cases {
             let report = parse(&users, status, body);
-            assert_eq!(report.error_code.as_deref(), Some(code), "{status} {body}");
+            assert_eq!(report.error_code(), Some(code), "{status} {body}");
             assert_eq!(report.error_class, Some(class), "{status} {body}");
             assert!(
                 matches!(&report.outcomes[0], VendorOutcome::Failed { class: got, .. } if *got == class)
@@ -980,8 +960,8 @@ mod tests {
             let report = parse(&users, 200, body);
             assert_eq!(report.outcomes.len(), 2, "{body}");
             assert_eq!(
-                report.error_code.as_deref(),
-                Some("registrar.MalformedResponse"),
+                report.error_code(),
+                Some(RegistrarCode::MalformedResponse.as_str()),
                 "{body}"
             );
             assert_eq!(report.error_class, Some(ErrorClass::Permanent), "{body}");
@@ -989,8 +969,8 @@ mod tests {
         let refs: Vec<&User> = users.iter().collect();
         let report = parse_register_users(&refs, http::StatusCode::OK, b"\xff\xfe");
         assert_eq!(
-            report.error_code.as_deref(),
-            Some("registrar.MalformedResponse")
+            report.error_code(),
+            Some(RegistrarCode::MalformedResponse.as_str())
         );
     }
 
@@ -1003,7 +983,7 @@ mod tests {
         );
         assert_eq!(
             report.outcomes,
-            vec![rejected("registrar.UnspecifiedFailure", "")]
+            vec![rejected(RegistrarCode::UnspecifiedFailure, "")]
         );
     }
 

@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use crate::domain::{Rejection, User, VendorKind};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, VendorApi, VendorOutcome, endpoint_uri,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorApi,
+    VendorOutcome, answer, endpoint_uri,
 };
 
 pub const ACTION: &str = "UserRegister";
@@ -224,7 +225,7 @@ pub fn classify(code: i64) -> CodeClass {
 }
 
 fn outcome_for(code: i64, message: &str) -> VendorOutcome {
-    let code_text = code.to_string();
+    let code_text = ErrorCode::from(code.to_string());
     let message = if message.is_empty() {
         describe(code).to_owned()
     } else {
@@ -379,34 +380,6 @@ impl VendorApi for Zim {
     }
 }
 
-/// A failure known only by its HTTP status: 429 throttled, 5xx retryable, other permanent.
-fn http_status_failure(user_count: usize, status: http::StatusCode) -> CallReport {
-    let class = if status == http::StatusCode::TOO_MANY_REQUESTS {
-        ErrorClass::Throttled
-    } else if status.is_server_error() {
-        ErrorClass::Retryable
-    } else {
-        ErrorClass::Permanent
-    };
-    CallReport::call_failed(
-        user_count,
-        None,
-        class,
-        &format!("HTTP{}", status.as_u16()),
-        &format!("vendor answered HTTP {status}"),
-    )
-}
-
-fn malformed(user_count: usize, request_id: Option<String>, message: String) -> CallReport {
-    CallReport::call_failed(
-        user_count,
-        request_id,
-        ErrorClass::Permanent,
-        "registrar.MalformedResponse",
-        &message,
-    )
-}
-
 /// A return code: a JSON integer (vendors.md C), or leniently a string of digits.
 fn code_value(value: &Value) -> Option<i64> {
     match value {
@@ -435,13 +408,13 @@ enum Listed {
 /// everyone `ErrorList` does not name; each `ErrorList` entry decides its own user.
 pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8]) -> CallReport {
     if status != http::StatusCode::OK {
-        return http_status_failure(users.len(), status);
+        return answer::status_failure(users.len(), status);
     }
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
-        return malformed(
+        return answer::malformed(
             users.len(),
             None,
-            format!(
+            &format!(
                 "vendor answered HTTP 200 without a JSON object ({} bytes)",
                 body.len()
             ),
@@ -449,10 +422,10 @@ pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8
     };
     let request_id = text_value(answer.get("RequestId"));
     let Some(code) = answer.get("Code").and_then(code_value) else {
-        return malformed(
+        return answer::malformed(
             users.len(),
             request_id,
-            "vendor answered without an integer Code".to_owned(),
+            "vendor answered without an integer Code",
         );
     };
     let message = text_value(answer.get("Message")).unwrap_or_default();
@@ -460,10 +433,10 @@ pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8
         None | Some(Value::Null) => &[],
         Some(Value::Array(entries)) => entries,
         Some(_) => {
-            return malformed(
+            return answer::malformed(
                 users.len(),
                 request_id,
-                "vendor answered an ErrorList that is not a list".to_owned(),
+                "vendor answered an ErrorList that is not a list",
             );
         }
     };
@@ -475,10 +448,10 @@ pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8
             .or_else(|| entry.get("UserID"))
             .and_then(Value::as_str);
         let Some(user_id) = user_id else {
-            return malformed(
+            return answer::malformed(
                 users.len(),
                 request_id,
-                "vendor answered an ErrorList entry without a UserId".to_owned(),
+                "vendor answered an ErrorList entry without a UserId",
             );
         };
         let sub_message = text_value(entry.get("SubMessage")).unwrap_or_default();
@@ -512,7 +485,7 @@ pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8
             Some(Listed::Code { code, message }) => outcome_for(*code, message),
             Some(Listed::Unreadable(message)) => VendorOutcome::failed(
                 ErrorClass::Permanent,
-                "registrar.MalformedResponse",
+                RegistrarCode::MalformedResponse,
                 message.clone(),
             ),
         })
@@ -520,7 +493,10 @@ pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8
     let (error_code, error_class) = if code == codes::SUCCESS {
         (None, None)
     } else {
-        (Some(code.to_string()), Some(class_of(code)))
+        (
+            Some(ErrorCode::from(code.to_string())),
+            Some(class_of(code)),
+        )
     };
     CallReport {
         vendor_request_id: request_id,
@@ -562,7 +538,7 @@ mod tests {
 
     fn rejected(code: &str, message: &str) -> VendorOutcome {
         VendorOutcome::Rejected {
-            code: code.to_owned(),
+            code: code.into(),
             message: message.to_owned(),
         }
     }
@@ -802,7 +778,7 @@ mod tests {
             (
                 660700002,
                 VendorOutcome::AlreadyExists {
-                    code: "660700002".to_owned(),
+                    code: "660700002".into(),
                     message: "m".to_owned(),
                 },
             ),
@@ -859,17 +835,17 @@ mod tests {
                 {"UserId":"a","SubCode":660700002,"SubMessage":"user exist"},
                 {"UserID":"b","SubCode":660700002,"SubMessage":""}]}"#,
         );
-        assert_eq!(report.error_code.as_deref(), Some("660700002"));
+        assert_eq!(report.error_code(), Some("660700002"));
         assert_eq!(report.error_class, Some(ErrorClass::Permanent));
         assert_eq!(
             report.outcomes,
             vec![
                 VendorOutcome::AlreadyExists {
-                    code: "660700002".to_owned(),
+                    code: "660700002".into(),
                     message: "user exist".to_owned()
                 },
                 VendorOutcome::AlreadyExists {
-                    code: "660700002".to_owned(),
+                    code: "660700002".into(),
                     message: "user already exists".to_owned()
                 },
             ]
@@ -946,14 +922,14 @@ mod tests {
                     format!(r#"{{"Code":{code},"Message":"m","RequestId":"r"{error_list}}}"#);
                 let report = parse(&users, 200, &body);
                 let code_text = code.to_string();
-                assert_eq!(report.error_code.as_deref(), Some(code_text.as_str()));
+                assert_eq!(report.error_code(), Some(code_text.as_str()));
                 assert_eq!(report.outcomes.len(), 2);
                 let (expected, class) = match expect {
                     Failed(class) => (VendorOutcome::failed(class, &code_text, "m"), class),
                     Rejected => (rejected(&code_text, "m"), ErrorClass::Permanent),
                     AlreadyExists => (
                         VendorOutcome::AlreadyExists {
-                            code: code_text.clone(),
+                            code: code_text.clone().into(),
                             message: "m".to_owned(),
                         },
                         ErrorClass::Permanent,
@@ -994,7 +970,7 @@ mod tests {
         ] {
             let report = parse(&users, status, r#"{"Code":0}"#);
             let code = format!("HTTP{status}");
-            assert_eq!(report.error_code.as_deref(), Some(code.as_str()));
+            assert_eq!(report.error_code(), Some(code.as_str()));
             assert_eq!(
                 report.outcomes[0].retry_class(),
                 Some(class).filter(|c| c.is_retryable())
@@ -1029,7 +1005,7 @@ mod tests {
                     matches!(
                         outcome,
                         VendorOutcome::Failed { class: ErrorClass::Permanent, code, .. }
-                            if code == "registrar.MalformedResponse"
+                            if *code == RegistrarCode::MalformedResponse
                     ),
                     "{body}: {outcome:?}"
                 );
@@ -1043,7 +1019,7 @@ mod tests {
         );
         assert_eq!(report.vendor_request_id.as_deref(), Some("7"));
         assert!(
-            matches!(&report.outcomes[0], VendorOutcome::Failed { code, .. } if code == "registrar.MalformedResponse")
+            matches!(&report.outcomes[0], VendorOutcome::Failed { code, .. } if *code == RegistrarCode::MalformedResponse)
         );
         assert_eq!(report.outcomes[1], registered());
         // a numeric code written as a string is read leniently
