@@ -9,50 +9,28 @@ use secrecy::SecretString;
 use crate::{
     audit::AuditStore,
     config::{CliOverrides, Config, ConfigError},
-    domain::VendorKind,
     engine::{Engine, target::TargetSpec},
     sim::{SimAccount, SimConfig, Simulator},
+    vendor_api::{
+        registry::{self, VENDOR_KINDS},
+        settings::TargetSettings,
+    },
 };
 
 /// The demo account of each vendor kind the embedded simulator knows. These
 /// credentials exist only inside the simulator; they are not secrets.
 pub fn demo_accounts() -> Vec<SimAccount> {
-    let account =
-        |vendor: VendorKind, app_id: u64, user_store_id: &str, secret_id: &str| SimAccount {
-            vendor,
-            app_id,
-            user_store_id: user_store_id.to_owned(),
-            secret_id: secret_id.to_owned(),
-            secret_key: SecretString::from(format!("registrar-demo-{vendor}-secret")),
-            qps: vendor.default_qps(),
-        };
-    vec![
-        account(
-            VendorKind::TencentLcic,
-            1_400_000_001,
-            "",
-            "AKIDregistrarDEMOlcic0000000000000000",
-        ),
-        account(VendorKind::ZegoZim, 1_000_000_001, "", ""),
-        account(
-            VendorKind::VolcRtc,
-            600_000_001,
-            "",
-            "AKLTregistrarDEMOvolc000000000000000",
-        ),
-        account(
-            VendorKind::TencentCiam,
-            1,
-            "demo-user-store",
-            "AKIDregistrarDEMOciam0000000000000000",
-        ),
-        account(
-            VendorKind::TencentCiamImport,
-            2,
-            "demo-import-store",
-            "AKIDregistrarDEMOciamimport0000000000",
-        ),
-    ]
+    VENDOR_KINDS
+        .iter()
+        .map(|spec| SimAccount {
+            vendor: spec.kind,
+            app_id: spec.demo.app_id,
+            user_store_id: spec.demo.user_store_id.to_owned(),
+            secret_id: spec.demo.secret_id.to_owned(),
+            secret_key: SecretString::from(format!("registrar-demo-{}-secret", spec.kind)),
+            qps: spec.default_qps,
+        })
+        .collect()
 }
 
 /// The embedded default configuration: one demo target per vendor, named after it.
@@ -62,27 +40,28 @@ pub fn embedded_config_toml(sim_endpoint: &str) -> String {
         .iter()
         .map(|account| {
             let vendor = account.vendor;
-            let secret = account.secret_key.expose_secret();
-            let identity = match vendor {
-                VendorKind::TencentLcic => format!(
-                    "app_id = {}\nsecret_id = \"{}\"\nsecret_key = \"{secret}\"",
-                    account.app_id, account.secret_id
-                ),
-                VendorKind::ZegoZim => {
-                    format!("app_id = {}\nserver_secret = \"{secret}\"", account.app_id)
-                }
-                VendorKind::VolcRtc => format!(
-                    "app_id = {}\nregion = \"cn-north-1\"\nsecret_id = \"{}\"\nsecret_key = \"{secret}\"",
-                    account.app_id, account.secret_id
-                ),
-                VendorKind::TencentCiam | VendorKind::TencentCiamImport => format!(
-                    "user_store_id = \"{}\"\nregion = \"ap-guangzhou\"\nsecret_id = \"{}\"\nsecret_key = \"{secret}\"",
-                    account.user_store_id, account.secret_id
-                ),
-            };
-            format!(
-                "[[targets]]\nname = \"{vendor}\"\nvendor = \"{vendor}\"\nendpoint = \"{sim_endpoint}\"\n{identity}\n\n"
-            )
+            let spec = registry::spec(vendor);
+            let mut lines = vec![
+                "[[targets]]".to_owned(),
+                format!("name = \"{vendor}\""),
+                format!("vendor = \"{vendor}\""),
+                format!("endpoint = \"{sim_endpoint}\""),
+            ];
+            if let Some(region) = spec.demo.region {
+                lines.push(format!("region = \"{region}\""));
+            }
+            for key in spec.required_keys {
+                let value = match *key {
+                    "app_id" => account.app_id.to_string(),
+                    "user_store_id" => format!("\"{}\"", account.user_store_id),
+                    "secret_id" => format!("\"{}\"", account.secret_id),
+                    "region" => continue,
+                    // the signing secret, whatever the kind calls it
+                    _ => format!("\"{}\"", account.secret_key.expose_secret()),
+                };
+                lines.push(format!("{key} = {value}"));
+            }
+            lines.join("\n") + "\n\n"
         })
         .collect()
 }
@@ -109,7 +88,7 @@ pub async fn start_embedded(overrides: &CliOverrides) -> anyhow::Result<(Config,
 /// Simulator accounts matching every target of a configuration, so that
 /// `registrar sim --config FILE` can stand in for the vendors it names.
 pub fn accounts_for(config: &Config) -> Result<Vec<SimAccount>, ConfigError> {
-    use crate::config::{target_identifier, target_secret};
+    use crate::config::target_identifier;
     config
         .targets
         .iter()
@@ -124,12 +103,9 @@ pub fn accounts_for(config: &Config) -> Result<Vec<SimAccount>, ConfigError> {
                     Some(_) => target_identifier(target, "secret_id", &target.secret_id)?,
                     None => String::new(),
                 },
-                secret_key: match target.vendor {
-                    VendorKind::ZegoZim => {
-                        target_secret(target, "server_secret", &target.server_secret)?
-                    }
-                    _ => target_secret(target, "secret_key", &target.secret_key)?,
-                },
+                secret_key: target
+                    .secret(target.vendor_spec().signing_secret_key)
+                    .map_err(|error| target.setting_error(error))?,
                 qps: target.qps(),
             })
         })

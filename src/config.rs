@@ -15,7 +15,13 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::VendorKind;
+use crate::{
+    domain::VendorKind,
+    vendor_api::{
+        registry::{self, VendorKindSpec},
+        settings::{SettingError, TargetSettings},
+    },
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -187,13 +193,17 @@ fn default_rate_margin() -> f64 {
 }
 
 impl TargetConfig {
+    /// The entry of this target's vendor kind.
+    pub fn vendor_spec(&self) -> &'static VendorKindSpec {
+        registry::spec(self.vendor)
+    }
+
     pub fn qps(&self) -> u32 {
-        self.qps.unwrap_or_else(|| self.vendor.default_qps())
+        self.qps.unwrap_or(self.vendor_spec().default_qps)
     }
 
     pub fn max_batch(&self) -> u32 {
-        self.max_batch
-            .unwrap_or_else(|| self.vendor.default_max_batch())
+        self.max_batch.unwrap_or(self.vendor_spec().max_batch)
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -338,7 +348,8 @@ impl Config {
                 key: format!("targets[{position}].{field} (target {:?})", target.name),
                 vendor: target.vendor,
             };
-            for field in required_fields(target.vendor) {
+            let spec = target.vendor_spec();
+            for field in spec.required_keys {
                 let present = match *field {
                     "app_id" => target.app_id.is_some(),
                     "user_store_id" => target.user_store_id.is_some(),
@@ -352,18 +363,17 @@ impl Config {
                     return Err(missing(field));
                 }
             }
-            // vendors.md C: ZEGO's AppId is a Uint32
-            if target.vendor == VendorKind::ZegoZim
-                && target
-                    .app_id
-                    .is_some_and(|app_id| app_id > u64::from(u32::MAX))
-            {
+            if target.app_id.is_some_and(|app_id| app_id > spec.max_app_id) {
                 return Err(ConfigError::Invalid {
                     key: key("app_id"),
-                    reason: "must fit in 32 bits for zego-zim".to_owned(),
+                    reason: format!(
+                        "must fit in {} bits for {}",
+                        u64::BITS - spec.max_app_id.leading_zeros(),
+                        target.vendor
+                    ),
                 });
             }
-            let cap = target.vendor.default_max_batch();
+            let cap = spec.max_batch;
             match target.max_batch {
                 Some(0) => {
                     return Err(ConfigError::Invalid {
@@ -371,9 +381,7 @@ impl Config {
                         reason: "must be at least 1".to_owned(),
                     });
                 }
-                Some(max_batch)
-                    if max_batch > cap && target.vendor != VendorKind::TencentCiamImport =>
-                {
+                Some(max_batch) if max_batch > cap && spec.max_batch_is_cap => {
                     return Err(ConfigError::Invalid {
                         key: key("max_batch"),
                         reason: format!("{max_batch} is above the {} cap of {cap}", target.vendor),
@@ -408,18 +416,6 @@ impl Config {
     }
 }
 
-/// The keys each vendor needs (vendors.md: LCIC SdkAppId, ZIM AppId, RTC AppId, CIAM UserStoreId and Region).
-pub fn required_fields(vendor: VendorKind) -> &'static [&'static str] {
-    match vendor {
-        VendorKind::TencentLcic => &["app_id", "secret_id", "secret_key"],
-        VendorKind::ZegoZim => &["app_id", "server_secret"],
-        VendorKind::VolcRtc => &["app_id", "secret_id", "secret_key"],
-        VendorKind::TencentCiam | VendorKind::TencentCiamImport => {
-            &["user_store_id", "region", "secret_id", "secret_key"]
-        }
-    }
-}
-
 /// Resolves a required credential of a target, naming the key on error.
 pub fn target_secret(
     target: &TargetConfig,
@@ -443,6 +439,66 @@ pub fn target_identifier(
     credential: &Option<Credential>,
 ) -> Result<String, ConfigError> {
     target_secret(target, field, credential).map(|secret| secret.expose_secret().to_owned())
+}
+
+impl TargetConfig {
+    /// The credential configured under `key`, if the key names one.
+    fn credential(&self, key: &str) -> &Option<Credential> {
+        match key {
+            "secret_id" => &self.secret_id,
+            "secret_key" => &self.secret_key,
+            "server_secret" => &self.server_secret,
+            _ => &None,
+        }
+    }
+
+    /// A vendor-module setting error as a configuration error naming the target's key.
+    pub fn setting_error(&self, error: SettingError) -> ConfigError {
+        let key = format!("targets.{}.{}", self.name, error.key());
+        match error {
+            SettingError::Missing { .. } => ConfigError::Missing {
+                key,
+                vendor: self.vendor,
+            },
+            SettingError::Invalid { reason, .. } => ConfigError::Invalid { key, reason },
+        }
+    }
+}
+
+/// A configuration error met while resolving `key`, as a vendor-module setting error.
+fn setting_error_of(key: &'static str, error: ConfigError) -> SettingError {
+    match error {
+        ConfigError::Missing { .. } => SettingError::Missing { key },
+        ConfigError::Invalid { reason, .. } => SettingError::Invalid { key, reason },
+        ConfigError::Parse(reason) => SettingError::Invalid { key, reason },
+    }
+}
+
+impl TargetSettings for TargetConfig {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn app_id(&self) -> Option<u64> {
+        self.app_id
+    }
+
+    fn user_store_id(&self) -> Option<&str> {
+        self.user_store_id.as_deref()
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    fn identifier(&self, key: &'static str) -> Result<String, SettingError> {
+        target_identifier(self, key, self.credential(key))
+            .map_err(|error| setting_error_of(key, error))
+    }
+
+    fn secret(&self, key: &'static str) -> Result<SecretString, SettingError> {
+        target_secret(self, key, self.credential(key)).map_err(|error| setting_error_of(key, error))
+    }
 }
 
 #[cfg(test)]

@@ -133,25 +133,6 @@ impl VendorKind {
             VendorKind::TencentCiamImport => "tencent-ciam-import",
         }
     }
-
-    /// The vendor's largest batch per call (per import job for CIAM imports).
-    pub fn default_max_batch(self) -> u32 {
-        match self {
-            VendorKind::TencentLcic => 1000,
-            VendorKind::ZegoZim => 100,
-            VendorKind::VolcRtc => 20,
-            VendorKind::TencentCiam => 1,
-            VendorKind::TencentCiamImport => 1000,
-        }
-    }
-
-    /// The vendor's documented quota in calls per second.
-    pub fn default_qps(self) -> u32 {
-        match self {
-            VendorKind::VolcRtc => 50,
-            _ => 20,
-        }
-    }
 }
 
 impl fmt::Display for VendorKind {

@@ -93,14 +93,15 @@ pub fn outcome_from_proto(outcome: pb::Outcome) -> Option<Outcome> {
     }
 }
 
+/// The contract's value for a vendor kind: `VENDOR_KIND_` and the
+/// configuration name in upper snake case (`tencent-lcic` ->
+/// `VENDOR_KIND_TENCENT_LCIC`), so a new kind needs only its proto value.
 pub fn vendor_to_proto(vendor: VendorKind) -> pb::VendorKind {
-    match vendor {
-        VendorKind::TencentLcic => pb::VendorKind::TencentLcic,
-        VendorKind::ZegoZim => pb::VendorKind::ZegoZim,
-        VendorKind::VolcRtc => pb::VendorKind::VolcRtc,
-        VendorKind::TencentCiam => pb::VendorKind::TencentCiam,
-        VendorKind::TencentCiamImport => pb::VendorKind::TencentCiamImport,
-    }
+    let name = format!(
+        "VENDOR_KIND_{}",
+        vendor.as_str().to_ascii_uppercase().replace('-', "_")
+    );
+    pb::VendorKind::from_str_name(&name).unwrap_or(pb::VendorKind::Unspecified)
 }
 
 pub fn health_to_proto(health: Health) -> pb::TargetHealth {
@@ -212,5 +213,26 @@ pub fn registration_to_proto(row: registration::Model) -> pb::Registration {
         attempts: row.attempts.max(0) as u32,
         create_time: Some(timestamp_to_proto(row.created_at)),
         update_time: Some(timestamp_to_proto(row.updated_at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_vendor_kind_has_its_own_contract_value() {
+        let values: Vec<pb::VendorKind> =
+            VendorKind::ALL.into_iter().map(vendor_to_proto).collect();
+        assert_eq!(
+            values,
+            [
+                pb::VendorKind::TencentLcic,
+                pb::VendorKind::ZegoZim,
+                pb::VendorKind::VolcRtc,
+                pb::VendorKind::TencentCiam,
+                pb::VendorKind::TencentCiamImport,
+            ]
+        );
     }
 }

@@ -11,18 +11,9 @@ use std::{
 };
 
 use crate::{
-    config::{ConfigError, TargetConfig, target_identifier, target_secret},
+    config::{ConfigError, TargetConfig},
     domain::VendorKind,
-    vendor_api::{
-        SharedVendor,
-        tencent::ciam::{CiamConfig, CiamCreateUser},
-        tencent::ciam_import::CiamImport,
-        tencent::envelope::TencentCredentials,
-        tencent::lcic::{Lcic, LcicConfig},
-        volc::rtc::{VolcConfig, VolcRtc},
-        volc::signing::VolcCredentials,
-        zego::zim::{Zim, ZimConfig},
-    },
+    vendor_api::{SharedVendor, registry::CallsInFlight},
 };
 
 /// How the target's last vendor call went.
@@ -73,59 +64,11 @@ pub struct TargetSpec {
 impl TargetSpec {
     /// Builds the vendor module of a target, resolving its credentials.
     pub fn from_config(config: &TargetConfig) -> Result<TargetSpec, ConfigError> {
-        let missing = |key: &str| ConfigError::Missing {
-            key: format!("targets.{}.{key}", config.name),
-            vendor: config.vendor,
-        };
-        let tencent_credentials = || -> Result<TencentCredentials, ConfigError> {
-            Ok(TencentCredentials {
-                secret_id: target_identifier(config, "secret_id", &config.secret_id)?,
-                secret_key: target_secret(config, "secret_key", &config.secret_key)?,
-            })
-        };
-        let ciam_config = || -> Result<CiamConfig, ConfigError> {
-            Ok(CiamConfig {
-                endpoint: config.endpoint.clone(),
-                user_store_id: config
-                    .user_store_id
-                    .clone()
-                    .ok_or_else(|| missing("user_store_id"))?,
-                region: config.region.clone().ok_or_else(|| missing("region"))?,
-                credentials: tencent_credentials()?,
-            })
-        };
-        let vendor: SharedVendor = match config.vendor {
-            VendorKind::TencentLcic => Arc::new(Lcic::new(LcicConfig {
-                endpoint: config.endpoint.clone(),
-                sdk_app_id: config.app_id.ok_or_else(|| missing("app_id"))?,
-                region: config.region.clone(),
-                credentials: tencent_credentials()?,
-            })),
-            VendorKind::ZegoZim => Arc::new(Zim::new(ZimConfig {
-                endpoint: config.endpoint.clone(),
-                app_id: config.app_id.ok_or_else(|| missing("app_id"))?,
-                server_secret: target_secret(config, "server_secret", &config.server_secret)?,
-            })),
-            VendorKind::VolcRtc => Arc::new(VolcRtc::new(VolcConfig {
-                endpoint: config.endpoint.clone(),
-                app_id: config.app_id.ok_or_else(|| missing("app_id"))?,
-                // vendors.md D.1: RTC signs for region cn-north-1 unless overseas
-                region: config
-                    .region
-                    .clone()
-                    .unwrap_or_else(|| "cn-north-1".to_owned()),
-                credentials: VolcCredentials {
-                    access_key_id: target_identifier(config, "secret_id", &config.secret_id)?,
-                    secret_access_key: target_secret(config, "secret_key", &config.secret_key)?,
-                },
-            })),
-            VendorKind::TencentCiam => Arc::new(CiamCreateUser::new(ciam_config()?)),
-            VendorKind::TencentCiamImport => Arc::new(CiamImport::new(ciam_config()?)),
-        };
-        // vendors.md B.2: at most two import jobs run at once per user store
-        let max_in_flight = match config.vendor {
-            VendorKind::TencentCiamImport => config.max_in_flight.unwrap_or(2).clamp(1, 2),
-            _ => config.max_in_flight().max(1),
+        let kind = config.vendor_spec();
+        let vendor = (kind.build)(config).map_err(|error| config.setting_error(error))?;
+        let max_in_flight = match kind.calls_in_flight {
+            CallsInFlight::AtMost(limit) => config.max_in_flight.unwrap_or(limit).clamp(1, limit),
+            CallsInFlight::FollowQuota => config.max_in_flight().max(1),
         };
         Ok(TargetSpec {
             name: Arc::from(config.name.as_str()),

@@ -2,7 +2,7 @@
 //! its HTTP status, and an answer registrar cannot read. Kept once here so
 //! that each vendor module only adds what its own document says.
 
-use super::{CallReport, ErrorClass, RegistrarCode};
+use super::outcome::{CallReport, ErrorClass, RegistrarCode};
 
 /// The class of a failure known only by its HTTP status: 429 throttled, 5xx
 /// retryable, anything else permanent.

@@ -1,7 +1,7 @@
 //! A target's endpoint: the base URL a vendor module posts to, and the `Host`
 //! value it signs. Checked once when the configuration is loaded.
 
-use super::BuildError;
+use super::interface::BuildError;
 
 /// Splits an endpoint base URL into the URI to post to and the `Host` value to sign.
 pub fn endpoint_uri(endpoint: &str) -> Result<(http::Uri, String), BuildError> {

@@ -18,9 +18,12 @@ use serde_json::Value;
 
 use super::envelope::{self, ApiError, Envelope, TencentAction, TencentCredentials};
 use crate::domain::{CiamProfile, Rejection, User, VendorKind};
+use std::sync::Arc;
+
+use crate::vendor_api::settings::{SettingError, TargetSettings, required};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorApi,
-    VendorOutcome,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, SharedVendor,
+    VendorApi, VendorOutcome,
 };
 
 pub const ACTION: &str = "CreateUser";
@@ -66,6 +69,16 @@ pub struct CiamConfig {
 }
 
 impl CiamConfig {
+    /// The user store, region and credentials a CIAM target configured.
+    pub fn from_settings(settings: &dyn TargetSettings) -> Result<Self, SettingError> {
+        Ok(CiamConfig {
+            endpoint: settings.endpoint().to_owned(),
+            user_store_id: required(settings.user_store_id(), "user_store_id")?.to_owned(),
+            region: required(settings.region(), "region")?.to_owned(),
+            credentials: TencentCredentials::from_settings(settings)?,
+        })
+    }
+
     /// A signed POST of `action` to the store's endpoint.
     pub(crate) fn signed_post(
         &self,
@@ -87,6 +100,13 @@ impl CiamConfig {
             attempt.unix_time,
         )
     }
+}
+
+/// Builds the module of a `tencent-ciam` target.
+pub fn from_settings(settings: &dyn TargetSettings) -> Result<SharedVendor, SettingError> {
+    Ok(Arc::new(CiamCreateUser::new(CiamConfig::from_settings(
+        settings,
+    )?)))
 }
 
 #[derive(Debug)]
@@ -297,20 +317,19 @@ impl VendorApi for CiamCreateUser {
 
 /// The serialized body for exactly one validated user.
 fn create_user_body(user_store_id: &str, users: &[&User]) -> Result<Vec<u8>, BuildError> {
-    use serde::ser::Error as _;
     let [user] = users else {
-        return Err(BuildError::Body(serde_json::Error::custom(format!(
+        return Err(BuildError::Unvalidated(format!(
             "CreateUser carries exactly {MAX_USERS_PER_CALL} user, got {}",
             users.len()
-        ))));
+        )));
     };
     let (Some(profile), Some(password)) = (
         user.ciam.as_ref(),
         user.ciam.as_ref().and_then(|ciam| ciam.password.as_ref()),
     ) else {
-        return Err(BuildError::Body(serde_json::Error::custom(
-            "CreateUser needs a ciam profile with a password (the user was not validated)",
-        )));
+        return Err(BuildError::Unvalidated(
+            "CreateUser needs a ciam profile with a password".to_owned(),
+        ));
     };
     let body = CreateUserRequest {
         user_store_id,

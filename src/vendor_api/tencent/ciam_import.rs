@@ -24,9 +24,12 @@ use serde_json::Value;
 use super::ciam::{self, CiamConfig, Exposed, IndexedAttributes, MemberMap};
 use super::envelope::{self, Envelope};
 use crate::domain::{CiamProfile, PasswordHashType, Rejection, SaltLocation, User, VendorKind};
+use std::sync::Arc;
+
+use crate::vendor_api::settings::{SettingError, TargetSettings};
 use crate::vendor_api::{
     AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, JobApi, JobStatus,
-    RegistrarCode, Submission, VendorApi, VendorOutcome,
+    RegistrarCode, SharedVendor, Submission, VendorApi, VendorOutcome,
 };
 
 pub const ACTION: &str = "CreateApiImportUserJob";
@@ -52,6 +55,13 @@ pub const STATUS_COMPLETED: &str = "COMPLETED";
 pub const STATUS_FAILED: &str = "FAILED";
 /// B.2 Job.Type of an import.
 pub const TYPE_IMPORT_USER: &str = "IMPORT_USER";
+
+/// Builds the module of a `tencent-ciam-import` target.
+pub fn from_settings(settings: &dyn TargetSettings) -> Result<SharedVendor, SettingError> {
+    Ok(Arc::new(CiamImport::new(CiamConfig::from_settings(
+        settings,
+    )?)))
+}
 
 #[derive(Debug)]
 pub struct CiamImport {
@@ -277,10 +287,9 @@ impl VendorApi for CiamImport {
                 .collect(),
         };
         if body.data_flow_user_create_list.len() != users.len() {
-            use serde::ser::Error as _;
-            return Err(BuildError::Body(serde_json::Error::custom(
-                "every imported user needs a ciam profile (a user was not validated)",
-            )));
+            return Err(BuildError::Unvalidated(
+                "every imported user needs a ciam profile".to_owned(),
+            ));
         }
         self.config
             .signed_post(ACTION, serde_json::to_vec(&body)?, attempt)

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::tc3;
+use crate::vendor_api::settings::{SettingError, TargetSettings};
 use crate::vendor_api::{BuildError, ErrorClass, ErrorCode, RegistrarCode, answer, endpoint_uri};
 
 /// The content type the Go and Python SDKs send and sign for JSON POSTs.
@@ -20,6 +21,16 @@ pub const CONTENT_TYPE: &str = "application/json";
 pub struct TencentCredentials {
     pub secret_id: String,
     pub secret_key: SecretString,
+}
+
+impl TencentCredentials {
+    /// The SecretId and SecretKey a target configured.
+    pub fn from_settings(settings: &dyn TargetSettings) -> Result<Self, SettingError> {
+        Ok(TencentCredentials {
+            secret_id: settings.identifier("secret_id")?,
+            secret_key: settings.secret("secret_key")?,
+        })
+    }
 }
 
 impl std::fmt::Debug for TencentCredentials {

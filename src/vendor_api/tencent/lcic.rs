@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::{self, Envelope, TencentAction, TencentCredentials};
 use crate::domain::{Rejection, User, VendorKind};
+use std::sync::Arc;
+
+use crate::vendor_api::settings::{SettingError, TargetSettings, required};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, RegistrarCode, VendorApi, VendorOutcome,
+    AttemptContext, BuildError, CallReport, ErrorClass, RegistrarCode, SharedVendor, VendorApi,
+    VendorOutcome,
 };
 
 pub const ACTION: &str = "BatchRegister";
@@ -30,6 +34,16 @@ pub struct LcicConfig {
     /// LCIC does not require a region (seed 000: "Region No").
     pub region: Option<String>,
     pub credentials: TencentCredentials,
+}
+
+/// Builds the module of a `tencent-lcic` target.
+pub fn from_settings(settings: &dyn TargetSettings) -> Result<SharedVendor, SettingError> {
+    Ok(Arc::new(Lcic::new(LcicConfig {
+        endpoint: settings.endpoint().to_owned(),
+        sdk_app_id: required(settings.app_id(), "app_id")?,
+        region: settings.region().map(str::to_owned),
+        credentials: TencentCredentials::from_settings(settings)?,
+    })))
 }
 
 #[derive(Debug)]

@@ -15,9 +15,12 @@ use serde_json::Value;
 
 use super::signing::{self, VolcCredentials};
 use crate::domain::{Rejection, User, VendorKind};
+use std::sync::Arc;
+
+use crate::vendor_api::settings::{SettingError, TargetSettings, required};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorApi,
-    VendorOutcome, answer, endpoint_uri,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, SharedVendor,
+    VendorApi, VendorOutcome, answer, endpoint_uri,
 };
 
 pub const ACTION: &str = "RegisterUsers";
@@ -52,6 +55,20 @@ pub struct VolcConfig {
     /// Signing region, default `cn-north-1` (vendors.md D.1).
     pub region: String,
     pub credentials: VolcCredentials,
+}
+
+/// Builds the module of a `volc-rtc` target.
+pub fn from_settings(settings: &dyn TargetSettings) -> Result<SharedVendor, SettingError> {
+    Ok(Arc::new(VolcRtc::new(VolcConfig {
+        endpoint: settings.endpoint().to_owned(),
+        app_id: required(settings.app_id(), "app_id")?,
+        // docs/vendors/volc-rtc.md#signing: RTC signs for region cn-north-1 unless overseas
+        region: settings.region().unwrap_or(DEFAULT_REGION).to_owned(),
+        credentials: VolcCredentials {
+            access_key_id: settings.identifier("secret_id")?,
+            secret_access_key: settings.secret("secret_key")?,
+        },
+    })))
 }
 
 #[derive(Debug)]
@@ -242,9 +259,8 @@ impl VendorApi for VolcRtc {
             .enumerate()
             .map(|(position, user)| {
                 let user_id = parse_user_id(&user.user_id).map_err(|_| {
-                    <serde_json::Error as serde::ser::Error>::custom(format!(
-                        "the userId at position {position} is not an int64; \
-                         users must be validated before a request is built"
+                    BuildError::Unvalidated(format!(
+                        "the userId at position {position} is not an int64"
                     ))
                 })?;
                 Ok(RegisterUser {
@@ -623,7 +639,7 @@ mod tests {
         let error = volc(1)
             .build_request(&[&user("abc")], &at(V2_TIME))
             .unwrap_err();
-        assert!(matches!(error, BuildError::Body(_)), "{error}");
+        assert!(matches!(error, BuildError::Unvalidated(_)), "{error}");
         assert!(error.to_string().contains("position 0"), "{error}");
     }
 

@@ -16,9 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{Rejection, User, VendorKind};
+use std::sync::Arc;
+
+use crate::vendor_api::settings::{SettingError, TargetSettings, required};
 use crate::vendor_api::{
-    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorApi,
-    VendorOutcome, answer, endpoint_uri,
+    AttemptContext, BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, SharedVendor,
+    VendorApi, VendorOutcome, answer, endpoint_uri,
 };
 
 pub const ACTION: &str = "UserRegister";
@@ -88,6 +91,15 @@ pub struct ZimConfig {
     /// vendors.md C: AppId is a Uint32; kept wide like every other vendor's app id.
     pub app_id: u64,
     pub server_secret: SecretString,
+}
+
+/// Builds the module of a `zego-zim` target.
+pub fn from_settings(settings: &dyn TargetSettings) -> Result<SharedVendor, SettingError> {
+    Ok(Arc::new(Zim::new(ZimConfig {
+        endpoint: settings.endpoint().to_owned(),
+        app_id: required(settings.app_id(), "app_id")?,
+        server_secret: settings.secret("server_secret")?,
+    })))
 }
 
 #[derive(Debug)]
