@@ -51,7 +51,8 @@ use tonic::transport::Channel;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registrar");
 
-/// Throttle codes of each vendor (vendors.md A.3, C, D.3).
+/// Throttle codes of each vendor (docs/vendors/tencent-cloud-api.md#rate-limits,
+/// docs/vendors/zim.md#quota, docs/vendors/volc-rtc.md#error-codes).
 const THROTTLE_CODES: [&str; 4] = [
     "RequestLimitExceeded",
     "660700001",
@@ -202,7 +203,7 @@ fn user_for(vendor: VendorKind, n: usize) -> pb::User {
                 ..pb::CiamProfile::default()
             });
         }
-        // imports carry a password hash, never plaintext (vendors.md B.2)
+        // imports carry a password hash, never plaintext (docs/vendors/ciam-import.md#password-hash-and-salt)
         VendorKind::TencentCiamImport => {
             user.ciam = Some(pb::CiamProfile {
                 user_name: format!("bench{n}"),

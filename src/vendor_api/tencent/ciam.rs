@@ -1,13 +1,12 @@
 //! Tencent Cloud CIAM `CreateUser` (2022-03-31): one user per call.
 //!
 //! Every CIAM call is a TC3-signed POST that must name its region, and its
-//! answer is the Tencent `{"Response": ...}` envelope (vendors.md A, B.2; seed
-//! 003). This module also holds what the import module shares with it: the
-//! configuration of a user store, the `MemberMap` and indexed-attribute
-//! rules, and the classification of CIAM's error codes. The user's password
-//! is sent to the vendor and nowhere else: it leaves its `SecretString` only
-//! while the request body is serialized, and no `Debug` output, error or
-//! report of this module carries it.
+//! answer is the Tencent `{"Response": ...}` envelope (docs/vendors/tencent-cloud-api.md; CIAM
+//! CreateUser, docs/vendors/ciam.md#request). This module also holds what the import module shares
+//! with it: the configuration of a user store, the `MemberMap` and indexed-attribute rules, and the
+//! classification of CIAM's error codes. The user's password is sent to the vendor and nowhere
+//! else: it leaves its `SecretString` only while the request body is serialized, and no `Debug`
+//! output, error or report of this module carries it.
 
 use std::fmt;
 
@@ -28,24 +27,27 @@ use crate::vendor_api::{
 
 pub const ACTION: &str = "CreateUser";
 pub const VERSION: &str = "2022-03-31";
-/// The TC3 signing service of every CIAM action (vendors.md A.1: host prefix `ciam`).
+/// The TC3 signing service of every CIAM action
+/// (docs/vendors/tencent-cloud-api.md#credential-scope: host prefix `ciam`).
 pub const SERVICE: &str = "ciam";
-/// seed 003: CreateUser creates one user; its inputs are one user's fields.
+/// CIAM CreateUser (docs/vendors/ciam.md#batch-size): CreateUser creates one user; its inputs are
+/// one user's fields.
 pub const MAX_USERS_PER_CALL: usize = 1;
-/// B.2: IndexedAttribute1..5.
+/// docs/vendors/ciam.md#indexed-attributes: IndexedAttribute1..5.
 pub const MAX_INDEXED_ATTRIBUTES: usize = 5;
-/// B.2: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+/// docs/vendors/ciam.md#indexed-attributes: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
 pub const MAX_INDEXED_ATTRIBUTE_CHARS: usize = 512;
 
-/// B.2: the codes that say an identifier of the user is taken already.
+/// docs/vendors/ciam.md#error-codes: the codes that say an identifier of the user is taken already.
 pub const ALREADY_EXISTS_CODES: [&str; 3] = [
     "FailedOperation.UserNameAlreadyExists",
     "FailedOperation.PhoneNumberAlreadyExists",
     "FailedOperation.EmailAlreadyExists",
 ];
 
-/// B.2 (and seeds 003/004 section 6): the `FailedOperation.*` codes that
-/// refuse the request's data, so its users are rejected, never retried.
+/// docs/vendors/ciam.md#error-codes (and CIAM CreateUser and CreateApiImportUserJob error codes
+/// (docs/vendors/ciam.md#error-codes, docs/vendors/ciam-import.md#error-codes)): the
+/// `FailedOperation.*` codes that refuse the request's data, so its users are rejected, never retried.
 pub const DATA_ERROR_CODES: [&str; 9] = [
     "FailedOperation.AttributeFormatError",
     "FailedOperation.EmailIsNull",
@@ -63,7 +65,7 @@ pub const DATA_ERROR_CODES: [&str; 9] = [
 pub struct CiamConfig {
     pub endpoint: String,
     pub user_store_id: String,
-    /// X-TC-Region, required by CIAM (seed 003).
+    /// X-TC-Region, required by CIAM (CIAM CreateUser, docs/vendors/ciam.md#endpoint).
     pub region: String,
     pub credentials: TencentCredentials,
 }
@@ -92,7 +94,7 @@ impl CiamConfig {
                 service: SERVICE,
                 action,
                 version: VERSION,
-                // seed 003 "Region Yes": CIAM requires X-TC-Region.
+                // CIAM CreateUser "Region Yes" (docs/vendors/ciam.md#endpoint): CIAM requires X-TC-Region.
                 region: Some(&self.region),
             },
             &self.credentials,
@@ -135,7 +137,7 @@ impl fmt::Debug for Exposed<'_> {
     }
 }
 
-/// `MemberMap` (B.2): Name and Value required; Type optional (e.g. `STRING`).
+/// `MemberMap` (docs/vendors/ciam.md#membermap): Name and Value required; Type optional (e.g. `STRING`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MemberMap {
@@ -145,7 +147,7 @@ pub struct MemberMap {
     pub kind: String,
 }
 
-/// The `CreateUser` request body: exactly the fields of seed 003.
+/// The `CreateUser` request body: exactly the fields of CIAM CreateUser (docs/vendors/ciam.md#request).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct CreateUserRequest<'a> {
@@ -160,7 +162,8 @@ struct CreateUserRequest<'a> {
     address: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     user_group: &'a [String],
-    /// seed 003: "Birthdate No Integer" (milliseconds, e.g. 1706682491339).
+    /// CIAM CreateUser (docs/vendors/ciam.md#request): "Birthdate No Integer" (milliseconds, e.g.
+    /// 1706682491339).
     #[serde(skip_serializing_if = "Option::is_none")]
     birthdate: Option<i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -220,7 +223,7 @@ pub(crate) fn member_maps(profile: &CiamProfile) -> Vec<MemberMap> {
 pub(crate) fn validate_optional_fields(profile: &CiamProfile) -> Result<(), Rejection> {
     let count = profile.indexed_attributes.len();
     if count > MAX_INDEXED_ATTRIBUTES {
-        // B.2: there are IndexedAttribute1..5 only.
+        // docs/vendors/ciam.md#indexed-attributes: there are IndexedAttribute1..5 only.
         return Err(Rejection::new(
             "ciam.indexedAttributes",
             "validation.too_many",
@@ -229,7 +232,7 @@ pub(crate) fn validate_optional_fields(profile: &CiamProfile) -> Result<(), Reje
     }
     for (index, value) in profile.indexed_attributes.iter().enumerate() {
         let chars = value.chars().count();
-        // B.2: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+        // docs/vendors/ciam.md#indexed-attributes: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
         if chars > MAX_INDEXED_ATTRIBUTE_CHARS {
             return Err(Rejection::new(
                 "ciam.indexedAttributes",
@@ -241,7 +244,7 @@ pub(crate) fn validate_optional_fields(profile: &CiamProfile) -> Result<(), Reje
             ));
         }
     }
-    // B.2: MemberMap Name is required.
+    // docs/vendors/ciam.md#membermap: MemberMap Name is required.
     if let Some(index) = profile
         .customization_attributes
         .iter()
@@ -273,7 +276,8 @@ impl VendorApi for CiamCreateUser {
     }
 
     fn repeat_is_safe(&self) -> bool {
-        // B.2: a repeat meets FailedOperation.UserNameAlreadyExists, reported as already existing.
+        // docs/vendors/ciam.md#repeats: a repeat meets FailedOperation.UserNameAlreadyExists,
+        // reported as already existing.
         true
     }
 
@@ -281,7 +285,8 @@ impl VendorApi for CiamCreateUser {
         let Some(profile) = &user.ciam else {
             return Err(Rejection::required("ciam"));
         };
-        // seed 003: UserName, PhoneNumber, Email and Password are all required.
+        // CIAM CreateUser (docs/vendors/ciam.md#request): UserName, PhoneNumber, Email and Password
+        // are all required.
         if profile.user_name.is_empty() {
             return Err(Rejection::required("ciam.userName"));
         }
@@ -420,7 +425,7 @@ pub fn parse_create_user(users: &[&User], status: http::StatusCode, body: &[u8])
             &format!("vendor answered CreateUser with {what}"),
         )
     };
-    // seed 003: "User ... Note: This field may return null".
+    // CIAM CreateUser (docs/vendors/ciam.md#response): "User ... Note: This field may return null".
     let (vendor_user_id, user_name) = match response.get("User") {
         None | Some(Value::Null) => (None, None),
         Some(Value::Object(created)) => {
@@ -491,7 +496,7 @@ mod tests {
         CiamCreateUser::new(config())
     }
 
-    /// The user of seed 003's "Input Example".
+    /// The user of CIAM CreateUser's "Input Example" (docs/vendors/ciam.md#examples).
     fn documented_user() -> User {
         User {
             user_id: "zhangsan".to_owned(),
@@ -552,7 +557,7 @@ mod tests {
 
     #[test]
     fn request_body_is_the_documented_example() {
-        // seed 003 "Input Example", field for field.
+        // CIAM CreateUser "Input Example" (docs/vendors/ciam.md#examples), field for field.
         let request = ciam()
             .build_request(&[&documented_user()], &attempt())
             .unwrap();
@@ -586,7 +591,7 @@ mod tests {
         let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
         assert_eq!(header("x-tc-action"), "CreateUser");
         assert_eq!(header("x-tc-version"), "2022-03-31");
-        // seed 003: "Region Yes".
+        // CIAM CreateUser (docs/vendors/ciam.md#endpoint): "Region Yes".
         assert_eq!(header("x-tc-region"), "ap-guangzhou");
         assert_eq!(header("x-tc-timestamp"), "1700000000");
         assert_eq!(header("host"), "ciam.intl.tencentcloudapi.com");
@@ -598,7 +603,8 @@ mod tests {
 
     #[test]
     fn optional_fields_are_omitted_and_type_only_when_given() {
-        // seed 003: only UserStoreId, PhoneNumber, Email, Password and UserName are required.
+        // CIAM CreateUser (docs/vendors/ciam.md#request): only UserStoreId, PhoneNumber, Email,
+        // Password and UserName are required.
         let mut user = minimal_user("lisi");
         if let Some(profile) = user.ciam.as_mut() {
             profile.customization_attributes = vec![CiamAttribute {
@@ -659,7 +665,7 @@ mod tests {
     fn the_password_is_in_the_body_and_in_no_debug_output_or_error() {
         let user = minimal_user("secretive");
         let request = ciam().build_request(&[&user], &attempt()).unwrap();
-        // seed 003: "Password Yes String": the vendor gets it.
+        // CIAM CreateUser (docs/vendors/ciam.md#request): "Password Yes String": the vendor gets it.
         assert!(
             std::str::from_utf8(request.body())
                 .unwrap()
@@ -711,7 +717,8 @@ mod tests {
 
     #[test]
     fn the_four_required_fields_and_the_profile_are_required() {
-        // seed 003: UserStoreId, PhoneNumber, Email, Password, UserName "Required Yes".
+        // CIAM CreateUser (docs/vendors/ciam.md#request): UserStoreId, PhoneNumber, Email,
+        // Password, UserName "Required Yes".
         let rejection = ciam().validate(&User::default()).unwrap_err();
         assert_eq!(
             (rejection.field, rejection.code),
@@ -747,7 +754,8 @@ mod tests {
 
     #[test]
     fn indexed_attributes_are_at_most_five_of_at_most_512_characters() {
-        // B.2: IndexedAttribute1..5, "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+        // docs/vendors/ciam.md#indexed-attributes: IndexedAttribute1..5, "max 512 chars →
+        // FailedOperation.IndexedAttributeTooLong".
         let with = |values: Vec<String>| {
             let mut user = minimal_user("u");
             user.ciam.as_mut().unwrap().indexed_attributes = values;
@@ -772,7 +780,7 @@ mod tests {
 
     #[test]
     fn attributes_need_names_and_groups_need_ids() {
-        // B.2: MemberMap "Name String req".
+        // docs/vendors/ciam.md#membermap: MemberMap "Name String req".
         let mut user = minimal_user("u");
         user.ciam.as_mut().unwrap().customization_attributes = vec![CiamAttribute::default()];
         let rejection = ciam().validate(&user).unwrap_err();
@@ -784,7 +792,8 @@ mod tests {
 
     #[test]
     fn documented_output_example_registers_with_the_user_id() {
-        // seed 003 "Output Example" (abridged to the fields read, plus a few others).
+        // CIAM CreateUser "Output Example" (docs/vendors/ciam.md#examples) (abridged to the fields
+        // read, plus a few others).
         let report = parse(
             &[documented_user()],
             200,
@@ -809,7 +818,7 @@ mod tests {
 
     #[test]
     fn a_null_user_still_means_created() {
-        // seed 003: "User ... This field may return null".
+        // CIAM CreateUser (docs/vendors/ciam.md#response): "User ... This field may return null".
         let report = parse(
             &[minimal_user("u")],
             200,
@@ -825,7 +834,8 @@ mod tests {
 
     #[test]
     fn every_documented_error_code_has_its_outcome() {
-        // seed 003 section 6 and vendors.md B.2 / A.3: code -> outcome.
+        // CIAM CreateUser error codes (docs/vendors/ciam.md#error-codes) and
+        // docs/vendors/tencent-cloud-api.md#error-codes: code -> outcome.
         enum Expected {
             Exists,
             Rejected,
@@ -851,11 +861,11 @@ mod tests {
                 "InternalError.JudgeUserExistException",
                 Failed(ErrorClass::Retryable),
             ),
-            // A.3: transient resource states are retried (policy).
+            // docs/vendors/tencent-cloud-api.md#error-codes: transient resource states are retried (policy).
             ("ResourceInUse", Failed(ErrorClass::Retryable)),
             ("ResourceInsufficient", Failed(ErrorClass::Retryable)),
             ("ResourceUnavailable", Failed(ErrorClass::Retryable)),
-            // A.3: a stale timestamp is re-signed by the retry.
+            // docs/vendors/tencent-cloud-api.md#error-codes: a stale timestamp is re-signed by the retry.
             ("AuthFailure.SignatureExpire", Failed(ErrorClass::Retryable)),
             ("FailedOperation.AttributeFormatError", Rejected),
             ("FailedOperation.EmailIsNull", Rejected),

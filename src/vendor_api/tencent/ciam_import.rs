@@ -5,15 +5,16 @@
 //! its salt leave their `SecretString`s only while the request body is
 //! serialized. A submission is not safe to repeat (a repeat creates a second
 //! job), so an answer that leaves the job's existence in doubt is permanent.
-//! Sources: vendors.md A (TC3, envelope, common codes) and B.2 (ImportUser,
-//! Salt, Job, ListJobs, the two-jobs limit); seed 004.
+//! Sources: docs/vendors/tencent-cloud-api.md (TC3, envelope, common codes) and
+//! docs/vendors/ciam-import.md (ImportUser, Salt, Job, ListJobs, the two-jobs limit); CIAM
+//! CreateApiImportUserJob (docs/vendors/ciam-import.md).
 //!
-//! B.2 leaves UNCONFIRMED what `FailedUsers[].FailedUserIdentification` and
-//! `ErrorDetails[].UserId` name (seed 004's example shows a vendor user id,
-//! which a failed user never got). This module matches them against the
-//! identifiers the user was submitted with: its UserName, else its
-//! PhoneNumber, else its Email — whichever equals the identification. The
-//! simulator names a failed user by the first of those it has.
+//! docs/vendors/ciam-import.md#matching-failed-users leaves UNCONFIRMED what
+//! `FailedUsers[].FailedUserIdentification` and `ErrorDetails[].UserId` name (CIAM
+//! CreateApiImportUserJob's example (docs/vendors/ciam-import.md#matching-failed-users) shows a
+//! vendor user id, which a failed user never got). This module matches them against the identifiers
+//! the user was submitted with: its UserName, else its PhoneNumber, else its Email — whichever
+//! equals the identification. The simulator names a failed user by the first of those it has.
 
 use std::collections::HashMap;
 
@@ -35,25 +36,27 @@ use crate::vendor_api::{
 pub const ACTION: &str = "CreateApiImportUserJob";
 pub const POLL_ACTION: &str = "ListJobs";
 
-/// B.2: "已存在2个有效的任务，请等待其中一部分完成后重试" — wait for a job to end, then submit again.
+/// docs/vendors/ciam-import.md#concurrent-job-limit: "已存在2个有效的任务，请等待其中一部分完成后重试" — wait for a job to
+/// end, then submit again.
 pub const BUSY_CODE: &str = "FailedOperation.DataFlowTooManyRequests";
-/// B.2: at most two jobs PENDING or PROCESSING per user store.
+/// docs/vendors/ciam-import.md#concurrent-job-limit: at most two jobs PENDING or PROCESSING per user store.
 pub const MAX_RUNNING_JOBS: usize = 2;
 
 /// The code of every user of a job whose Status is FAILED (the job names no code).
 pub const JOB_FAILED_CODE: &str = "FailedOperation.ImportJobFailed";
 /// The code of a user a COMPLETED job lists in FailedUsers or ErrorDetails for
-/// an existing identifier; B.2's entries carry a reason, never a code.
+/// an existing identifier; the job's entries (docs/vendors/ciam-import.md#matching-failed-users)
+/// carry a reason, never a code.
 pub const USER_EXISTS_CODE: &str = "FailedOperation.ImportUserAlreadyExists";
 /// The code of a user a COMPLETED job lists for any other reason.
 pub const USER_FAILED_CODE: &str = "FailedOperation.ImportUserFailed";
 
-/// B.2 Job.Status values.
+/// docs/vendors/ciam-import.md#job Job.Status values.
 pub const STATUS_PENDING: &str = "PENDING";
 pub const STATUS_PROCESSING: &str = "PROCESSING";
 pub const STATUS_COMPLETED: &str = "COMPLETED";
 pub const STATUS_FAILED: &str = "FAILED";
-/// B.2 Job.Type of an import.
+/// docs/vendors/ciam-import.md#job Job.Type of an import.
 pub const TYPE_IMPORT_USER: &str = "IMPORT_USER";
 
 /// Builds the module of a `tencent-ciam-import` target.
@@ -74,7 +77,7 @@ impl CiamImport {
     }
 }
 
-/// `Salt` (B.2): SaltValue and where the salt sits.
+/// `Salt` (docs/vendors/ciam-import.md#password-hash-and-salt): SaltValue and where the salt sits.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct SaltBody<'a> {
@@ -85,7 +88,7 @@ struct SaltBody<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct SaltLocationBody<'a> {
-    /// B.2: `HEAD`|`TAIL`|`OTHER`.
+    /// docs/vendors/ciam-import.md#password-hash-and-salt: `HEAD`|`TAIL`|`OTHER`.
     salt_location_type_enum: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     salt_location_rule: Option<SaltLocationRule<'a>>,
@@ -97,7 +100,7 @@ struct SaltLocationRule<'a> {
     regex: &'a str,
 }
 
-/// `ImportUser` (B.2): every field optional; the ones a profile supplies.
+/// `ImportUser` (docs/vendors/ciam-import.md#importuser): every field optional; the ones a profile supplies.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct ImportUser<'a> {
@@ -113,12 +116,14 @@ struct ImportUser<'a> {
     address: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     user_group: &'a [String],
-    /// B.2: "Birthdate String(date) here (example "1722420973329")" — milliseconds as a string.
+    /// docs/vendors/ciam-import.md#importuser: "Birthdate String(date) here (example
+    /// "1722420973329")" — milliseconds as a string.
     #[serde(skip_serializing_if = "Option::is_none")]
     birthdate: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     customization_attributes: Vec<MemberMap>,
-    /// B.2: Password is "密码密文", the hash; plaintext import strings are UNCONFIRMED.
+    /// docs/vendors/ciam-import.md#password-hash-and-salt: Password is "密码密文", the hash; plaintext
+    /// import strings are UNCONFIRMED.
     #[serde(skip_serializing_if = "Option::is_none")]
     password: Option<Exposed<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,7 +148,7 @@ struct ListJobsRequest<'a> {
     job_ids: [&'a str; 1],
 }
 
-/// B.2 PasswordEncryptTypeEnum: `SHA1`|`BCRYPT`.
+/// docs/vendors/ciam-import.md#password-hash-and-salt PasswordEncryptTypeEnum: `SHA1`|`BCRYPT`.
 pub fn encrypt_type_name(hash_type: PasswordHashType) -> &'static str {
     match hash_type {
         PasswordHashType::Sha1 => "SHA1",
@@ -151,7 +156,7 @@ pub fn encrypt_type_name(hash_type: PasswordHashType) -> &'static str {
     }
 }
 
-/// B.2 SaltLocationTypeEnum: `HEAD`|`TAIL`|`OTHER`.
+/// docs/vendors/ciam-import.md#password-hash-and-salt SaltLocationTypeEnum: `HEAD`|`TAIL`|`OTHER`.
 pub fn salt_location_name(location: SaltLocation) -> &'static str {
     match location {
         SaltLocation::Head => "HEAD",
@@ -160,7 +165,7 @@ pub fn salt_location_name(location: SaltLocation) -> &'static str {
     }
 }
 
-/// `ErrorDetails[]` of a Job (B.2).
+/// `ErrorDetails[]` of a Job (docs/vendors/ciam-import.md#job).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ErrorDetail {
@@ -170,7 +175,7 @@ pub struct ErrorDetail {
     pub error: Option<String>,
 }
 
-/// `FailedUsers[]` of a Job (B.2).
+/// `FailedUsers[]` of a Job (docs/vendors/ciam-import.md#job).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FailedUser {
@@ -180,7 +185,7 @@ pub struct FailedUser {
     pub failed_reason: Option<String>,
 }
 
-/// `Job` (B.2); read leniently: any field may be absent or null.
+/// `Job` (docs/vendors/ciam-import.md#job); read leniently: any field may be absent or null.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Job {
@@ -220,8 +225,8 @@ impl VendorApi for CiamImport {
         let Some(profile) = &user.ciam else {
             return Err(Rejection::required("ciam"));
         };
-        // B.2 ImportUser: "at least one of UserName, PhoneNumber, Email, WechatOpenId, ... required";
-        // of those, the profile carries the first three.
+        // docs/vendors/ciam-import.md#identifiers ImportUser: "at least one of UserName, PhoneNumber,
+        // Email, WechatOpenId, ... required"; of those, the profile carries the first three.
         if profile.user_name.is_empty()
             && profile.phone_number.is_empty()
             && profile.email.is_empty()
@@ -232,8 +237,9 @@ impl VendorApi for CiamImport {
                 "or ciam.phoneNumber or ciam.email is required: an imported user needs at least one identifier",
             ));
         }
-        // B.2: Password is "密码密文" with PasswordEncryptTypeEnum SHA1|BCRYPT; the
-        // enum strings for plaintext and MD5 imports are UNCONFIRMED, so none is sent.
+        // docs/vendors/ciam-import.md#password-hash-and-salt: Password is "密码密文" with
+        // PasswordEncryptTypeEnum SHA1|BCRYPT; the enum strings for plaintext and MD5 imports are
+        // UNCONFIRMED, so none is sent.
         if profile.password.is_some() && profile.password_hash.is_none() {
             return Err(Rejection::new(
                 "ciam.password",
@@ -258,7 +264,8 @@ impl VendorApi for CiamImport {
                             "is required with ciam.saltValue (HEAD, TAIL or OTHER)",
                         ));
                     }
-                    // B.2: SaltLocationRule{Regex} places a salt that is neither head nor tail.
+                    // docs/vendors/ciam-import.md#password-hash-and-salt: SaltLocationRule{Regex}
+                    // places a salt that is neither head nor tail.
                     Some(SaltLocation::Other) if profile.salt_regex.is_empty() => {
                         return Err(Rejection::new(
                             "ciam.saltRegex",
@@ -343,7 +350,8 @@ impl JobApi for CiamImport {
         job_id: &str,
         attempt: &AttemptContext,
     ) -> Result<http::Request<Bytes>, BuildError> {
-        // B.2 ListJobs: UserStoreId required, JobIds optional (empty lists every job).
+        // docs/vendors/ciam-import.md#listjobs ListJobs: UserStoreId required, JobIds optional
+        // (empty lists every job).
         let body = ListJobsRequest {
             user_store_id: &self.config.user_store_id,
             job_ids: [job_id],
@@ -438,7 +446,8 @@ pub fn parse_submission(users: &[&User], status: http::StatusCode, body: &[u8]) 
             response,
         }) => (request_id, response),
     };
-    // seed 004 "Output Example": {"Response":{"Job":{"Id":..., "Status":"PENDING", ...}, "RequestId"}}.
+    // CIAM CreateApiImportUserJob "Output Example" (docs/vendors/ciam-import.md#examples):
+    // {"Response":{"Job":{"Id":..., "Status":"PENDING", ...}, "RequestId"}}.
     let job_id = response
         .get("Job")
         .and_then(|job| job.get("Id"))
@@ -497,7 +506,7 @@ pub fn parse_poll(
             response,
         }) => (request_id, response),
     };
-    // B.2 ListJobs: "JobSet []Job (nullable)".
+    // docs/vendors/ciam-import.md#listjobs ListJobs: "JobSet []Job (nullable)".
     let jobs: Vec<Job> = match response.get("JobSet") {
         None | Some(Value::Null) => Vec::new(),
         Some(job_set) => match serde_json::from_value(job_set.clone()) {
@@ -686,7 +695,8 @@ mod tests {
         }
     }
 
-    /// The ImportUser fields of seed 004's "Input Example" that a profile carries.
+    /// The ImportUser fields of CIAM CreateApiImportUserJob's "Input Example"
+    /// (docs/vendors/ciam-import.md#examples) that a profile carries.
     fn documented_user() -> User {
         User {
             user_id: "zhangsan".to_owned(),
@@ -753,9 +763,10 @@ mod tests {
 
     #[test]
     fn request_body_is_the_documented_example_for_the_fields_a_profile_carries() {
-        // seed 004 "Input Example", less the fields registrar's profile has no
-        // source for (ResidentIdentityCard, QqOpenId, ..., Zone); Birthdate is
-        // milliseconds as a string (B.2 example "1722420973329").
+        // CIAM CreateApiImportUserJob "Input Example" (docs/vendors/ciam-import.md#examples), less
+        // the fields registrar's profile has no source for (ResidentIdentityCard, QqOpenId, ...,
+        // Zone); Birthdate is milliseconds as a string (docs/vendors/ciam-import.md#importuser
+        // example "1722420973329").
         let request = import()
             .build_request(&[&documented_user()], &attempt())
             .unwrap();
@@ -864,7 +875,7 @@ mod tests {
             check(&User::default()),
             Err(("ciam", "validation.required"))
         );
-        // B.2: at least one identifier.
+        // docs/vendors/ciam-import.md#identifiers: at least one identifier.
         let rejection = import().validate(&user("", "", "")).unwrap_err();
         assert_eq!(rejection.field, "ciam.userName");
         assert_eq!(rejection.code, "validation.required");
@@ -919,7 +930,7 @@ mod tests {
 
     #[test]
     fn the_poll_lists_exactly_the_job() {
-        // B.2 ListJobs: UserStoreId required, JobIds optional.
+        // docs/vendors/ciam-import.md#listjobs ListJobs: UserStoreId required, JobIds optional.
         let request = import()
             .build_poll_request("c29f2c0f****************405ec698", &attempt())
             .unwrap();
@@ -940,7 +951,7 @@ mod tests {
 
     #[test]
     fn the_documented_output_example_starts_the_job() {
-        // seed 004 "Output Example".
+        // CIAM CreateApiImportUserJob "Output Example" (docs/vendors/ciam-import.md#examples).
         let answer = r#"{"Response":{"Job":{"Id":"c29f2c0f****************405ec698","Status":"PENDING",
             "Type":"IMPORT_USER","CreatedDate":1715156770024,"Format":"NDJSON","Location":"http://test.com/bb.csv",
             "ErrorDetails":[{"UserId":"53e25c3****************e4eb5bd1","Error":"error message"}],
@@ -957,7 +968,8 @@ mod tests {
 
     #[test]
     fn two_running_jobs_make_the_vendor_busy() {
-        // B.2: FailedOperation.DataFlowTooManyRequests -> wait for a job to end, then submit again.
+        // docs/vendors/ciam-import.md#concurrent-job-limit: FailedOperation.DataFlowTooManyRequests
+        // -> wait for a job to end, then submit again.
         assert_eq!(
             submit(&[user("u", "", "")], 200, &error_body(BUSY_CODE)),
             Submission::Busy {
@@ -970,7 +982,7 @@ mod tests {
 
     #[test]
     fn submission_errors_are_answered_per_user_with_their_class() {
-        // seed 004 section 6 and B.2.
+        // CIAM CreateApiImportUserJob error codes (docs/vendors/ciam-import.md#error-codes).
         let users = [user("a", "", ""), user("b", "", "")];
         let answered = |code: &str| match submit(&users, 200, &error_body(code)) {
             Submission::Answered(report) => report,
@@ -1051,7 +1063,7 @@ mod tests {
 
     #[test]
     fn pending_and_processing_jobs_are_running() {
-        // B.2 Job.Status: PENDING, PROCESSING, COMPLETED, FAILED.
+        // docs/vendors/ciam-import.md#job Job.Status: PENDING, PROCESSING, COMPLETED, FAILED.
         for status in ["PENDING", "PROCESSING"] {
             let answer = job_set(&format!(
                 r#"{{"Id":"j1","Status":"{status}","Type":"IMPORT_USER","CreatedDate":1715156770024}}"#
@@ -1067,7 +1079,8 @@ mod tests {
 
     #[test]
     fn a_completed_job_reports_each_user_by_identifier() {
-        // B.2 Job: FailedUsers[{FailedUserIdentification, FailedReason}], ErrorDetails[{UserId, Error}].
+        // docs/vendors/ciam-import.md#job Job: FailedUsers[{FailedUserIdentification, FailedReason}],
+        // ErrorDetails[{UserId, Error}].
         let users = [
             user("ok", "13200000001", "ok@example.com"),
             user("taken", "13200000002", "taken@example.com"),
@@ -1115,7 +1128,7 @@ mod tests {
 
     #[test]
     fn null_lists_in_a_completed_job_register_everyone() {
-        // B.2: FailedUsers "(nullable)"; ListJobs JobSet "(nullable)".
+        // docs/vendors/ciam-import.md#listjobs: FailedUsers "(nullable)"; ListJobs JobSet "(nullable)".
         let answer = job_set(
             r#"{"Id":"j1","Status":"COMPLETED","FailedUsers":null,"ErrorDetails":null,"Format":null,"Location":null}"#,
         );

@@ -1,8 +1,9 @@
 //! What Tencent Cloud API 3.0 vendors (LCIC, CIAM) share: the signed POST,
 //! the `{"Response": ...}` envelope and the classification of its error codes.
 //!
-//! Sources: vendors.md A.1 (headers), A.3 (envelope and common codes),
-//! A.4 (what the SDKs retry).
+//! Sources: docs/vendors/tencent-cloud-api.md#headers (headers),
+//! docs/vendors/tencent-cloud-api.md#error-codes (envelope and common codes),
+//! docs/vendors/tencent-cloud-api.md#sdk-retry-behaviour (what the SDKs retry).
 
 use bytes::Bytes;
 use secrecy::SecretString;
@@ -120,7 +121,8 @@ pub struct Undecodable {
     pub message: String,
 }
 
-/// Decodes `{"Response": {...}}`; the presence of `Error` means failure (A.3).
+/// Decodes `{"Response": {...}}`; the presence of `Error` means failure
+/// (docs/vendors/tencent-cloud-api.md#error-envelope).
 /// A non-200 status without a Tencent error body is classified by status.
 pub fn decode_envelope(status: http::StatusCode, body: &[u8]) -> Result<Envelope, Undecodable> {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
@@ -176,7 +178,8 @@ fn code_is(code: &str, family: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
-/// Classifies a Tencent error code per vendors.md A.3 (and B.2 for CIAM's own codes).
+/// Classifies a Tencent error code per docs/vendors/tencent-cloud-api.md#error-codes (and
+/// docs/vendors/ciam.md#error-codes for CIAM's own codes).
 pub fn classify(code: &str) -> ErrorClass {
     const THROTTLED: &[&str] = &["RequestLimitExceeded"];
     const RETRYABLE: &[&str] = &[
@@ -185,11 +188,12 @@ pub fn classify(code: &str) -> ErrorClass {
         "ResourceUnavailable",
         "ResourceInsufficient",
         "ResourceInUse",
-        // A.3: a timestamp more than 5 minutes off; the retry re-signs with a fresh one.
+        // docs/vendors/tencent-cloud-api.md#error-codes: a timestamp more than 5 minutes off; the
+        // retry re-signs with a fresh one.
         "AuthFailure.SignatureExpire",
     ];
     if code == "RequestLimitExceeded.RepeatRequest" {
-        // B.2: "请求重复，请稍后再试" is a retry-later, not a quota answer.
+        // docs/vendors/ciam.md#error-codes: "请求重复，请稍后再试" is a retry-later, not a quota answer.
         return ErrorClass::Retryable;
     }
     if THROTTLED.iter().any(|family| code_is(code, family)) {
@@ -219,7 +223,7 @@ mod tests {
 
     #[test]
     fn classifies_the_common_codes_of_a3() {
-        // vendors.md A.3: common error codes and their classes.
+        // docs/vendors/tencent-cloud-api.md#error-codes: common error codes and their classes.
         for code in [
             "RequestLimitExceeded",
             "RequestLimitExceeded.UinLimitExceeded",
@@ -276,7 +280,8 @@ mod tests {
 
     #[test]
     fn decodes_the_documented_error_envelope() {
-        // vendors.md A.3: {"Response":{"Error":{"Code","Message"},"RequestId"}}.
+        // docs/vendors/tencent-cloud-api.md#error-envelope:
+        // {"Response":{"Error":{"Code","Message"},"RequestId"}}.
         let body = br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"The provided credentials could not be validated."},"RequestId":"ed93f3cb-f35e-473f-b9f3-0d451b8b79c6"}}"#;
         assert_eq!(
             decode_envelope(http::StatusCode::OK, body),

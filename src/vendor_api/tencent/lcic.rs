@@ -1,8 +1,8 @@
 //! Tencent Cloud LCIC `BatchRegister` (2022-08-17).
 //!
 //! Up to 1000 users per call, an existing user is overwritten, and the answer
-//! lists only the users registered, matched back by `OriginId` (vendors.md
-//! B.1; seed 000). A batch-level error applies to every user of the call.
+//! lists only the users registered, matched back by `OriginId`
+//! (docs/vendors/lcic.md#partial-failure). A batch-level error applies to every user of the call.
 //! The request carries exactly the fields the LCIC document defines.
 
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ use crate::vendor_api::{
 pub const ACTION: &str = "BatchRegister";
 pub const VERSION: &str = "2022-08-17";
 pub const SERVICE: &str = "lcic";
-/// B.1: "register multiple users (up to 1,000) at a time".
+/// docs/vendors/lcic.md#batch-size: "register multiple users (up to 1,000) at a time".
 pub const MAX_USERS_PER_CALL: usize = 1000;
 
 /// The configuration of one LCIC application.
@@ -31,7 +31,7 @@ pub const MAX_USERS_PER_CALL: usize = 1000;
 pub struct LcicConfig {
     pub endpoint: String,
     pub sdk_app_id: u64,
-    /// LCIC does not require a region (seed 000: "Region No").
+    /// LCIC does not require a region (LCIC BatchRegister, docs/vendors/lcic.md#endpoint: "Region No").
     pub region: Option<String>,
     pub credentials: TencentCredentials,
 }
@@ -57,7 +57,7 @@ impl Lcic {
     }
 }
 
-/// `BatchUserRequest` (B.1): SdkAppId required; Name, OriginId, Avatar optional.
+/// `BatchUserRequest` (docs/vendors/lcic.md#request): SdkAppId required; Name, OriginId, Avatar optional.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct BatchUserRequest {
@@ -77,7 +77,7 @@ pub struct BatchRegisterRequest {
     pub users: Vec<BatchUserRequest>,
 }
 
-/// `BatchUserInfo` (B.1): one successfully registered user.
+/// `BatchUserInfo` (docs/vendors/lcic.md#response): one successfully registered user.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchUserInfo {
@@ -107,13 +107,14 @@ impl VendorApi for Lcic {
     }
 
     fn repeat_is_safe(&self) -> bool {
-        // seed 000: "If a user ID already exists, the existing one will be overwritten."
+        // LCIC BatchRegister (docs/vendors/lcic.md#repeats): "If a user ID already exists, the
+        // existing one will be overwritten."
         true
     }
 
     fn validate(&self, user: &User) -> Result<(), Rejection> {
         // OriginId is how results are matched back, so it must be present;
-        // B.1 documents no length or charset limits for it (UNCONFIRMED).
+        // docs/vendors/lcic.md#field-rules documents no length or charset limits for it (UNCONFIRMED).
         if user.user_id.is_empty() {
             return Err(Rejection::required("userId"));
         }
@@ -218,8 +219,8 @@ pub fn parse_batch_register(users: &[&User], status: http::StatusCode, body: &[u
                 vendor_user_id: Some((*vendor_user_id).to_owned())
                     .filter(|vendor_user_id| !vendor_user_id.is_empty()),
             },
-            // B.1: Users lists "the successfully registered users"; anyone
-            // missing was not registered and the vendor gave no reason.
+            // docs/vendors/lcic.md#partial-failure: Users lists "the successfully registered
+            // users"; anyone missing was not registered and the vendor gave no reason.
             None => VendorOutcome::failed(
                 ErrorClass::Permanent,
                 RegistrarCode::UserNotRegistered,
@@ -271,7 +272,8 @@ mod tests {
 
     #[test]
     fn request_body_is_the_documented_example() {
-        // seed 000 "Input Example": {"Users":[{"SdkAppId":1,"Name":"xx","OriginId":"xx","Avatar":"xx"}]}.
+        // LCIC BatchRegister "Input Example" (docs/vendors/lcic.md#examples):
+        // {"Users":[{"SdkAppId":1,"Name":"xx","OriginId":"xx","Avatar":"xx"}]}.
         let user = User {
             user_id: "xx".to_owned(),
             display_name: "xx".to_owned(),
@@ -312,7 +314,8 @@ mod tests {
 
     #[test]
     fn optional_fields_are_omitted_when_empty() {
-        // seed 000: Name, OriginId and Avatar are optional; send no empty strings.
+        // LCIC BatchRegister (docs/vendors/lcic.md#request): Name, OriginId and Avatar are
+        // optional; send no empty strings.
         let request = lcic()
             .build_request(&[&user("u1")], &AttemptContext::now())
             .unwrap();
@@ -341,7 +344,8 @@ mod tests {
 
     #[test]
     fn documented_output_example_registers_by_origin_id() {
-        // seed 000 "Output Example": Users[{SdkAppId, UserId, OriginId}], RequestId.
+        // LCIC BatchRegister "Output Example" (docs/vendors/lcic.md#examples): Users[{SdkAppId,
+        // UserId, OriginId}], RequestId.
         let report = parse(
             &[user("xx")],
             200,
@@ -359,7 +363,7 @@ mod tests {
 
     #[test]
     fn results_match_by_origin_id_not_position() {
-        // vendors.md B.1: no per-user failure list exists; match results by OriginId.
+        // docs/vendors/lcic.md#partial-failure: no per-user failure list exists; match results by OriginId.
         let report = parse(
             &[user("a"), user("b"), user("c")],
             200,
@@ -388,7 +392,7 @@ mod tests {
 
     #[test]
     fn users_null_means_none_registered() {
-        // seed 000: "This field may return null".
+        // LCIC BatchRegister (docs/vendors/lcic.md#response): "This field may return null".
         let report = parse(
             &[user("a")],
             200,
@@ -399,8 +403,9 @@ mod tests {
 
     #[test]
     fn every_documented_error_code_applies_to_each_user_of_the_call() {
-        // seed 000 section 6: InternalError, InvalidParameter, InvalidParameter.SdkAppId,
-        // InvalidParameterValue, MissingParameter, UnauthorizedOperation.
+        // LCIC BatchRegister error codes (docs/vendors/lcic.md#error-codes): InternalError,
+        // InvalidParameter, InvalidParameter.SdkAppId, InvalidParameterValue, MissingParameter,
+        // UnauthorizedOperation.
         let users = [user("a"), user("b")];
         let cases = [
             ("InternalError", Some(ErrorClass::Retryable)),

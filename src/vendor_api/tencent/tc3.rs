@@ -1,9 +1,9 @@
 //! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0 (LCIC, CIAM).
 //!
-//! Signing follows vendors.md A.1 (tencentcloud-sdk-go `sendWithSignatureV3`)
-//! and reproduces the published test vectors T1 to T4 of A.2. Verification
-//! is the same computation run by the simulator over a received request; it
-//! never reveals the expected signature or the key in its errors.
+//! Signing follows docs/vendors/tencent-cloud-api.md#signing (tencentcloud-sdk-go
+//! `sendWithSignatureV3`) and reproduces the published test vectors T1 to T4 of
+//! docs/vendors/tencent-cloud-api.md#test-vectors. Verification is the same computation run by the
+//! simulator over a received request; it never reveals the expected signature or the key in its errors.
 
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -56,7 +56,7 @@ fn sorted_headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {
     lowered
 }
 
-/// The canonical request and the `SignedHeaders` list of A.1.
+/// The canonical request and the `SignedHeaders` list of docs/vendors/tencent-cloud-api.md#canonical-request.
 pub fn canonical_request(input: &SigningInput<'_>) -> (String, String) {
     let headers = sorted_headers(input.headers);
     let canonical_headers: String = headers
@@ -132,7 +132,7 @@ pub fn sign(input: &SigningInput<'_>, secret_id: &str, secret_key: &SecretString
 pub(crate) mod tests {
     use super::*;
 
-    // vendors.md A.2: the official CVM DescribeInstances worked example.
+    // docs/vendors/tencent-cloud-api.md#test-vectors: the official CVM DescribeInstances worked example.
     pub(crate) const BODY: &[u8] = br#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
     pub(crate) const CONTENT_TYPE: &str = "application/json; charset=utf-8";
     pub(crate) const HOST: &str = "cvm.tencentcloudapi.com";
@@ -166,7 +166,7 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn payload_hash_matches_the_published_value() {
-        // vendors.md A.2: hex(sha256(body)) of the worked example.
+        // docs/vendors/tencent-cloud-api.md#test-vectors: hex(sha256(body)) of the worked example.
         assert_eq!(
             hex::encode(Sha256::digest(BODY)),
             "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
@@ -175,13 +175,15 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn date_is_utc_not_local_time() {
-        // vendors.md A.2: 1551113065 is 2019-02-26 in UTC+8 but the scope date is 2019-02-25.
+        // docs/vendors/tencent-cloud-api.md#test-vectors: 1551113065 is 2019-02-26 in UTC+8 but the
+        // scope date is 2019-02-25.
         assert_eq!(utc_date(TIMESTAMP), "2019-02-25");
     }
 
     #[test]
     pub(crate) fn t1_current_doc_masked_key() {
-        // vendors.md A.2 T1 (cloud.tencent.com/document/api/213/30654, current revision).
+        // docs/vendors/tencent-cloud-api.md#test-vectors T1
+        // (cloud.tencent.com/document/api/213/30654, current revision).
         let (secret_id, secret_key) = masked_key_t1();
         let signature = sign(&input(WITH_ACTION), &secret_id, &secret_key);
         assert_eq!(
@@ -202,7 +204,8 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn t1_published_intermediate_keys() {
-        // vendors.md A.2 T1 intermediates: SecretDate, SecretService, SecretSigning.
+        // docs/vendors/tencent-cloud-api.md#test-vectors T1 intermediates: SecretDate,
+        // SecretService, SecretSigning.
         let (_, secret_key) = masked_key_t1();
         let secret_date = hmac(
             format!("TC3{}", secret_key.expose_secret()).as_bytes(),
@@ -225,7 +228,8 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn t1_canonical_request_text() {
-        // vendors.md A.2: T1/T2 canonical request, with the lower-cased action.
+        // docs/vendors/tencent-cloud-api.md#test-vectors: T1/T2 canonical request, with the
+        // lower-cased action.
         let (request, signed_headers) = canonical_request(&input(WITH_ACTION));
         assert_eq!(
             request,
@@ -238,7 +242,8 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn t2_signature_process_demo_key() {
-        // vendors.md A.2 T2 (signature-process-demo signature-v3/python/demo.py).
+        // docs/vendors/tencent-cloud-api.md#test-vectors T2 (signature-process-demo
+        // signature-v3/python/demo.py).
         let signature = sign(
             &input(WITH_ACTION),
             "AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******",
@@ -256,7 +261,8 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn t3_older_doc_example_key() {
-        // vendors.md A.2 T3 (qcloud-documents Python_API.md, SignedHeaders content-type;host).
+        // docs/vendors/tencent-cloud-api.md#test-vectors T3 (qcloud-documents Python_API.md,
+        // SignedHeaders content-type;host).
         let signature = sign(
             &input(WITHOUT_ACTION),
             "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE",
@@ -274,7 +280,7 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn t4_older_doc_masked_key() {
-        // vendors.md A.2 T4 (older revision of 213/30654, masked key).
+        // docs/vendors/tencent-cloud-api.md#test-vectors T4 (older revision of 213/30654, masked key).
         let signature = sign(
             &input(WITHOUT_ACTION),
             "AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******",

@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn verify_accepts_the_t1_and_t3_requests_and_names_the_secret_id() {
-        // vendors.md A.2: both SignedHeaders variants are valid TC3 signatures.
+        // docs/vendors/tencent-cloud-api.md#test-vectors: both SignedHeaders variants are valid TC3
+        // signatures.
         for (headers, secret_id, secret_key) in [
             (WITH_ACTION, masked_key_t1().0, masked_key_t1().1),
             (

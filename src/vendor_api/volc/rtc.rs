@@ -4,7 +4,7 @@
 //! a JSON POST signed with SignerV4 (`volc_sign`). The answer's
 //! `ResponseMetadata.Error` applies to the whole call; otherwise
 //! `Result.FailedInfos` lists the users that failed and every other user was
-//! registered (vendors.md D.3, D.4; seed 002). A userId that is not an int64
+//! registered (docs/vendors/volc-rtc.md#partial-failure). A userId that is not an int64
 //! is rejected before sending, never sent as a string.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,26 +25,29 @@ use crate::vendor_api::{
 
 pub const ACTION: &str = "RegisterUsers";
 pub const VERSION: &str = "2020-12-01";
-/// vendors.md D.1: RegisterUsers lives in the SDK's `im` package but signs as service `rtc`.
+/// docs/vendors/volc-rtc.md#endpoint: RegisterUsers lives in the SDK's `im` package but signs as
+/// service `rtc`.
 pub const SERVICE: &str = "rtc";
-/// vendors.md D.1: the region of `rtc.volcengineapi.com`.
+/// docs/vendors/volc-rtc.md#endpoint: the region of `rtc.volcengineapi.com`.
 pub const DEFAULT_REGION: &str = "cn-north-1";
-/// seed 002: "一次最多注册 20 个用户".
+/// RTC RegisterUsers (docs/vendors/volc-rtc.md#batch-size): "一次最多注册 20 个用户".
 pub const MAX_USERS_PER_CALL: usize = 20;
-/// seed 002: NickName "长度不能超过 100 字符" (characters); the SDK comment says
-/// bytes (vendors.md D.4). The published document is followed: characters.
+/// RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): NickName "长度不能超过 100 字符" (characters);
+/// the SDK comment says bytes (docs/vendors/volc-rtc.md#field-rules). The published document is
+/// followed: characters.
 pub const MAX_NICK_NAME_CHARS: usize = 100;
-/// seed 002: Portrait "长度不能超过500字符" (characters).
+/// RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): Portrait "长度不能超过500字符" (characters).
 pub const MAX_PORTRAIT_CHARS: usize = 500;
-/// vendors.md D.4 (SDK comment): Ext holds at most 20 keys.
+/// docs/vendors/volc-rtc.md#field-rules (SDK comment): Ext holds at most 20 keys.
 pub const MAX_EXT_KEYS: usize = 20;
-/// vendors.md D.4 (SDK comment): an Ext key is at most 50 bytes.
+/// docs/vendors/volc-rtc.md#field-rules (SDK comment): an Ext key is at most 50 bytes.
 pub const MAX_EXT_KEY_BYTES: usize = 50;
-/// vendors.md D.4 (SDK comment): an Ext value is at most 500 bytes.
+/// docs/vendors/volc-rtc.md#field-rules (SDK comment): an Ext value is at most 500 bytes.
 pub const MAX_EXT_VALUE_BYTES: usize = 500;
-/// vendors.md D.4 (SDK comment): Ext keys must not start with `s:` (reserved by the vendor).
+/// docs/vendors/volc-rtc.md#field-rules (SDK comment): Ext keys must not start with `s:` (reserved
+/// by the vendor).
 pub const RESERVED_EXT_PREFIX: &str = "s:";
-/// vendors.md D.1: JSON APIs send `application/json`.
+/// docs/vendors/volc-rtc.md#headers: JSON APIs send `application/json`.
 pub const CONTENT_TYPE: &str = "application/json";
 
 /// The configuration of one Volcengine RTC application.
@@ -52,7 +55,7 @@ pub const CONTENT_TYPE: &str = "application/json";
 pub struct VolcConfig {
     pub endpoint: String,
     pub app_id: u64,
-    /// Signing region, default `cn-north-1` (vendors.md D.1).
+    /// Signing region, default `cn-north-1` (docs/vendors/volc-rtc.md#endpoint).
     pub region: String,
     pub credentials: VolcCredentials,
 }
@@ -82,11 +85,13 @@ impl VolcRtc {
     }
 }
 
-/// One entry of `Users` (seed 002 "Users"); empty optional fields are omitted.
+/// One entry of `Users` (RTC RegisterUsers "Users", docs/vendors/volc-rtc.md#request); empty
+/// optional fields are omitted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegisterUser {
-    /// seed 002: UserId is a Long; sent as a JSON number, never a string.
+    /// RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): UserId is a Long; sent as a JSON
+    /// number, never a string.
     pub user_id: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub nick_name: String,
@@ -102,7 +107,8 @@ pub struct RegisterUser {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegisterUsersBody {
-    /// seed 002: AppId is an Integer, sent as a JSON number (the SDK types it int32).
+    /// RTC RegisterUsers (docs/vendors/volc-rtc.md#request): AppId is an Integer, sent as a JSON
+    /// number (the SDK types it int32).
     pub app_id: u64,
     pub users: Vec<RegisterUser>,
 }
@@ -133,12 +139,13 @@ pub fn parse_user_id(user_id: &str) -> Result<i64, UserIdError> {
     Ok(value)
 }
 
-/// Checks one user against the documented field rules (seed 002, vendors.md D.4).
+/// Checks one user against the documented field rules (RTC RegisterUsers,
+/// docs/vendors/volc-rtc.md#field-rules).
 pub fn validate_user(user: &User) -> Result<(), Rejection> {
     const NOT_INTEGER: &str = "validation.not_integer";
     match parse_user_id(&user.user_id) {
         Ok(_) => {}
-        // seed 002: UserId is a Long (int64).
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): UserId is a Long (int64).
         Err(UserIdError::NotNumeric) => {
             return Err(Rejection::new(
                 "userId",
@@ -238,9 +245,9 @@ impl VendorApi for VolcRtc {
     }
 
     fn repeat_is_safe(&self) -> bool {
-        // seed 002: registration only records the users (and their tags) used
-        // for all-member broadcast; registering a UserId again re-registers it
-        // with the data sent, and no "already exists" failure is documented.
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#repeats): registration only records the users
+        // (and their tags) used for all-member broadcast; registering a UserId again re-registers
+        // it with the data sent, and no "already exists" failure is documented.
         // Resending a call whose answer was lost therefore changes nothing.
         true
     }
@@ -277,7 +284,8 @@ impl VendorApi for VolcRtc {
             users,
         })?;
         let (base, host) = endpoint_uri(&self.config.endpoint)?;
-        // seed 002: POST https://rtc.volcengineapi.com?Action=RegisterUsers&Version=2020-12-01.
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#endpoint): POST
+        // https://rtc.volcengineapi.com?Action=RegisterUsers&Version=2020-12-01.
         let query = signing::canonical_query(&[("Action", ACTION), ("Version", VERSION)]);
         let uri: http::Uri =
             format!("{base}?{query}")
@@ -290,7 +298,8 @@ impl VendorApi for VolcRtc {
             .header(http::header::HOST, host)
             .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(Bytes::from(body))?;
-        // vendors.md D.1: SignedHeaders content-type;host;x-content-sha256;x-date, as the SDK signs.
+        // docs/vendors/volc-rtc.md#headers: SignedHeaders content-type;host;x-content-sha256;x-date,
+        // as the SDK signs.
         signing::sign_request(
             &mut request,
             &self.config.credentials,
@@ -315,23 +324,25 @@ pub enum CallErrorKind {
     Rejected,
 }
 
-/// Classifies a `ResponseMetadata.Error.Code` (vendors.md D.3, IM list of D.4);
-/// an unknown code is classified by the HTTP status it came with.
+/// Classifies a `ResponseMetadata.Error.Code` (docs/vendors/volc-rtc.md#error-codes, common and IM
+/// codes); an unknown code is classified by the HTTP status it came with.
 pub fn classify_call_error(code: &str, status: http::StatusCode) -> CallErrorKind {
     match code {
-        // D.3: FlowLimitExceeded is the quota answer; the volcengine-go-sdk
-        // retryer also treats RequestLimitExceeded, RequestThrottled and Throttling* as throttling.
+        // docs/vendors/volc-rtc.md#error-codes: FlowLimitExceeded is the quota answer; the
+        // volcengine-go-sdk retryer also treats RequestLimitExceeded, RequestThrottled and
+        // Throttling* as throttling.
         "FlowLimitExceeded" | "RequestLimitExceeded" | "RequestThrottled" => {
             CallErrorKind::Failed(ErrorClass::Throttled)
         }
         code if code.starts_with("Throttling") => CallErrorKind::Failed(ErrorClass::Throttled),
-        // D.3: transient server-side failures.
+        // docs/vendors/volc-rtc.md#error-codes: transient server-side failures.
         "InternalError" | "InternalServiceTimeout" | "ServiceUnavailableTemp" => {
             CallErrorKind::Failed(ErrorClass::Retryable)
         }
-        // D.3: "re-sign once (clock)"; every attempt is signed anew with a fresh X-Date.
+        // docs/vendors/volc-rtc.md#error-codes: "re-sign once (clock)"; every attempt is signed
+        // anew with a fresh X-Date.
         "InvalidTimestamp" => CallErrorKind::Failed(ErrorClass::Retryable),
-        // D.3 and D.4: credentials, routing and application problems.
+        // docs/vendors/volc-rtc.md#error-codes: credentials, routing and application problems.
         "SignatureDoesNotMatch"
         | "InvalidAccessKey"
         | "AccessDenied"
@@ -341,7 +352,7 @@ pub fn classify_call_error(code: &str, status: http::StatusCode) -> CallErrorKin
         | "AppNotFound"
         | "AppStatusException"
         | "NoAuth" => CallErrorKind::Failed(ErrorClass::Permanent),
-        // D.3 and D.4: the request's data was refused.
+        // docs/vendors/volc-rtc.md#error-codes: the request's data was refused.
         "MissingParameter" | "InvalidParam" | "JsonParsingError" => CallErrorKind::Rejected,
         _ => CallErrorKind::Failed(answer::status_class(status)),
     }
@@ -357,7 +368,7 @@ pub fn classify_user_error(code: &str) -> Option<ErrorClass> {
 }
 
 /// A `FailedInfos` UserId as decimal text: the document types it String, the
-/// SDK int64 (vendors.md D.4), so both are accepted.
+/// SDK int64 (docs/vendors/volc-rtc.md#response), so both are accepted.
 fn failed_user_id(value: &Value) -> Option<String> {
     match value {
         Value::String(text) => Some(
@@ -440,7 +451,8 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
         .get("RequestId")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    // D.3: "if 200 still check ResponseMetadata.Error"; it applies to the whole call.
+    // docs/vendors/volc-rtc.md#response-envelope: "if 200 still check ResponseMetadata.Error"; it
+    // applies to the whole call.
     if let Some(error) = metadata.get("Error").filter(|error| !error.is_null()) {
         let Some(code) = error.get("Code").and_then(Value::as_str) else {
             return answer::malformed(
@@ -462,7 +474,7 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
             }
         };
     }
-    // D.3: "Failure if HTTP ≠200", even without an Error.
+    // docs/vendors/volc-rtc.md#response-envelope: "Failure if HTTP ≠200", even without an Error.
     if status != http::StatusCode::OK {
         return CallReport::call_failed(
             users.len(),
@@ -483,7 +495,8 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
                 .map(|user_id| user_id.to_string())
                 .unwrap_or_else(|_| user.user_id.clone());
             match failures.get(&user_id) {
-                // seed 002: FailedInfos lists the users whose registration failed.
+                // RTC RegisterUsers (docs/vendors/volc-rtc.md#partial-failure): FailedInfos lists
+                // the users whose registration failed.
                 None => VendorOutcome::Registered {
                     vendor_user_id: None,
                 },
@@ -512,10 +525,10 @@ mod tests {
 
     use super::*;
 
-    // vendors.md D.2: the AK/SK of the official signing demo.
+    // docs/vendors/volc-rtc.md#test-vectors: the AK/SK of the official signing demo.
     const AK: &str = "AKLTYWViMTVmZGYzM2E0NDI5Mzk2MDZjNjFmMjc2MjRjMzg";
     const SK: &str = "WkRZeE1EQmxPVGhsWWpWak5HVmtNbUUxTXpZeU9UVXlOMlE1TmpZeVlqTQ==";
-    /// vendors.md D.2: X-Date 20240619T071306Z.
+    /// docs/vendors/volc-rtc.md#test-vectors: X-Date 20240619T071306Z.
     const V2_TIME: i64 = 1_718_781_186;
 
     fn volc(app_id: u64) -> VolcRtc {
@@ -566,7 +579,7 @@ mod tests {
 
     #[test]
     fn the_request_reproduces_vector_v2_byte_for_byte() {
-        // vendors.md D.2 V2: the body, its hash and the signature 22d0292a....
+        // docs/vendors/volc-rtc.md#test-vectors V2: the body, its hash and the signature 22d0292a....
         let alice = User {
             user_id: "10001".to_owned(),
             display_name: "alice".to_owned(),
@@ -600,7 +613,8 @@ mod tests {
 
     #[test]
     fn request_body_carries_every_documented_field() {
-        // seed 002 "请求示例": UserId, NickName, Portrait, Tags and Ext (AppId replaced).
+        // RTC RegisterUsers "请求示例" (docs/vendors/volc-rtc.md#examples): UserId, NickName, Portrait,
+        // Tags and Ext (AppId replaced).
         let user = User {
             user_id: "10004".to_owned(),
             display_name: "Your_NickName".to_owned(),
@@ -624,7 +638,8 @@ mod tests {
 
     #[test]
     fn optional_fields_are_omitted_when_empty_and_ids_stay_exact() {
-        // seed 002: only UserId is required; i64 extremes are sent exactly.
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): only UserId is required; i64
+        // extremes are sent exactly.
         let users = [user("-9223372036854775808"), user("9223372036854775807")];
         let refs: Vec<&User> = users.iter().collect();
         let request = volc(1).build_request(&refs, &at(V2_TIME)).unwrap();
@@ -691,7 +706,7 @@ mod tests {
                 .map(|index| (format!("k{index}"), "v".to_owned()))
                 .collect()
         };
-        // accepted at each limit (seed 002 and vendors.md D.4)
+        // accepted at each limit (RTC RegisterUsers, docs/vendors/volc-rtc.md#field-rules)
         for accepted in [
             with(&|_| {}),
             with(&|user| user.user_id = "-42".to_owned()),
@@ -754,28 +769,28 @@ mod tests {
                 "validation.not_integer",
                 "canonical",
             ),
-            // seed 002: NickName at most 100 characters.
+            // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): NickName at most 100 characters.
             (
                 &|user| user.display_name = "名".repeat(101),
                 "displayName",
                 "validation.too_long",
                 "at most 100 characters (got 101)",
             ),
-            // seed 002: Portrait at most 500 characters.
+            // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): Portrait at most 500 characters.
             (
                 &|user| user.avatar_url = "a".repeat(501),
                 "avatarUrl",
                 "validation.too_long",
                 "at most 500 characters (got 501)",
             ),
-            // vendors.md D.4: at most 20 Ext keys.
+            // docs/vendors/volc-rtc.md#field-rules: at most 20 Ext keys.
             (
                 &|user| user.attributes = attributes(21),
                 "attributes",
                 "validation.too_many",
                 "at most 20 keys (got 21)",
             ),
-            // vendors.md D.4: keys must not start with "s:".
+            // docs/vendors/volc-rtc.md#field-rules: keys must not start with "s:".
             (
                 &|user| user.attributes = BTreeMap::from([("s:role".to_owned(), "x".to_owned())]),
                 "attributes",
@@ -791,7 +806,8 @@ mod tests {
                 "{got_rule:?} should contain {rule:?}"
             );
         }
-        // vendors.md D.4: key at most 50 bytes, value at most 500 bytes (bytes, not characters).
+        // docs/vendors/volc-rtc.md#field-rules: key at most 50 bytes, value at most 500 bytes
+        // (bytes, not characters).
         let (field, code, rule) =
             with(&|user| user.attributes = BTreeMap::from([("é".repeat(26), "v".to_owned())]))
                 .unwrap();
@@ -812,7 +828,8 @@ mod tests {
 
     #[test]
     fn documented_answer_example_fails_the_listed_user_only() {
-        // seed 002 "返回示例": FailedInfos[{"UserId":"10004","Code":"UserNotFound"}] (UserId a string).
+        // RTC RegisterUsers "返回示例" (docs/vendors/volc-rtc.md#examples):
+        // FailedInfos[{"UserId":"10004","Code":"UserNotFound"}] (UserId a string).
         let report = parse(
             &[user("10003"), user("10004")],
             200,
@@ -830,7 +847,7 @@ mod tests {
 
     #[test]
     fn failed_infos_user_ids_may_be_numbers() {
-        // vendors.md D.4: FailedInfos UserId is a String in the doc, an int64 in the SDK.
+        // docs/vendors/volc-rtc.md#response: FailedInfos UserId is a String in the doc, an int64 in the SDK.
         let users = [
             user("1"),
             user("9223372036854775807"),
@@ -872,7 +889,8 @@ mod tests {
 
     #[test]
     fn every_call_level_code_applies_to_each_user_of_the_call() {
-        // vendors.md D.3 (common codes, with their HTTP statuses) and D.4 (IM codes).
+        // docs/vendors/volc-rtc.md#error-codes (common codes, with their HTTP statuses) and
+        // docs/vendors/volc-rtc.md#error-codes (IM codes).
         let failed = |class| Some(class);
         let cases: [(&str, u16, Option<ErrorClass>); 21] = [
             ("FlowLimitExceeded", 429, failed(ErrorClass::Throttled)),
@@ -931,7 +949,7 @@ mod tests {
 
     #[test]
     fn statuses_without_an_envelope_are_classified_by_status() {
-        // vendors.md D.3: "Failure if HTTP ≠200".
+        // docs/vendors/volc-rtc.md#response-envelope: "Failure if HTTP ≠200".
         let users = [user("1")];
         let cases = [
             (429, "", ErrorClass::Throttled, "HTTP429"),
@@ -1005,7 +1023,8 @@ mod tests {
 
     #[test]
     fn repeating_a_call_is_safe() {
-        // seed 002: registration records users for broadcast; a repeat re-registers.
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#repeats): registration records users for
+        // broadcast; a repeat re-registers.
         assert!(volc(1).repeat_is_safe());
         assert_eq!(volc(1).action(), "RegisterUsers");
         assert_eq!(volc(1).kind(), VendorKind::VolcRtc);

@@ -1,9 +1,9 @@
 //! Volcengine OpenAPI request signing (SignerV4, HMAC-SHA256), used by the
 //! RTC vendor module to sign and by the simulator to verify.
 //!
-//! Signing follows vendors.md D.1 (volc-sdk-golang `base/sign.go`) and
-//! reproduces the test vectors V1 (official) and V2 of D.2. Verification is
-//! the same computation run over a received request; its errors are fixed
+//! Signing follows docs/vendors/volc-rtc.md#signing (volc-sdk-golang `base/sign.go`) and
+//! reproduces the test vectors V1 (official) and V2 of docs/vendors/volc-rtc.md#test-vectors.
+//! Verification is the same computation run over a received request; its errors are fixed
 //! texts that never carry the expected signature or the key.
 
 use bytes::Bytes;
@@ -15,12 +15,12 @@ use crate::vendor_api::BuildError;
 
 pub const ALGORITHM: &str = "HMAC-SHA256";
 
-/// The last element of every credential scope (D.1 `.../request`).
+/// The last element of every credential scope (docs/vendors/volc-rtc.md#signing `.../request`).
 pub(crate) const SCOPE_TERMINATOR: &str = "request";
 
-/// How far X-Date may be from the verifier's clock. UNCONFIRMED: vendors.md
-/// D.1 and "Unconfirmed / open items" say Volcengine does not document the
-/// window for header-signed requests; 15 minutes is this simulator's choice.
+/// How far X-Date may be from the verifier's clock. UNCONFIRMED:
+/// docs/vendors/volc-rtc.md#open-questions says Volcengine does not document the window for
+/// header-signed requests; 15 minutes is this simulator's choice.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 15 * 60;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -74,7 +74,8 @@ pub struct Signature {
     pub authorization: String,
 }
 
-/// `X-Date` of a Unix time: D.1 "UTC YYYYMMDD'T'HHMMSS'Z'" (Go layout 20060102T150405Z).
+/// `X-Date` of a Unix time: docs/vendors/volc-rtc.md#signing "UTC YYYYMMDD'T'HHMMSS'Z'" (Go layout
+/// 20060102T150405Z).
 pub fn x_date(unix_time: i64) -> String {
     chrono::DateTime::from_timestamp(unix_time, 0)
         .unwrap_or_default()
@@ -82,7 +83,7 @@ pub fn x_date(unix_time: i64) -> String {
         .to_string()
 }
 
-/// The Unix time of an `X-Date`, `None` unless it has exactly the D.1 shape.
+/// The Unix time of an `X-Date`, `None` unless it has exactly the docs/vendors/volc-rtc.md#signing shape.
 pub fn parse_x_date(value: &str) -> Option<i64> {
     if value.len() != 16 {
         return None;
@@ -98,7 +99,7 @@ pub fn payload_hash(payload: &[u8]) -> String {
 }
 
 /// RFC 3986 encoding: unreserved `A-Za-z0-9-_.~` kept, every other byte `%XX`
-/// (so a space is `%20`, never `+`; D.1 CanonicalQuery).
+/// (so a space is `%20`, never `+`; docs/vendors/volc-rtc.md#canonical-request CanonicalQuery).
 pub fn rfc3986_encode(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut encoded = String::with_capacity(bytes.len());
@@ -114,8 +115,8 @@ pub fn rfc3986_encode(bytes: &[u8]) -> String {
     encoded
 }
 
-/// D.1 CanonicalQuery: parameters sorted by name (a repeated name keeps its
-/// values in order, as Go's `url.Values.Encode` does), names and values RFC 3986-encoded.
+/// docs/vendors/volc-rtc.md#canonical-request CanonicalQuery: parameters sorted by name (a repeated
+/// name keeps its values in order, as Go's `url.Values.Encode` does), names and values RFC 3986-encoded.
 pub fn canonical_query<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> String {
     let mut sorted: Vec<(&[u8], &[u8])> = pairs
         .iter()
@@ -168,7 +169,8 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, InvalidQuery> {
     Ok(decoded)
 }
 
-/// D.1 CanonicalURI: each path segment RFC 3986-encoded, `/` for an empty path.
+/// docs/vendors/volc-rtc.md#canonical-request CanonicalURI: each path segment RFC 3986-encoded, `/`
+/// for an empty path.
 fn canonical_path(path: &str) -> String {
     if path.is_empty() {
         return "/".to_owned();
@@ -192,7 +194,7 @@ fn canonical_header_value(name: &str, value: &str) -> String {
     value.to_owned()
 }
 
-/// The canonical request and the `SignedHeaders` list of D.1.
+/// The canonical request and the `SignedHeaders` list of docs/vendors/volc-rtc.md#canonical-request.
 pub fn canonical_request(input: &SigningInput<'_>) -> (String, String) {
     let mut headers: Vec<(String, String)> = input
         .headers
@@ -231,8 +233,8 @@ pub(crate) fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// D.1: kDate = HMAC(SK, ShortDate) with no prefix (unlike TC3's "TC3" + key),
-/// then kRegion, kService and kSigning = HMAC(kService, "request").
+/// docs/vendors/volc-rtc.md#key-derivation: kDate = HMAC(SK, ShortDate) with no prefix (unlike
+/// TC3's "TC3" + key), then kRegion, kService and kSigning = HMAC(kService, "request").
 pub fn signing_key(
     secret_access_key: &SecretString,
     short_date: &str,
@@ -295,8 +297,8 @@ pub fn sign(input: &SigningInput<'_>, credentials: &VolcCredentials) -> Signatur
     }
 }
 
-/// Whether the SDK signs a header: D.1 "SDK signs Content-Type, Content-Md5,
-/// Host, X-Security-Token and every X-* header".
+/// Whether the SDK signs a header: docs/vendors/volc-rtc.md#headers "SDK signs Content-Type,
+/// Content-Md5, Host, X-Security-Token and every X-* header".
 fn sdk_signs(name: &str) -> bool {
     matches!(name, "content-type" | "content-md5" | "host") || name.starts_with("x-")
 }
@@ -382,7 +384,7 @@ pub fn sign_request(
 pub(crate) mod tests {
     use super::*;
 
-    // vendors.md D.2: the key pair of the official "签名过程Demo" (SK used as raw UTF-8).
+    // docs/vendors/volc-rtc.md#test-vectors: the key pair of the official "签名过程Demo" (SK used as raw UTF-8).
     pub(crate) const AK: &str = "AKLTYWViMTVmZGYzM2E0NDI5Mzk2MDZjNjFmMjc2MjRjMzg";
     pub(crate) const SK: &str = "WkRZeE1EQmxPVGhsWWpWak5HVmtNbUUxTXpZeU9UVXlOMlE1TmpZeVlqTQ==";
     pub(crate) const X_DATE: &str = "20240619T071306Z";
@@ -435,17 +437,18 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn x_date_is_the_sdk_layout_in_utc() {
-        // vendors.md D.1: Go layout 20060102T150405Z; 1718781186 is the V1 instant.
+        // docs/vendors/volc-rtc.md#signing: Go layout 20060102T150405Z; 1718781186 is the V1 instant.
         assert_eq!(x_date(1_718_781_186), X_DATE);
         assert_eq!(parse_x_date(X_DATE), Some(1_718_781_186));
-        // D.1: the IM guide's "2006-01-02T15:04:05Z" contradicts the SDK and is not accepted.
+        // docs/vendors/volc-rtc.md#signing: the IM guide's "2006-01-02T15:04:05Z" contradicts the
+        // SDK and is not accepted.
         assert_eq!(parse_x_date("2024-06-19T07:13:06Z"), None);
         assert_eq!(parse_x_date("20240619T071306"), None);
     }
 
     #[test]
     pub(crate) fn empty_body_hash_is_the_sha256_of_nothing() {
-        // vendors.md D.1: empty body -> e3b0c442...b855.
+        // docs/vendors/volc-rtc.md#signing: empty body -> e3b0c442...b855.
         assert_eq!(
             payload_hash(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -454,7 +457,7 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn v1_canonical_request_text() {
-        // vendors.md D.2 V1 (volcengine.com/docs/6369/67270 "签名过程Demo").
+        // docs/vendors/volc-rtc.md#test-vectors V1 (volcengine.com/docs/6369/67270 "签名过程Demo").
         let query = v1_query();
         let (request, signed_headers) = canonical_request(&v1_input(&query));
         assert_eq!(
@@ -468,7 +471,7 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn v1_official_signature() {
-        // vendors.md D.2 V1: hash(CR), kSigning, Signature and Authorization.
+        // docs/vendors/volc-rtc.md#test-vectors V1: hash(CR), kSigning, Signature and Authorization.
         let query = v1_query();
         let signature = sign(&v1_input(&query), &credentials());
         assert_eq!(
@@ -498,7 +501,8 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn v2_register_users_signature() {
-        // vendors.md D.2 V2 (the volcengine Python SDK's SignerV4 over a RegisterUsers POST).
+        // docs/vendors/volc-rtc.md#test-vectors V2 (the volcengine Python SDK's SignerV4 over a
+        // RegisterUsers POST).
         assert_eq!(payload_hash(V2_BODY), V2_BODY_HASH);
         let query = canonical_query(&[("Action", "RegisterUsers"), ("Version", "2020-12-01")]);
         let headers = v2_headers();
@@ -544,7 +548,7 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn sign_request_signs_what_the_sdk_signs_and_reproduces_v2() {
-        // vendors.md D.1: the SDK signs Content-Type, Host and every X-* header.
+        // docs/vendors/volc-rtc.md#headers: the SDK signs Content-Type, Host and every X-* header.
         let mut request = http::Request::post(
             "https://rtc.volcengineapi.com/?Action=RegisterUsers&Version=2020-12-01",
         )
@@ -573,7 +577,8 @@ pub(crate) mod tests {
 
     #[test]
     pub(crate) fn query_encoding_is_rfc3986_with_space_as_percent_20() {
-        // vendors.md D.1: unreserved A-Za-z0-9-_.~ kept, space -> %20, sorted by name.
+        // docs/vendors/volc-rtc.md#canonical-request: unreserved A-Za-z0-9-_.~ kept, space -> %20,
+        // sorted by name.
         assert_eq!(
             canonical_query(&[("b", "x y"), ("a", "1+2/~"), ("a", "0"), ("c", "é")]),
             "a=1%2B2%2F~&a=0&b=x%20y&c=%C3%A9"

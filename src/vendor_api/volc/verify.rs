@@ -20,7 +20,7 @@ pub struct ParsedAuthorization {
 }
 
 /// Why a received signature was refused; each variant is one of Volcengine's
-/// common error codes (vendors.md D.3). The texts are fixed: they never carry
+/// common error codes (docs/vendors/volc-rtc.md#error-codes). The texts are fixed: they never carry
 /// the expected signature or the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -45,7 +45,7 @@ impl VerifyError {
         }
     }
 
-    /// Volcengine's `Error.CodeN` (vendors.md D.3).
+    /// Volcengine's `Error.CodeN` (docs/vendors/volc-rtc.md#error-codes).
     pub fn code_n(&self) -> u32 {
         match self {
             VerifyError::MissingRequestInfo(_) => 100004,
@@ -55,7 +55,7 @@ impl VerifyError {
         }
     }
 
-    /// The HTTP status Volcengine answers with (vendors.md D.3).
+    /// The HTTP status Volcengine answers with (docs/vendors/volc-rtc.md#error-codes).
     pub fn http_status(&self) -> u16 {
         match self {
             VerifyError::MissingRequestInfo(_) | VerifyError::InvalidTimestamp => 400,
@@ -135,7 +135,7 @@ pub fn verify(
     let parsed = parse_authorization(header("authorization").ok_or(
         VerifyError::MissingRequestInfo("the Authorization header is missing"),
     )?)?;
-    // D.3: MissingRequestInfo covers a missing X-Date.
+    // docs/vendors/volc-rtc.md#error-codes: MissingRequestInfo covers a missing X-Date.
     let x_date = header("x-date").ok_or(VerifyError::MissingRequestInfo(
         "the X-Date header is missing",
     ))?;
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn verify_maps_each_failure_to_its_volcengine_code() {
-        // vendors.md D.3: MissingRequestInfo 400, InvalidTimestamp 400,
+        // docs/vendors/volc-rtc.md#error-codes: MissingRequestInfo 400, InvalidTimestamp 400,
         // InvalidAccessKey 401, SignatureDoesNotMatch 401.
         let now = 1_718_781_186;
         let (uri, headers) = received_v2();

@@ -2,7 +2,7 @@
 //!
 //! The common parameters (AppId, SignatureNonce, Timestamp, SignatureVersion
 //! and an md5 Signature) travel in the query string, the users in a JSON body
-//! (vendors.md C; seed 001). An existing UserId is never overwritten: the
+//! (docs/vendors/zim.md#common-parameters). An existing UserId is never overwritten: the
 //! answer lists it in `ErrorList` with SubCode 660700002, reported truthfully
 //! as already existing. This module never lets the ServerSecret out except as
 //! an md5 digest.
@@ -25,27 +25,31 @@ use crate::vendor_api::{
 };
 
 pub const ACTION: &str = "UserRegister";
-/// vendors.md C: `SignatureVersion` = `2.0`.
+/// docs/vendors/zim.md#common-parameters: `SignatureVersion` = `2.0`.
 pub const SIGNATURE_VERSION: &str = "2.0";
-/// vendors.md C: business parameters of a POST go in a JSON body.
+/// docs/vendors/zim.md#common-parameters: business parameters of a POST go in a JSON body.
 pub const CONTENT_TYPE: &str = "application/json";
-/// seed 001: "Up to 100 users can be registered at a time".
+/// ZIM UserRegister (docs/vendors/zim.md#batch-size): "Up to 100 users can be registered at a time".
 pub const MAX_USERS_PER_CALL: usize = 100;
-/// seed 001: "The user ID, which cannot exceed 32 bytes in length".
+/// ZIM UserRegister (docs/vendors/zim.md#field-rules): "The user ID, which cannot exceed 32 bytes in length".
 pub const MAX_USER_ID_BYTES: usize = 32;
-/// vendors.md C: UserName ≤256 bytes (current EN+ZH yaml); seed 001's 64 is outdated.
+/// docs/vendors/zim.md#field-rules: UserName ≤256 bytes (current EN+ZH yaml); ZIM UserRegister's 64
+/// (docs/vendors/zim.md#field-rules) is outdated.
 pub const MAX_USER_NAME_BYTES: usize = 256;
-/// seed 001: "The URL of the user avatar, which cannot exceed 500 bytes in length".
+/// ZIM UserRegister (docs/vendors/zim.md#field-rules): "The URL of the user avatar, which cannot
+/// exceed 500 bytes in length".
 pub const MAX_USER_AVATAR_BYTES: usize = 500;
-/// vendors.md C: the symbols a UserId may hold besides digits and English
-/// letters. seed 001's list writes the space as `', '` and lacks `{` and `}`,
-/// which the current yaml has; the yaml states the charset for UserIds only
-/// (seed 001's note extends it to UserName and UserAvatar, which no URL could meet).
+/// docs/vendors/zim.md#user-id-charset: the symbols a UserId may hold besides digits and English
+/// letters. ZIM UserRegister's list (docs/vendors/zim.md#user-id-charset) writes the space as
+/// `', '` and lacks `{` and `}`, which the current yaml has; the yaml states the charset for
+/// UserIds only (ZIM UserRegister's note (docs/vendors/zim.md#user-id-charset) extends it to
+/// UserName and UserAvatar, which no URL could meet).
 pub const USER_ID_SYMBOLS: &str = "!#$%&()+-:;<=.>?@[]^_ {}|~";
-/// vendors.md C: the Timestamp may differ from the server's clock by at most 10 minutes.
+/// docs/vendors/zim.md#common-parameters: the Timestamp may differ from the server's clock by at
+/// most 10 minutes.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 600;
 
-/// The return codes of `UserRegister` and of the API gateway (vendors.md C;
+/// The return codes of `UserRegister` and of the API gateway (docs/vendors/zim.md#return-codes;
 /// ZEGOCLOUD docs_all `Return codes.mdx`).
 pub mod codes {
     pub const SUCCESS: i64 = 0;
@@ -88,7 +92,7 @@ pub mod codes {
 #[derive(Debug, Clone)]
 pub struct ZimConfig {
     pub endpoint: String,
-    /// vendors.md C: AppId is a Uint32; kept wide like every other vendor's app id.
+    /// docs/vendors/zim.md#common-parameters: AppId is a Uint32; kept wide like every other vendor's app id.
     pub app_id: u64,
     pub server_secret: SecretString,
 }
@@ -113,7 +117,7 @@ impl Zim {
     }
 }
 
-/// One item of `UserInfo` (vendors.md C): UserId required, the others optional.
+/// One item of `UserInfo` (docs/vendors/zim.md#request): UserId required, the others optional.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct UserInfo {
@@ -141,7 +145,7 @@ pub struct ErrorEntry {
 }
 
 /// `md5(AppId + SignatureNonce + ServerSecret + Timestamp)` as 32 lower-case
-/// hex digits, AppId and Timestamp in decimal (vendors.md C).
+/// hex digits, AppId and Timestamp in decimal (docs/vendors/zim.md#signing).
 pub fn signature(app_id: u64, nonce: &str, server_secret: &str, timestamp: i64) -> String {
     let mut digest = Md5::new();
     digest.update(app_id.to_string().as_bytes());
@@ -151,7 +155,7 @@ pub fn signature(app_id: u64, nonce: &str, server_secret: &str, timestamp: i64) 
     hex::encode(digest.finalize())
 }
 
-/// Whether `c` may appear in a UserId (vendors.md C).
+/// Whether `c` may appear in a UserId (docs/vendors/zim.md#user-id-charset).
 pub fn is_user_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || USER_ID_SYMBOLS.contains(c)
 }
@@ -208,12 +212,13 @@ pub enum CodeClass {
     Failed(ErrorClass),
 }
 
-/// Classifies a return code per the vendors.md C table.
+/// Classifies a return code per the docs/vendors/zim.md#return-codes table.
 pub fn classify(code: i64) -> CodeClass {
     use codes::*;
     match code {
         USER_ALREADY_EXISTS => CodeClass::AlreadyExists,
-        // vendors.md C: "7 QPS over system setting", "660700001 UserRegister called too frequently".
+        // docs/vendors/zim.md#quota: "7 QPS over system setting", "660700001 UserRegister called too
+        // frequently".
         QPS_OVER_SYSTEM_SETTING | REGISTER_TOO_FREQUENT => CodeClass::Failed(ErrorClass::Throttled),
         SERVER_BUSY
         | GENERAL_BUSINESS_ERROR
@@ -222,7 +227,7 @@ pub fn classify(code: i64) -> CodeClass {
         | APP_CONFIG_UNAVAILABLE
         | REQUEST_BODY_UNAVAILABLE
         | GATEWAY_INTERNAL_ERROR
-        // vendors.md C: "signature expired": the retry signs with a fresh Timestamp.
+        // docs/vendors/zim.md#return-codes: "signature expired": the retry signs with a fresh Timestamp.
         | SIGNATURE_EXPIRED => CodeClass::Failed(ErrorClass::Retryable),
         INPUT_PARAMETER_ERROR
         | INVALID_PARAMETER
@@ -266,7 +271,7 @@ fn class_of(code: i64) -> ErrorClass {
 /// Checks one user against the documented field rules of `UserInfo`, in bytes.
 pub fn validate_user(user: &User) -> Result<(), Rejection> {
     if user.user_id.is_empty() {
-        // seed 001: UserId "Required: Yes".
+        // ZIM UserRegister (docs/vendors/zim.md#field-rules): UserId "Required: Yes".
         return Err(Rejection::required("userId"));
     }
     if user.user_id.len() > MAX_USER_ID_BYTES {
@@ -349,7 +354,7 @@ impl VendorApi for Zim {
     }
 
     fn repeat_is_safe(&self) -> bool {
-        // vendors.md C: a repeat meets 660700002 "user already exists", reported as such.
+        // docs/vendors/zim.md#repeats: a repeat meets 660700002 "user already exists", reported as such.
         true
     }
 
@@ -392,7 +397,7 @@ impl VendorApi for Zim {
     }
 }
 
-/// A return code: a JSON integer (vendors.md C), or leniently a string of digits.
+/// A return code: a JSON integer (docs/vendors/zim.md#return-codes), or leniently a string of digits.
 fn code_value(value: &Value) -> Option<i64> {
     match value {
         Value::Number(number) => number.as_i64(),
@@ -415,7 +420,7 @@ enum Listed {
     Unreadable(String),
 }
 
-/// Maps a `UserRegister` answer to one outcome per user sent (vendors.md C):
+/// Maps a `UserRegister` answer to one outcome per user sent (docs/vendors/zim.md#partial-failure):
 /// Code 0 registers everyone not in `ErrorList`; a non-zero Code applies to
 /// everyone `ErrorList` does not name; each `ErrorList` entry decides its own user.
 pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8]) -> CallReport {
@@ -454,7 +459,8 @@ pub fn parse_user_register(users: &[&User], status: http::StatusCode, body: &[u8
     };
     let mut listed: HashMap<String, Listed> = HashMap::new();
     for entry in entries {
-        // seed 001's table names the field UserID, its example UserId: accept both.
+        // ZIM UserRegister's table (docs/vendors/zim.md#response) names the field UserID, its
+        // example UserId: accept both.
         let user_id = entry
             .get("UserId")
             .or_else(|| entry.get("UserID"))
@@ -563,7 +569,7 @@ mod tests {
 
     #[test]
     fn the_official_signature_vector_reproduces() {
-        // vendors.md C: the official Go sample's vector.
+        // docs/vendors/zim.md#test-vector: the official Go sample's vector.
         assert_eq!(
             signature(12345, "4fd24687296dd9f3", SECRET, 1615186943),
             "43e5cfcca828314675f91b001390566a"
@@ -580,7 +586,8 @@ mod tests {
             .build_request(&[&user("aaa")], &attempt)
             .unwrap();
         assert_eq!(request.method(), http::Method::POST);
-        // vendors.md C: common parameters in the query string; same nonce and timestamp as signed.
+        // docs/vendors/zim.md#common-parameters: common parameters in the query string; same nonce
+        // and timestamp as signed.
         assert_eq!(
             request.uri().to_string(),
             "https://zim-api.zego.im/?Action=UserRegister&AppId=12345&SignatureNonce=4fd24687296dd9f3\
@@ -640,7 +647,7 @@ mod tests {
 
     #[test]
     fn the_request_body_is_the_documented_example() {
-        // seed 001 "Sample request" body.
+        // ZIM UserRegister "Sample request" (docs/vendors/zim.md#examples) body.
         let users = [
             User {
                 user_id: "aaa".to_owned(),
@@ -669,7 +676,7 @@ mod tests {
 
     #[test]
     fn empty_optional_fields_are_omitted() {
-        // seed 001: UserName and UserAvatar "Required: No".
+        // ZIM UserRegister (docs/vendors/zim.md#field-rules): UserName and UserAvatar "Required: No".
         let request = zim("https://zim-api.zego.im")
             .build_request(&[&user("u1")], &AttemptContext::now())
             .unwrap();
@@ -687,7 +694,8 @@ mod tests {
 
     #[test]
     fn user_ids_are_checked_in_bytes_against_the_documented_charset() {
-        // vendors.md C: UserId ≤32 bytes; digits, English letters and ! # $ % & ( ) + - : ; < = . > ? @ [ ] ^ _ space { } | ~.
+        // docs/vendors/zim.md#user-id-charset: UserId ≤32 bytes; digits, English letters and ! # $ % & ( ) + - : ; < = . > ? @
+        // [ ] ^ _ space { } | ~.
         let check =
             |user_id: &str| validate_user(&user(user_id)).map_err(|rejection| rejection.code);
         assert_eq!(check(""), Err("validation.required"));
@@ -719,7 +727,8 @@ mod tests {
 
     #[test]
     fn names_and_avatars_are_limited_in_bytes_not_characters() {
-        // vendors.md C: UserName ≤256 bytes (current yaml; seed 001's 64 is outdated), UserAvatar ≤500 bytes.
+        // docs/vendors/zim.md#field-rules: UserName ≤256 bytes (current yaml; ZIM UserRegister's 64
+        // (docs/vendors/zim.md#field-rules) is outdated), UserAvatar ≤500 bytes.
         let named = |name: &str, avatar: &str| User {
             user_id: "u1".to_owned(),
             display_name: name.to_owned(),
@@ -734,7 +743,8 @@ mod tests {
         assert_eq!(rejection.rule, "must be at most 256 bytes (got 300)");
         assert_eq!(validate_user(&named(&"a".repeat(256), "")), Ok(()));
         assert!(validate_user(&named(&"a".repeat(257), "")).is_err());
-        // names are not held to the UserId charset (vendors.md C states it for UserIds only)
+        // names are not held to the UserId charset (docs/vendors/zim.md#user-id-charset states it
+        // for UserIds only)
         assert_eq!(validate_user(&named("Zoë / 张三 *", "")), Ok(()));
         let avatar = format!("https://cdn.example.com/{}", "a".repeat(476));
         assert_eq!(avatar.len(), 500);
@@ -748,7 +758,8 @@ mod tests {
 
     #[test]
     fn code_zero_without_error_list_registers_everyone() {
-        // seed 001: "If ErrorList is empty, all user IDs are successfully registered."
+        // ZIM UserRegister (docs/vendors/zim.md#partial-failure): "If ErrorList is empty, all user
+        // IDs are successfully registered."
         let users = [user("aaa"), user("bbb")];
         for body in [
             r#"{"Code":0,"Message":"success","RequestId":"343649807833778782"}"#,
@@ -768,7 +779,8 @@ mod tests {
 
     #[test]
     fn the_documented_sample_response_fails_only_the_listed_user() {
-        // seed 001 "Sample response": Code 0, ErrorList [{UserId, SubCode 660000012, SubMessage}].
+        // ZIM UserRegister "Sample response" (docs/vendors/zim.md#examples): Code 0, ErrorList
+        // [{UserId, SubCode 660000012, SubMessage}].
         let long_id = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
         let users = [user("ok"), user(long_id)];
         let body = format!(
@@ -785,7 +797,7 @@ mod tests {
 
     #[test]
     fn every_sub_code_decides_its_own_user() {
-        // vendors.md C table, per ErrorList entry.
+        // docs/vendors/zim.md#return-codes table, per ErrorList entry.
         let cases: [(i64, VendorOutcome); 15] = [
             (
                 660700002,
@@ -838,7 +850,7 @@ mod tests {
 
     #[test]
     fn a_failed_call_listing_everyone_as_existing_reports_each_as_already_existing() {
-        // vendors.md C: Code≠0 with ErrorList non-empty ⇒ all already existed.
+        // docs/vendors/zim.md#partial-failure: Code≠0 with ErrorList non-empty ⇒ all already existed.
         let users = [user("a"), user("b")];
         let report = parse(
             &users,
@@ -885,7 +897,8 @@ mod tests {
 
     #[test]
     fn every_call_level_code_applies_to_each_user_of_the_call() {
-        // vendors.md C: Code≠0 with an empty ErrorList ⇒ parameter, rate or system error.
+        // docs/vendors/zim.md#partial-failure: Code≠0 with an empty ErrorList ⇒ parameter, rate or
+        // system error.
         enum Expect {
             Failed(ErrorClass),
             Rejected,
