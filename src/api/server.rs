@@ -6,6 +6,7 @@
 
 use std::{
     future::Future,
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -13,12 +14,21 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{pb, service::RegistrationApi};
 use crate::engine::Engine;
+
+/// Binds the gRPC listener; the error names the address, so `Address already
+/// in use` says which one.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("could not listen on {address}"))
+}
 
 pub struct ServeOptions {
     pub max_unary_users: usize,
@@ -118,7 +128,7 @@ async fn watch_audit_store(
     let mut interval = tokio::time::interval(AUDIT_CHECK_INTERVAL);
     loop {
         interval.tick().await;
-        let reachable = engine.audit().connection().ping().await.is_ok();
+        let reachable = engine.audit_store_reachable().await;
         if shutting_down.load(Ordering::Relaxed) {
             return;
         }
@@ -132,5 +142,22 @@ async fn watch_audit_store(
                 health.set_not_serving::<Service>().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_address_in_use_is_named_in_the_error() {
+        let taken = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let address = taken.local_addr().unwrap();
+        let error = bind(address).await.unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&address.to_string()),
+            "the error names {address}: {message}"
+        );
     }
 }
