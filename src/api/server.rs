@@ -2,7 +2,8 @@
 //! v1alpha, so grpcurl 1.8 and newer clients both work), the standard
 //! grpc.health.v1 service, and a graceful shutdown that stops taking new
 //! work, lets in-flight vendor calls and audit writes finish within a grace
-//! period, and only then returns.
+//! period, and only then returns. Readiness follows the audit store, as the
+//! engine reports it.
 
 use std::{
     future::Future,
