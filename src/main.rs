@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use registrar::{
-    api::server::{ServeOptions, serve},
+    api::server::{ServeOptions, bind, serve},
     app,
     audit::AuditStore,
     config::{CliOverrides, Config},
@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let engine = app::start_engine(&config).await?;
-            let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
+            let listener = bind(config.server.listen).await?;
             serve(
                 listener,
                 Arc::clone(&engine),

@@ -3,7 +3,10 @@
 //! exports every span (vendor calls included) over OTLP/gRPC.
 //!
 //! Spans and events carry ids, counts and codes only: never a credential,
-//! a password or a user's personal data.
+//! a password or a user's personal data. Text logs are coloured only on a
+//! terminal, so a log file greps cleanly.
+
+use std::{ffi::OsString, io::IsTerminal};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
@@ -28,12 +31,22 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Whether text logs carry ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org).
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let filter =
         || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let fmt = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour_logs(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -68,4 +81,28 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .with(otel)
         .try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(
+            colour_logs(true, Some(OsString::new())),
+            "empty NO_COLOR is unset"
+        );
+        assert!(!colour_logs(true, Some(OsString::from("1"))));
+        assert!(
+            !colour_logs(true, Some(OsString::from("false"))),
+            "any value disables"
+        );
+        assert!(
+            !colour_logs(false, None),
+            "a file or a pipe gets no escapes"
+        );
+        assert!(!colour_logs(false, Some(OsString::from("1"))));
+    }
 }

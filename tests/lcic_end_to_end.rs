@@ -465,3 +465,119 @@ async fn list_targets_reports_kind_cap_and_quota() {
     assert_eq!(targets[0].health(), pb::TargetHealth::Unspecified);
     registrar.stop().await;
 }
+
+/// The field a status's BadRequest detail names, and its message.
+fn violation(status: &tonic::Status) -> (String, String) {
+    use tonic_types::StatusExt;
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries a BadRequest detail");
+    (
+        bad_request.field_violations[0].field.clone(),
+        status.message().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn batch_ids_and_page_tokens_are_checked_and_named_as_callers_type_them() {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let simulator = start_simulator(vec![lcic_account(20)]).await;
+    let mut registrar = Registrar::start_with_database(
+        &lcic_target("lcic", &simulator.endpoint(), ""),
+        "sqlite::memory:",
+        "",
+    )
+    .await;
+    let client = &mut registrar.client;
+    let collected = batch_register(client, request(&["lcic"], users("p-", 3)))
+        .await
+        .unwrap();
+    let batch_id = collected.summary.unwrap().batch_id;
+
+    // a batch id that is not a UUID is the caller's mistake, not a missing batch
+    let status = client
+        .get_batch(pb::GetBatchRequest {
+            batch_id: "batch-1".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let (field, message) = violation(&status);
+    assert_eq!(field, "batchId");
+    assert!(message.starts_with("batchId: "), "{message}");
+    let status = client
+        .get_batch(pb::GetBatchRequest {
+            batch_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violation(&status).0, "batchId");
+    let status = client
+        .get_batch(pb::GetBatchRequest {
+            batch_id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    let status = client
+        .list_registrations(pb::ListRegistrationsRequest {
+            batch_id: "batch-1".to_owned(),
+            ..pb::ListRegistrationsRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violation(&status).0, "batchId");
+
+    // a real token pages on, for its own filters only
+    let first = client
+        .list_registrations(pb::ListRegistrationsRequest {
+            batch_id: batch_id.clone(),
+            page_size: 1,
+            ..pb::ListRegistrationsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.registrations[0].user_id, "p-000000");
+    let token = first.next_page_token;
+    let second = client
+        .list_registrations(pb::ListRegistrationsRequest {
+            batch_id: batch_id.clone(),
+            page_size: 1,
+            page_token: token.clone(),
+            ..pb::ListRegistrationsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.registrations[0].user_id, "p-000001");
+    let other_filter = client
+        .list_registrations(pb::ListRegistrationsRequest {
+            target: "lcic".to_owned(),
+            page_size: 1,
+            page_token: token,
+            ..pb::ListRegistrationsRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other_filter.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violation(&other_filter).0, "pageToken");
+
+    // hand-made tokens are refused
+    for forged in ["after:0", "after:-5"] {
+        let status = client
+            .list_registrations(pb::ListRegistrationsRequest {
+                batch_id: batch_id.clone(),
+                page_token: URL_SAFE_NO_PAD.encode(forged),
+                ..pb::ListRegistrationsRequest::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{forged}");
+        let (field, message) = violation(&status);
+        assert_eq!(field, "pageToken", "{forged}");
+        assert!(message.starts_with("pageToken: "), "{message}");
+    }
+    registrar.stop().await;
+}

@@ -406,3 +406,104 @@ async fn a_caller_that_goes_away_loses_nothing_the_server_accepted() {
     );
     registrar.stop().await;
 }
+
+/// Sends `messages` as one stream; the results that came back, and how the call ended.
+async fn stream_until_its_error(
+    registrar: &mut Registrar,
+    messages: Vec<pb::BatchRegisterStreamRequest>,
+) -> (Vec<pb::UserResult>, tonic::Status) {
+    let mut responses = registrar
+        .client
+        .batch_register_stream(tokio_stream::iter(messages))
+        .await
+        .expect("the header opens the batch")
+        .into_inner();
+    let mut results = Vec::new();
+    loop {
+        let message = tokio::time::timeout(STEP, responses.message())
+            .await
+            .expect("the server answers within the step");
+        match message {
+            Ok(Some(response)) => match response.event.expect("an event") {
+                Event::Result(result) => results.push(result),
+                Event::Summary(summary) => panic!("a summary after a bad message: {summary:?}"),
+            },
+            Ok(None) => panic!("the call ended without an error"),
+            Err(status) => return (results, status),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_header_ends_the_call_like_every_bad_message_after_the_header() {
+    use tonic_types::StatusExt;
+
+    let simulator = start_simulator(vec![lcic_account(1000)]).await;
+    let mut registrar = Registrar::start_with_database(
+        &lcic_target("lcic", &simulator.endpoint(), "qps = 1000"),
+        "sqlite::memory:",
+        "max_unary_users = 3",
+    )
+    .await;
+
+    let second_header = vec![
+        header(&["lcic"]),
+        chunk(numbered(0, 2)),
+        header(&["lcic"]),
+        chunk(numbered(2, 1)),
+    ];
+    let oversized_chunk = vec![
+        header(&["lcic"]),
+        chunk(numbered(10, 2)),
+        chunk(numbered(12, 4)),
+        chunk(numbered(16, 1)),
+    ];
+    for (messages, field, first, accepted) in [
+        (second_header, "header", 0, 2),
+        (oversized_chunk, "users", 10, 2),
+    ] {
+        let (results, status) = stream_until_its_error(&mut registrar, messages).await;
+
+        // the users before the bad message are answered, then INVALID_ARGUMENT, no summary
+        let indexes: BTreeSet<u64> = results.iter().map(|result| result.index).collect();
+        assert_eq!(indexes, (0..accepted).collect(), "{field}: {results:?}");
+        for result in &results {
+            assert_eq!(result.user_id, user_id(first + result.index as usize));
+            assert_eq!(result.outcome(), pb::Outcome::Registered, "{result:?}");
+        }
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "{}",
+            status.message()
+        );
+        let violations = status
+            .get_details_bad_request()
+            .expect("a BadRequest detail");
+        assert_eq!(violations.field_violations[0].field, field);
+
+        // the batch is recorded as aborted with the users it accepted
+        let batch = registrar
+            .client
+            .get_batch(pb::GetBatchRequest {
+                batch_id: results[0].batch_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .batch
+            .unwrap();
+        assert_eq!(batch.state(), pb::BatchState::Aborted, "{field}");
+        assert_eq!(batch.user_count, accepted, "{field}");
+    }
+
+    // nothing after a bad message was read: the vendor holds only the accepted users
+    let held: BTreeSet<String> = simulator
+        .registered(VendorKind::TencentLcic, LCIC_APP_ID)
+        .into_iter()
+        .map(|user| user.origin_id)
+        .collect();
+    let expected: BTreeSet<String> = [0, 1, 10, 11].into_iter().map(user_id).collect();
+    assert_eq!(held, expected);
+    registrar.stop().await;
+}

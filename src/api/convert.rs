@@ -7,12 +7,15 @@ use secrecy::SecretString;
 
 use super::pb;
 use crate::{
-    audit::{BatchRecord, BatchState, OutcomeCounts, entity::registration},
     domain::{
         CiamAttribute, CiamProfile, Outcome, PasswordHashType, SaltLocation, User, UserResult,
         VendorKind,
     },
-    engine::{batch::BatchSummary, target::Health},
+    engine::{
+        batch::BatchSummary,
+        queries::{BatchRecord, BatchState, OutcomeCounts, Registration},
+        target::Health,
+    },
 };
 
 fn non_empty_secret(value: String) -> Option<SecretString> {
@@ -197,20 +200,20 @@ pub fn batch_to_proto(record: BatchRecord) -> pb::Batch {
     }
 }
 
-pub fn registration_to_proto(row: registration::Model) -> pb::Registration {
+pub fn registration_to_proto(row: Registration) -> pb::Registration {
     pb::Registration {
         batch_id: row.batch_id,
-        index: row.idx.max(0) as u64,
+        index: row.index,
         target: row.target,
         user_id: row.user_id,
-        outcome: Outcome::parse(&row.outcome)
-            .map(outcome_to_proto)
-            .unwrap_or(pb::Outcome::Unspecified)
+        outcome: row
+            .outcome
+            .map_or(pb::Outcome::Unspecified, outcome_to_proto)
             .into(),
         vendor_user_id: row.vendor_user_id.unwrap_or_default(),
         error_code: row.error_code.unwrap_or_default(),
         error_message: row.error_message.unwrap_or_default(),
-        attempts: row.attempts.max(0) as u32,
+        attempts: row.attempts,
         create_time: Some(timestamp_to_proto(row.created_at)),
         update_time: Some(timestamp_to_proto(row.updated_at)),
     }

@@ -1,5 +1,6 @@
-//! Engine and audit errors as gRPC statuses, with machine-readable details
-//! (google.rpc.BadRequest) where the caller's request was at fault.
+//! Engine errors as gRPC statuses, with machine-readable details
+//! (google.rpc.BadRequest) where the caller's request was at fault. Field
+//! names are the JSON names callers type (`batchId`, `pageToken`).
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -23,21 +24,12 @@ impl From<EngineError> for Status {
             | EngineError::UnknownTarget { .. }
             | EngineError::DuplicateTarget(_) => invalid_argument("targets", error.to_string()),
             EngineError::BatchInProgress { .. } => Status::aborted(error.to_string()),
-            EngineError::Audit(audit) => audit_status(audit),
-            EngineError::ShuttingDown => Status::unavailable(error.to_string()),
+            EngineError::Audit(AuditError::Unavailable(_)) | EngineError::ShuttingDown => {
+                Status::unavailable(error.to_string())
+            }
+            EngineError::Audit(AuditError::DuplicateIdempotencyKey(_)) => {
+                Status::already_exists(error.to_string())
+            }
         }
-    }
-}
-
-pub fn audit_status(error: &AuditError) -> Status {
-    match error {
-        AuditError::Unavailable(_) => Status::unavailable(error.to_string()),
-        AuditError::DuplicateIdempotencyKey(_) => Status::already_exists(error.to_string()),
-    }
-}
-
-impl From<AuditError> for Status {
-    fn from(error: AuditError) -> Status {
-        audit_status(&error)
     }
 }

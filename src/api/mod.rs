@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod error;
+mod page_token;
 pub mod server;
 pub mod service;
 

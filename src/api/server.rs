@@ -2,10 +2,12 @@
 //! v1alpha, so grpcurl 1.8 and newer clients both work), the standard
 //! grpc.health.v1 service, and a graceful shutdown that stops taking new
 //! work, lets in-flight vendor calls and audit writes finish within a grace
-//! period, and only then returns.
+//! period, and only then returns. Readiness follows the audit store, as the
+//! engine reports it.
 
 use std::{
     future::Future,
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -13,12 +15,21 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{pb, service::RegistrationApi};
 use crate::engine::Engine;
+
+/// Binds the gRPC listener; the error names the address, so `Address already
+/// in use` says which one.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("could not listen on {address}"))
+}
 
 pub struct ServeOptions {
     pub max_unary_users: usize,
@@ -118,7 +129,7 @@ async fn watch_audit_store(
     let mut interval = tokio::time::interval(AUDIT_CHECK_INTERVAL);
     loop {
         interval.tick().await;
-        let reachable = engine.audit().connection().ping().await.is_ok();
+        let reachable = engine.audit_store_reachable().await;
         if shutting_down.load(Ordering::Relaxed) {
             return;
         }
@@ -132,5 +143,22 @@ async fn watch_audit_store(
                 health.set_not_serving::<Service>().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_address_in_use_is_named_in_the_error() {
+        let taken = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let address = taken.local_addr().unwrap();
+        let error = bind(address).await.unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&address.to_string()),
+            "the error names {address}: {message}"
+        );
     }
 }

@@ -1,24 +1,24 @@
 //! `registrar.v1.RegistrationService`: each RPC checks the request's shape,
-//! converts it, and hands it to the engine or the audit store.
+//! converts it, and hands it to the engine; answers are converted back.
+//! Nothing here reads the audit store or decides a user's outcome.
 
-use std::{pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
 
 use super::{
     convert,
     error::invalid_argument,
+    page_token::PageTokens,
     pb::{self, registration_service_server::RegistrationService},
 };
-use crate::{
-    audit::RegistrationFilter,
-    engine::{
-        BatchOptions, Engine, OpenedBatch,
-        batch::{BatchResults, BatchWriter},
-    },
+use crate::engine::{
+    BatchOptions, Engine, OpenedBatch,
+    batch::{BatchResults, BatchWriter},
+    queries::RegistrationFilter,
 };
 
 /// Responses buffered per stream before the server stops reading results.
@@ -29,6 +29,7 @@ const MAX_PAGE_SIZE: u32 = 1000;
 pub struct RegistrationApi {
     engine: Arc<Engine>,
     max_unary_users: usize,
+    page_tokens: PageTokens,
 }
 
 impl RegistrationApi {
@@ -36,6 +37,7 @@ impl RegistrationApi {
         RegistrationApi {
             engine,
             max_unary_users,
+            page_tokens: PageTokens::random(),
         }
     }
 }
@@ -131,6 +133,20 @@ fn options(targets: Vec<String>, idempotency_key: String, dry_run: bool) -> Batc
     }
 }
 
+/// Answers an opened batch: the recorded answer of a repeated idempotency
+/// key, or the results of a fresh batch as `feed` hands it the caller's users.
+fn answer<R, Feed, Fed>(opened: OpenedBatch, feed: Feed) -> EventStream<R>
+where
+    R: From<Event> + Send + 'static,
+    Feed: FnOnce(Box<BatchWriter>) -> Fed,
+    Fed: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    match opened {
+        OpenedBatch::Replay { results, summary } => replay(results, summary),
+        OpenedBatch::Fresh { writer, results } => drive(results, tokio::spawn(feed(writer))),
+    }
+}
+
 async fn submit_chunk(
     writer: &mut BatchWriter,
     users: Vec<pb::User>,
@@ -147,6 +163,50 @@ async fn submit_chunk(
     }
     let users = users.into_iter().map(convert::user_from_proto).collect();
     writer.submit(users).await.map_err(Status::from)
+}
+
+/// Feeds a stream's chunks after its header to the batch.
+///
+/// A bad message (a second header, a chunk over the limit, a message with
+/// neither) ends the input where it is, like the caller going away: the users
+/// before it are still answered, nothing after it is read, and the call ends
+/// with the message's INVALID_ARGUMENT instead of a summary.
+async fn feed_chunks(
+    mut writer: Box<BatchWriter>,
+    mut input: Streaming<pb::BatchRegisterStreamRequest>,
+    max_users: usize,
+) -> Result<(), Status> {
+    use pb::batch_register_stream_request::Message;
+    while let Some(message) = input.message().await? {
+        let users = match message.message {
+            Some(Message::Users(chunk)) => chunk.users,
+            Some(Message::Header(_)) => {
+                return Err(invalid_argument(
+                    "header",
+                    "only the first message may be a header",
+                ));
+            }
+            None => {
+                return Err(invalid_argument(
+                    "message",
+                    "a message must be a header or a chunk of users",
+                ));
+            }
+        };
+        submit_chunk(&mut writer, users, max_users).await?;
+    }
+    writer.close();
+    Ok(())
+}
+
+/// A batch id as the caller typed it: a UUID, or INVALID_ARGUMENT naming `batchId`.
+fn parse_batch_id(batch_id: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(batch_id).map_err(|_| {
+        invalid_argument(
+            "batchId",
+            format!("{batch_id:?} is not a batch id (a UUID such as the summary's batchId)"),
+        )
+    })
 }
 
 #[tonic::async_trait]
@@ -180,22 +240,12 @@ impl RegistrationService for RegistrationApi {
                 request.dry_run,
             ))
             .await?;
-        let stream = match opened {
-            OpenedBatch::Replay { results, summary } => replay(results, summary),
-            OpenedBatch::Fresh {
-                mut writer,
-                results,
-            } => {
-                let users = request.users;
-                let input = tokio::spawn(async move {
-                    submit_chunk(&mut writer, users, usize::MAX).await?;
-                    writer.close();
-                    Ok(())
-                });
-                drive(results, input)
-            }
-        };
-        Ok(Response::new(stream))
+        let users = request.users;
+        Ok(Response::new(answer(opened, |mut writer| async move {
+            submit_chunk(&mut writer, users, usize::MAX).await?;
+            writer.close();
+            Ok(())
+        })))
     }
 
     async fn batch_register_stream(
@@ -230,39 +280,9 @@ impl RegistrationService for RegistrationApi {
             ))
             .await?;
         let max_users = self.engine.max_users_per_message();
-        let stream = match opened {
-            OpenedBatch::Replay { results, summary } => replay(results, summary),
-            OpenedBatch::Fresh {
-                mut writer,
-                results,
-            } => {
-                let input = tokio::spawn(async move {
-                    while let Some(message) = input.message().await? {
-                        match message.message {
-                            Some(Message::Users(chunk)) => {
-                                submit_chunk(&mut writer, chunk.users, max_users).await?
-                            }
-                            Some(Message::Header(_)) => {
-                                return Err(invalid_argument(
-                                    "header",
-                                    "only the first message may be a header",
-                                ));
-                            }
-                            None => {
-                                return Err(invalid_argument(
-                                    "message",
-                                    "a message must be a header or a chunk of users",
-                                ));
-                            }
-                        }
-                    }
-                    writer.close();
-                    Ok(())
-                });
-                drive(results, input)
-            }
-        };
-        Ok(Response::new(stream))
+        Ok(Response::new(answer(opened, move |writer| {
+            feed_chunks(writer, input, max_users)
+        })))
     }
 
     async fn get_batch(
@@ -271,12 +291,11 @@ impl RegistrationService for RegistrationApi {
     ) -> Result<Response<pb::GetBatchResponse>, Status> {
         let batch_id = request.into_inner().batch_id;
         if batch_id.is_empty() {
-            return Err(invalid_argument("batch_id", "is required"));
+            return Err(invalid_argument("batchId", "is required"));
         }
         let record = self
             .engine
-            .audit()
-            .batch(&batch_id)
+            .batch(parse_batch_id(&batch_id)?)
             .await?
             .ok_or_else(|| Status::not_found(format!("batch {batch_id} not found")))?;
         Ok(Response::new(pb::GetBatchResponse {
@@ -296,25 +315,40 @@ impl RegistrationService for RegistrationApi {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
         };
-        let after_id = decode_page_token(&request.page_token)?;
+        let batch_id = match request.batch_id.as_str() {
+            "" => None,
+            batch_id => Some(parse_batch_id(batch_id)?.to_string()),
+        };
         let non_empty = |value: String| (!value.is_empty()).then_some(value);
         let filter = RegistrationFilter {
-            batch_id: non_empty(request.batch_id),
+            batch_id,
             target: non_empty(request.target),
             user_id: non_empty(request.user_id),
             outcome: convert::outcome_from_proto(outcome),
         };
-        let (rows, next) = self
+        let after = self
+            .page_tokens
+            .check(&request.page_token, &filter)
+            .map_err(|_| {
+                invalid_argument(
+                    "pageToken",
+                    "is not a token this server issued for these filters",
+                )
+            })?;
+        let page = self
             .engine
-            .audit()
-            .list_registrations(&filter, u64::from(page_size), after_id)
+            .registrations(&filter, u64::from(page_size), after)
             .await?;
         Ok(Response::new(pb::ListRegistrationsResponse {
-            registrations: rows
+            registrations: page
+                .registrations
                 .into_iter()
                 .map(convert::registration_to_proto)
                 .collect(),
-            next_page_token: next.map(encode_page_token).unwrap_or_default(),
+            next_page_token: page
+                .next
+                .map(|next| self.page_tokens.issue(next, &filter))
+                .unwrap_or_default(),
         }))
     }
 
@@ -337,32 +371,24 @@ impl RegistrationService for RegistrationApi {
     }
 }
 
-fn encode_page_token(after_id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("after:{after_id}"))
-}
-
-fn decode_page_token(token: &str) -> Result<i64, Status> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("after:")?.parse().ok())
-        .ok_or_else(|| invalid_argument("page_token", "is not a token this server issued"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn page_tokens_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_page_token(&encode_page_token(42)).unwrap(), 42);
-        assert_eq!(decode_page_token("").unwrap(), 0);
-        let status = decode_page_token("not-a-token").unwrap_err();
+    fn a_malformed_batch_id_is_invalid_argument_naming_batch_id() {
+        let status = parse_batch_id("not-a-uuid").unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().contains("page_token"));
+        assert!(
+            status.message().starts_with("batchId: "),
+            "{}",
+            status.message()
+        );
+        let id = "01A2372A-24C9-72D0-8ED0-22055D8A3129";
+        assert_eq!(
+            parse_batch_id(id).unwrap().to_string(),
+            id.to_lowercase(),
+            "ids compare as the server writes them"
+        );
     }
 }

@@ -213,6 +213,11 @@ impl AuditStore {
         &self.db
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        Ok(self.db.ping().await?)
+    }
+
     pub async fn create_batch(&self, new: &NewBatch) -> Result<(), AuditError> {
         self.write(Write::CreateBatch(new.clone())).await.map(drop)
     }

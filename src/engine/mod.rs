@@ -8,6 +8,7 @@ pub mod batch;
 pub mod call;
 pub mod dispatcher;
 pub mod jobs;
+pub mod queries;
 pub mod target;
 pub mod validate;
 

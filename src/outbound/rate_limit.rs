@@ -238,6 +238,11 @@ impl GcraLimiter {
     }
 }
 
+/// A rate as log lines show it: two decimals, not `13.44000000000001`.
+fn rounded_for_logs(rate: f64) -> f64 {
+    (rate * 100.0).round() / 100.0
+}
+
 impl Limiter for GcraLimiter {
     fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
@@ -263,7 +268,7 @@ impl Limiter for GcraLimiter {
         let slower = adaptive.rate * DECREASE;
         self.set_rate(&mut adaptive, slower);
         tracing::warn!(
-            rate = adaptive.rate,
+            rate = rounded_for_logs(adaptive.rate),
             quota = self.quota,
             "vendor throttled: slowing down"
         );
@@ -519,6 +524,49 @@ mod tests {
             limiter.succeeded();
         }
         assert_eq!(limiter.current_rate(), 20.0);
+    }
+
+    /// Everything the fmt layer writes, for asserting on a log line.
+    #[derive(Clone, Default)]
+    struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLog {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_throttle_log_line_shows_the_rate_rounded() {
+        let log = CapturedLog::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let limiter = GcraLimiter::per_second(NonZeroU32::new(20).unwrap(), 0.0);
+        limiter.throttled();
+        tokio::time::advance(DECREASE_DEBOUNCE).await;
+        // 16 + 8 * 0.1 is 16.800000000000008 in f64: 80 % of it is not 13.44
+        for _ in 0..8 {
+            limiter.succeeded();
+        }
+        let unrounded = limiter.current_rate() * DECREASE;
+        assert_ne!(unrounded, 13.44, "the case needs an unrounded rate");
+        tracing::subscriber::with_default(subscriber, || limiter.throttled());
+
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("vendor throttled: slowing down rate=13.44 quota=20.0"),
+            "{log}"
+        );
+        assert_eq!(rounded_for_logs(13.44000000000001), 13.44);
+        assert_eq!(rounded_for_logs(0.5), 0.5);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,88 @@
+//! What the edge reads back: a batch with its counts, pages of per-user
+//! registration rows, and whether the audit store answers at all. Every read
+//! of the audit store on behalf of a caller goes through here, and answers in
+//! registrar's own types, never in the store's rows.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Engine, EngineError};
+use crate::{audit::entity::registration, domain::Outcome};
+
+pub use crate::audit::{BatchRecord, BatchState, OutcomeCounts, RegistrationFilter};
+
+/// Where a page of registrations starts: after the row with this id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistrationCursor(pub i64);
+
+/// One (user, target) row as ListRegistrations reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub batch_id: String,
+    pub index: u64,
+    pub target: String,
+    pub user_id: String,
+    /// `None` for a stored outcome this build does not know.
+    pub outcome: Option<Outcome>,
+    pub vendor_user_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<registration::Model> for Registration {
+    fn from(row: registration::Model) -> Self {
+        Registration {
+            outcome: Outcome::parse(&row.outcome),
+            batch_id: row.batch_id,
+            index: row.idx.max(0) as u64,
+            target: row.target,
+            user_id: row.user_id,
+            vendor_user_id: row.vendor_user_id,
+            error_code: row.error_code,
+            error_message: row.error_message,
+            attempts: row.attempts.max(0) as u32,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// One page of registrations, oldest first, and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct RegistrationPage {
+    pub registrations: Vec<Registration>,
+    /// `None` on the last page.
+    pub next: Option<RegistrationCursor>,
+}
+
+impl Engine {
+    /// The batch with its counts per target and outcome; `None` when no such batch exists.
+    pub async fn batch(&self, batch_id: Uuid) -> Result<Option<BatchRecord>, EngineError> {
+        Ok(self.audit.batch(&batch_id.to_string()).await?)
+    }
+
+    /// One page of at most `page_size` rows matching `filter`, after `after`.
+    pub async fn registrations(
+        &self,
+        filter: &RegistrationFilter,
+        page_size: u64,
+        after: RegistrationCursor,
+    ) -> Result<RegistrationPage, EngineError> {
+        let (rows, next) = self
+            .audit
+            .list_registrations(filter, page_size, after.0)
+            .await?;
+        Ok(RegistrationPage {
+            registrations: rows.into_iter().map(Registration::from).collect(),
+            next: next.map(RegistrationCursor),
+        })
+    }
+
+    /// Whether the audit store answers: no vendor call may be made without its row.
+    pub async fn audit_store_reachable(&self) -> bool {
+        self.audit.ping().await.is_ok()
+    }
+}
