@@ -1,7 +1,10 @@
-//! ListRegistrations page tokens: opaque to callers, signed by this process
-//! and bound to the filters they were issued for, so a token cannot be made
-//! by hand, edited, or carried over to other filters. A token never holds
-//! anything but a position in the audit rows.
+//! ListRegistrations page tokens: opaque to callers, integrity-checked and
+//! bound to the filters they were issued for, so a token made by hand, edited,
+//! or carried over to other filters is refused. Every replica and every
+//! restart checks tokens with the same key, so paging works behind a load
+//! balancer and across a rollout. The check is not an access control: a
+//! token only says where a page starts among the rows its filters already
+//! select, and holds nothing but that position.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
@@ -14,9 +17,12 @@ const TAG_LEN: usize = 16;
 /// Separates these MACs from any other use of the key.
 const CONTEXT: &[u8] = b"registrar.v1.ListRegistrations.pageToken";
 
-/// Issues and checks page tokens with a key drawn when the process starts.
+/// The key every registrar process checks page tokens with.
+const SHARED_KEY: &[u8] = b"registrar page tokens: integrity, not secrecy";
+
+/// Issues and checks page tokens.
 pub struct PageTokens {
-    key: [u8; 32],
+    key: Vec<u8>,
 }
 
 /// A token this process did not issue for these filters.
@@ -24,11 +30,13 @@ pub struct PageTokens {
 pub struct ForeignToken;
 
 impl PageTokens {
-    /// A fresh random key: tokens of an earlier run, or of another replica, are refused.
-    pub fn random() -> Self {
-        PageTokens {
-            key: rand::random(),
-        }
+    /// Tokens that every replica and every restart of registrar accepts.
+    pub fn shared() -> Self {
+        PageTokens::with_key(SHARED_KEY)
+    }
+
+    fn with_key(key: &[u8]) -> Self {
+        PageTokens { key: key.to_vec() }
     }
 
     pub fn issue(&self, cursor: RegistrationCursor, filter: &RegistrationFilter) -> String {
@@ -101,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_token_round_trips_for_its_own_filters() {
-        let tokens = PageTokens::random();
+        let tokens = PageTokens::shared();
         let token = tokens.issue(RegistrationCursor(42), &filter("lcic"));
         assert_eq!(
             tokens.check(&token, &filter("lcic")),
@@ -112,7 +120,7 @@ mod tests {
 
     #[test]
     fn hand_made_tokens_are_refused() {
-        let tokens = PageTokens::random();
+        let tokens = PageTokens::shared();
         for forged in [
             "after:0",
             "after:-5",
@@ -137,16 +145,18 @@ mod tests {
     }
 
     #[test]
-    fn a_token_of_other_filters_or_another_process_is_refused() {
-        let tokens = PageTokens::random();
+    fn a_token_of_other_filters_or_another_key_is_refused() {
+        let tokens = PageTokens::shared();
         let token = tokens.issue(RegistrationCursor(42), &filter("lcic"));
         assert_eq!(tokens.check(&token, &filter("zim")), Err(ForeignToken));
         let unfiltered = RegistrationFilter::default();
         assert_eq!(tokens.check(&token, &unfiltered), Err(ForeignToken));
-        let other_process = PageTokens::random();
+        let other_key = PageTokens::with_key(b"another key");
+        assert_eq!(other_key.check(&token, &filter("lcic")), Err(ForeignToken));
+        // another replica, or this one after a restart
         assert_eq!(
-            other_process.check(&token, &filter("lcic")),
-            Err(ForeignToken)
+            PageTokens::shared().check(&token, &filter("lcic")),
+            Ok(RegistrationCursor(42))
         );
     }
 }

@@ -37,7 +37,7 @@ impl RegistrationApi {
         RegistrationApi {
             engine,
             max_unary_users,
-            page_tokens: PageTokens::random(),
+            page_tokens: PageTokens::shared(),
         }
     }
 }
