@@ -18,9 +18,11 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AuditError, BatchState, NewBatch, NewVendorCall, ROWS_PER_STATEMENT, RegistrationRow,
-    VendorCallEnd, active_registration,
     entity::{batch, registration, vendor_call},
+    records::{
+        AuditError, BatchState, NewBatch, NewVendorCall, ROWS_PER_STATEMENT, RegistrationRow,
+        VendorCallEnd, active_registration,
+    },
 };
 
 /// Writes waiting to be applied before the writer stops taking more into a group.
