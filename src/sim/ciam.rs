@@ -4,28 +4,20 @@
 //! strictly against seed 003's fields; an accepted call creates one user,
 //! keyed by UserName, unless its UserName, PhoneNumber or Email is taken.
 //! The password is checked for presence and then dropped: the simulator
-//! keeps `PasswordSet`, never the password. Also the helpers the simulated
-//! import jobs share: account lookup, gateway checks and a quota step whose
-//! verdict may depend on the store's memory. Sources: seed 003, vendors.md
-//! A and B.2.
+//! keeps `PasswordSet`, never the password. Also the CIAM body rules the
+//! simulated import jobs share (field readers, the user store check, taken
+//! identifiers). Sources: seed 003, vendors.md A and B.2.
 
-use axum::{body::Body, response::Response};
-use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    pipeline::owned_account,
+    state::{AppState, Refusal, RegisteredUser, SimAccount},
     tencent::{self, Product},
 };
 use crate::{
     domain::VendorKind,
     vendor_api::tencent::ciam::{ACTION, MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
-};
-
-pub(super) const PRODUCT: Product = Product {
-    service: SERVICE,
-    version: VERSION,
 };
 
 /// seed 003 "Input Parameters" besides the common ones, and B.2's optional UserOrg.
@@ -69,7 +61,7 @@ const KEPT_TEXT_FIELDS: [&str; 7] = [
 
 /// A user a valid CreateUser body describes; the password is not among its fields.
 #[derive(Debug, PartialEq, Eq)]
-struct NewUser {
+pub(super) struct NewUser {
     user_name: String,
     phone_number: String,
     email: String,
@@ -77,122 +69,49 @@ struct NewUser {
     fields: Map<String, Value>,
 }
 
-/// Answers one `CreateUser` call and records it.
-pub(super) async fn create_user(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let vendor = VendorKind::TencentCiam;
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let body = match read_request_body(shared, parts, body, vendor, ACTION).await {
-        Ok(body) => body,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        vendor,
-        secret_id.as_deref(),
-        user_store_id_of(parsed.as_ref()),
-    );
-    let user_name = parsed
-        .as_ref()
-        .and_then(|body| body.get("UserName"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let call = call_info(vendor, ACTION, account, user_name.into_iter().collect());
-    let (account, call) = match gateway(shared, parts, &body, account, call) {
-        Ok(admitted) => admitted,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let verdict = validate_body(parsed.as_ref(), &account.user_store_id);
-    let decision = admit_checked(shared, account, call, verdict, |app, new_user| {
+/// `CreateUser`, behind the Tencent gateway.
+pub(super) struct CreateUser;
+
+impl Product for CreateUser {
+    const VENDOR: VendorKind = VendorKind::TencentCiam;
+    const ACTION: &'static str = ACTION;
+    const SERVICE: &'static str = SERVICE;
+    const VERSION: &'static str = VERSION;
+    const NEEDS_REGION: bool = true;
+    type Valid = NewUser;
+    type Accepted = Value;
+
+    fn named_account<'a>(
+        accounts: &'a [SimAccount],
+        secret_id: Option<&str>,
+        body: Option<&Value>,
+    ) -> Option<&'a SimAccount> {
+        pick_account(accounts, Self::VENDOR, secret_id, user_store_id_of(body))
+    }
+
+    fn carried(body: Option<&Value>) -> Vec<String> {
+        body.and_then(|body| body.get("UserName"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    }
+
+    fn check_body(body: Option<&Value>, account: &SimAccount) -> Result<NewUser, Refusal> {
+        validate_body(body, &account.user_store_id)
+    }
+
+    fn apply(
+        app: &mut AppState,
+        account: &SimAccount,
+        new_user: NewUser,
+    ) -> Result<Value, Refusal> {
         create(app, &account.user_store_id, new_user)
-    });
-    match decision {
+    }
+
+    fn answer(user: Value) -> Result<Map<String, Value>, Refusal> {
         // seed 003 "Output Example": {"Response":{"User":{...},"RequestId"}}.
-        Ok(user) => tencent::success_response(Map::from_iter([("User".to_owned(), user)])),
-        Err(refusal) => tencent::error_response(&refusal),
-    }
-}
-
-/// Reads a CIAM request body; a body that cannot be read is refused and recorded
-/// (the refusal is returned for the answer).
-pub(super) async fn read_request_body(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-    vendor: VendorKind,
-    action: &'static str,
-) -> Result<Bytes, Refusal> {
-    let error = match read_body(&parts.headers, body, tencent::MAX_BODY_BYTES).await {
-        Ok(body) => return Ok(body),
-        Err(error) => error,
-    };
-    let refusal = match error {
-        // vendors.md A.1: POST v3 bodies are at most 10 MB.
-        BodyError::TooLarge => tencent::refusal(
-            "RequestSizeLimitExceeded",
-            "the request body is larger than 10 MB",
-        ),
-        BodyError::Unreadable => {
-            tencent::refusal("InvalidParameter", "the request body could not be read")
-        }
-    };
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let account = pick_account(&shared.accounts, vendor, secret_id.as_deref(), None);
-    shared.refuse(call_info(vendor, action, account, Vec::new()), &refusal);
-    Err(refusal)
-}
-
-/// The gateway's checks (vendors.md A.1) and the region CIAM requires; a
-/// refused call is recorded, and the refusal returned for the answer.
-pub(super) fn gateway<'a>(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: &[u8],
-    account: Option<&'a SimAccount>,
-    call: CallInfo,
-) -> Result<(&'a SimAccount, CallInfo), Refusal> {
-    let checked = tencent::check_request(&parts.headers, body, PRODUCT, account).and_then(|()| {
-        let region = parts
-            .headers
-            .get("x-tc-region")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        // seed 003/004: "Region Yes" — CIAM answers nothing without X-TC-Region.
-        if region.trim().is_empty() {
-            return Err(tencent::refusal(
-                "MissingParameter",
-                "the parameter Region (X-TC-Region) is required",
-            ));
-        }
-        // check_request refuses a SecretId without an account; kept for totality.
-        account.ok_or_else(|| {
-            tencent::refusal("AuthFailure.SecretIdNotFound", "the SecretId is not known")
-        })
-    });
-    match checked {
-        Ok(account) => Ok((account, call)),
-        Err(refusal) => {
-            shared.refuse(call, &refusal);
-            Err(refusal)
-        }
-    }
-}
-
-pub(super) fn call_info(
-    vendor: VendorKind,
-    action: &'static str,
-    account: Option<&SimAccount>,
-    user_ids: Vec<String>,
-) -> CallInfo {
-    CallInfo {
-        vendor,
-        action,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
+        Ok(Map::from_iter([("User".to_owned(), user)]))
     }
 }
 
@@ -204,56 +123,13 @@ pub(super) fn pick_account<'a>(
     secret_id: Option<&str>,
     user_store_id: Option<&str>,
 ) -> Option<&'a SimAccount> {
-    let secret_id = secret_id?;
-    let mut owned = accounts
-        .iter()
-        .filter(|account| account.vendor == vendor && account.secret_id == secret_id);
-    let first = owned.next()?;
-    if Some(first.user_store_id.as_str()) == user_store_id {
-        return Some(first);
-    }
-    Some(
-        owned
-            .find(|account| Some(account.user_store_id.as_str()) == user_store_id)
-            .unwrap_or(first),
-    )
+    owned_account(accounts, vendor, secret_id, |account| {
+        Some(account.user_store_id.as_str()) == user_store_id
+    })
 }
 
 pub(super) fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
     body?.get("UserStoreId")?.as_str()
-}
-
-/// The quota step, then the body's verdict, then `accept`, which may refuse
-/// because of what the store holds (an existing user, two running jobs),
-/// all under one lock so concurrent calls cannot both pass. Like
-/// `Shared::admit`, a throttled or refused call takes no quota slot and
-/// changes nothing; every call is recorded with its fate.
-pub(super) fn admit_checked<V, T>(
-    shared: &Shared,
-    account: &SimAccount,
-    call: CallInfo,
-    verdict: Result<V, Refusal>,
-    accept: impl FnOnce(&mut AppState, V) -> Result<T, Refusal>,
-) -> Result<T, Refusal> {
-    let mut guard = shared.lock();
-    let state = &mut *guard;
-    let now = Instant::now();
-    let app = state
-        .apps
-        .entry((account.vendor, account.app_id))
-        .or_insert_with(|| AppState::new(account.qps));
-    let decision = if !app.window.admits(now) {
-        Err(tencent::throttled())
-    } else {
-        verdict.and_then(|valid| {
-            let answer = accept(app, valid)?;
-            app.window.record(now);
-            app.accepted.push(now);
-            Ok(answer)
-        })
-    };
-    shared.record(state, now, call, decision.as_ref().err());
-    decision
 }
 
 fn invalid(message: String) -> Refusal {

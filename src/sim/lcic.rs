@@ -4,11 +4,11 @@
 //! it carries, keyed by (SdkAppId, OriginId). A refused or throttled call
 //! registers nobody. Sources: seed 000 (the vendor document) and vendors.md B.1.
 
-use axum::{body::Body, response::Response};
 use serde_json::{Map, Value};
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    pipeline::{carried_ids, owned_account},
+    state::{AppState, Refusal, RegisteredUser, SimAccount},
     tencent::{self, Product},
 };
 use crate::{
@@ -18,83 +18,50 @@ use crate::{
     },
 };
 
-const PRODUCT: Product = Product {
-    service: SERVICE,
-    version: VERSION,
-};
-
 /// The fields of `BatchUserRequest` (vendors.md B.1); any other key is refused.
 const USER_FIELDS: [&str; 4] = ["SdkAppId", "Name", "OriginId", "Avatar"];
 
-/// Answers one `BatchRegister` call and records it.
-pub(super) async fn batch_register(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let body = match read_body(&parts.headers, body, tencent::MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(error) => {
-            let refusal = match error {
-                // vendors.md A.1: POST v3 bodies are at most 10 MB.
-                BodyError::TooLarge => tencent::refusal(
-                    "RequestSizeLimitExceeded",
-                    "the request body is larger than 10 MB",
-                ),
-                BodyError::Unreadable => {
-                    tencent::refusal("InvalidParameter", "the request body could not be read")
-                }
-            };
-            let account = pick_account(&shared.accounts, secret_id.as_deref(), None);
-            shared.refuse(call_info(account, Vec::new()), &refusal);
-            return tencent::error_response(&refusal);
-        }
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        secret_id.as_deref(),
-        first_sdk_app_id(parsed.as_ref()),
-    );
-    let call = call_info(account, carried_origin_ids(parsed.as_ref()));
-    if let Err(refusal) = tencent::check_request(&parts.headers, &body, PRODUCT, account) {
-        shared.refuse(call, &refusal);
-        return tencent::error_response(&refusal);
-    }
-    let Some(account) = account else {
-        // check_request refuses a SecretId without an account; kept for totality.
-        let refusal = tencent::refusal("AuthFailure.SecretIdNotFound", "the SecretId is not known");
-        shared.refuse(call, &refusal);
-        return tencent::error_response(&refusal);
-    };
-    let verdict = validate_body(parsed.as_ref(), account.app_id);
-    let decision = shared.admit(
-        account,
-        call,
-        tencent::throttled(),
-        verdict,
-        |app, users| register(app, account.app_id, users),
-    );
-    match decision {
-        // seed 000 "Output Example": {"Response":{"Users":[{SdkAppId, UserId, OriginId}],"RequestId"}}.
-        Ok(registered) => match serde_json::to_value(registered) {
-            Ok(users) => tencent::success_response(Map::from_iter([("Users".to_owned(), users)])),
-            Err(_) => tencent::error_response(&tencent::refusal(
-                "InternalError",
-                "the answer could not be encoded",
-            )),
-        },
-        Err(refusal) => tencent::error_response(&refusal),
-    }
-}
+/// `BatchRegister`, behind the Tencent gateway.
+pub(super) struct BatchRegister;
 
-fn call_info(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
-    CallInfo {
-        vendor: VendorKind::TencentLcic,
-        action: ACTION,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
+impl Product for BatchRegister {
+    const VENDOR: VendorKind = VendorKind::TencentLcic;
+    const ACTION: &'static str = ACTION;
+    const SERVICE: &'static str = SERVICE;
+    const VERSION: &'static str = VERSION;
+    const NEEDS_REGION: bool = false;
+    type Valid = Vec<BatchUserRequest>;
+    type Accepted = Vec<BatchUserInfo>;
+
+    fn named_account<'a>(
+        accounts: &'a [SimAccount],
+        secret_id: Option<&str>,
+        body: Option<&Value>,
+    ) -> Option<&'a SimAccount> {
+        pick_account(accounts, secret_id, first_sdk_app_id(body))
+    }
+
+    fn carried(body: Option<&Value>) -> Vec<String> {
+        carried_origin_ids(body)
+    }
+
+    fn check_body(body: Option<&Value>, account: &SimAccount) -> Result<Self::Valid, Refusal> {
+        validate_body(body, account.app_id)
+    }
+
+    fn apply(
+        app: &mut AppState,
+        account: &SimAccount,
+        users: Self::Valid,
+    ) -> Result<Self::Accepted, Refusal> {
+        Ok(register(app, account.app_id, users))
+    }
+
+    fn answer(registered: Self::Accepted) -> Result<Map<String, Value>, Refusal> {
+        // seed 000 "Output Example": {"Response":{"Users":[{SdkAppId, UserId, OriginId}],"RequestId"}}.
+        let users = serde_json::to_value(registered)
+            .map_err(|_| tencent::refusal("InternalError", "the answer could not be encoded"))?;
+        Ok(Map::from_iter([("Users".to_owned(), users)]))
     }
 }
 
@@ -105,19 +72,9 @@ fn pick_account<'a>(
     secret_id: Option<&str>,
     sdk_app_id: Option<u64>,
 ) -> Option<&'a SimAccount> {
-    let secret_id = secret_id?;
-    let mut owned = accounts.iter().filter(|account| {
-        account.vendor == VendorKind::TencentLcic && account.secret_id == secret_id
-    });
-    let first = owned.next()?;
-    if Some(first.app_id) == sdk_app_id {
-        return Some(first);
-    }
-    Some(
-        owned
-            .find(|account| Some(account.app_id) == sdk_app_id)
-            .unwrap_or(first),
-    )
+    owned_account(accounts, VendorKind::TencentLcic, secret_id, |account| {
+        Some(account.app_id) == sdk_app_id
+    })
 }
 
 fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
@@ -128,20 +85,7 @@ fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
 /// user without one carries "" (its OriginId defaults to the UserId, B.1);
 /// entries that are not objects or whose OriginId is not a string are skipped.
 fn carried_origin_ids(body: Option<&Value>) -> Vec<String> {
-    let Some(users) = body
-        .and_then(|body| body.get("Users"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    users
-        .iter()
-        .filter_map(|user| match user.as_object()?.get("OriginId") {
-            None | Some(Value::Null) => Some(String::new()),
-            Some(Value::String(origin_id)) => Some(origin_id.clone()),
-            Some(_) => None,
-        })
-        .collect()
+    carried_ids(body, "Users", "OriginId")
 }
 
 /// Reads the body strictly: exactly the documented fields, with their types.

@@ -11,14 +11,15 @@ use std::collections::BTreeMap;
 
 use axum::{
     Json,
-    body::Body,
-    http::header,
+    http::{header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    faults::Fault,
+    pipeline::{BodyError, Endpoint, owned_account},
+    state::{AppState, Refusal, RegisteredUser, Shared, SimAccount},
 };
 use crate::{
     domain::VendorKind,
@@ -41,67 +42,117 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Volcengine ignores unknown keys is UNCONFIRMED.
 const USER_FIELDS: [&str; 6] = ["UserId", "NickName", "Tags", "Portrait", "Ext", "IsRobot"];
 
-/// Answers one `RegisterUsers` call and records it.
-pub(super) async fn register_users(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| volc_verify::parse_authorization(value).ok());
-    let access_key_id = authorization
-        .as_ref()
-        .map(|parsed| parsed.access_key_id.as_str());
-    // The envelope names the region the caller signed for.
-    let region = authorization
-        .as_ref()
-        .map_or(DEFAULT_REGION, |parsed| parsed.region.as_str());
-    let body = match read_body(&parts.headers, body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(error) => {
-            let message = match error {
-                BodyError::TooLarge => "the request body is larger than 1 MB",
-                BodyError::Unreadable => "the request body could not be read",
-            };
-            let refusal = im_refusal("InvalidParam", message);
-            let account = pick_account(&shared.accounts, access_key_id, None);
-            shared.refuse(call_info(account, Vec::new()), &refusal);
-            return error_response(&refusal, region);
+/// `RegisterUsers`: the gateway's SignerV4 check and API version, then the
+/// quota, then the body.
+pub(super) struct RegisterUsers;
+
+/// What a call's `Authorization` header claims.
+pub(super) struct Head {
+    access_key_id: Option<String>,
+    /// The envelope names the region the caller signed for.
+    region: String,
+}
+
+impl Endpoint for RegisterUsers {
+    const VENDOR: VendorKind = VendorKind::VolcRtc;
+    const ACTION: &'static str = ACTION;
+    const MAX_BODY_BYTES: usize = MAX_BODY_BYTES;
+    type Head = Head;
+    type Valid = Vec<Checked>;
+    /// The FailedInfos.
+    type Accepted = Vec<Value>;
+
+    fn head(parts: &Parts) -> Head {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| volc_verify::parse_authorization(value).ok());
+        Head {
+            access_key_id: authorization
+                .as_ref()
+                .map(|parsed| parsed.access_key_id.clone()),
+            region: authorization.map_or_else(|| DEFAULT_REGION.to_owned(), |parsed| parsed.region),
         }
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        access_key_id,
-        body_app_id(parsed.as_ref()),
-    );
-    let call = call_info(account, carried_user_ids(parsed.as_ref()));
-    if let Err(refusal) = check_request(parts, &body, account) {
-        shared.refuse(call, &refusal);
-        return error_response(&refusal, region);
     }
-    let Some(account) = account else {
+
+    fn body_refusal(error: BodyError) -> Refusal {
+        let message = match error {
+            BodyError::TooLarge => "the request body is larger than 1 MB",
+            BodyError::Unreadable => "the request body could not be read",
+        };
+        im_refusal("InvalidParam", message)
+    }
+
+    fn pick_account<'a>(
+        accounts: &'a [SimAccount],
+        head: &Head,
+        body: Option<&Value>,
+    ) -> Option<&'a SimAccount> {
+        pick_account(accounts, head.access_key_id.as_deref(), body_app_id(body))
+    }
+
+    fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
+        carried_user_ids(body)
+    }
+
+    fn authenticate<'a>(
+        parts: &Parts,
+        _head: &Head,
+        body: &[u8],
+        account: Option<&'a SimAccount>,
+        _accounts: &'a [SimAccount],
+    ) -> Result<&'a SimAccount, Refusal> {
+        check_request(parts, body, account)?;
         // check_request refuses an access key without an account; kept for totality.
-        let refusal = verify_refusal(&volc_verify::VerifyError::InvalidAccessKey);
-        shared.refuse(call, &refusal);
-        return error_response(&refusal, region);
-    };
-    let verdict = validate_body(parsed.as_ref(), account.app_id);
-    match shared.admit(account, call, throttled(), verdict, register) {
-        Ok(failed) => success_response(failed, region),
-        Err(refusal) => error_response(&refusal, region),
+        account.ok_or_else(|| verify_refusal(&volc_verify::VerifyError::InvalidAccessKey))
+    }
+
+    fn validate(
+        _shared: &Shared,
+        _head: &mut Head,
+        account: &SimAccount,
+        body: Option<&Value>,
+    ) -> Result<Vec<Checked>, Refusal> {
+        validate_body(body, account.app_id)
+    }
+
+    fn throttled() -> Refusal {
+        throttled()
+    }
+
+    fn accept(
+        app: &mut AppState,
+        _account: &SimAccount,
+        users: Vec<Checked>,
+    ) -> Result<Vec<Value>, Refusal> {
+        Ok(register(app, users))
+    }
+
+    fn accepted(head: &Head, failed: Vec<Value>) -> Response {
+        success_response(failed, &head.region)
+    }
+
+    fn refused(head: &Head, refusal: &Refusal) -> Response {
+        error_response(refusal, &head.region)
     }
 }
 
-fn call_info(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
-    CallInfo {
-        vendor: VendorKind::VolcRtc,
-        action: ACTION,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
+/// Volcengine's answer to an injected internal error or throttle: (status, body).
+pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    // vendors.md D.3: FlowLimitExceeded (429 assumed), InternalError 100014 with HTTP 500
+    match fault {
+        Fault::Throttle => (
+            429,
+            json!({"ResponseMetadata": {"RequestId": request_id, "Error": {"Code": "FlowLimitExceeded", "Message": "simulated fault"}}})
+                .to_string(),
+        ),
+        _ => (
+            500,
+            json!({"ResponseMetadata": {"RequestId": request_id, "Error": {"CodeN": 100014, "Code": "InternalError", "Message": "simulated fault"}}})
+                .to_string(),
+        ),
     }
 }
 
@@ -113,19 +164,9 @@ fn pick_account<'a>(
     access_key_id: Option<&str>,
     app_id: Option<u64>,
 ) -> Option<&'a SimAccount> {
-    let access_key_id = access_key_id?;
-    let mut owned = accounts.iter().filter(|account| {
-        account.vendor == VendorKind::VolcRtc && account.secret_id == access_key_id
-    });
-    let first = owned.next()?;
-    if Some(first.app_id) == app_id {
-        return Some(first);
-    }
-    Some(
-        owned
-            .find(|account| Some(account.app_id) == app_id)
-            .unwrap_or(first),
-    )
+    owned_account(accounts, VendorKind::VolcRtc, access_key_id, |account| {
+        Some(account.app_id) == app_id
+    })
 }
 
 fn body_app_id(body: Option<&Value>) -> Option<u64> {
@@ -257,7 +298,7 @@ fn check_request(
 
 /// One user of an admitted body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Checked {
+pub(super) enum Checked {
     Valid(SimUser),
     /// Breaks a field limit: listed in FailedInfos, the rest of the call proceeds.
     Invalid {
@@ -267,7 +308,7 @@ enum Checked {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SimUser {
+pub(super) struct SimUser {
     user_id: i64,
     nick_name: String,
     tags: Vec<String>,
@@ -557,6 +598,9 @@ fn success_response(failed: Vec<Value>, region: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+
+    use super::super::pipeline::serve;
     use bytes::Bytes;
     use http_body_util::BodyExt;
     use secrecy::SecretString;
@@ -640,7 +684,7 @@ mod tests {
 
     async fn call(shared: &Shared, request: http::Request<Bytes>) -> (u16, Value, Bytes) {
         let (parts, body) = request.into_parts();
-        let answer = register_users(shared, &parts, Body::from(body)).await;
+        let answer = serve::<RegisterUsers>(shared, &parts, Body::from(body)).await;
         let status = answer.status().as_u16();
         let bytes = answer.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap();
