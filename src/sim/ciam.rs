@@ -132,46 +132,6 @@ pub(super) fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
     body?.get("UserStoreId")?.as_str()
 }
 
-fn invalid(message: String) -> Refusal {
-    tencent::refusal("InvalidParameterValue", message)
-}
-
-/// A string field: absent or null is `None`; any other type is refused.
-pub(super) fn text_field(
-    object: &Map<String, Value>,
-    field: &str,
-    path: &str,
-) -> Result<Option<String>, Refusal> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(invalid(format!(
-            "the parameter {path}{field} must be a string"
-        ))),
-    }
-}
-
-/// An array of strings: absent or null is empty.
-pub(super) fn strings_field(
-    object: &Map<String, Value>,
-    field: &str,
-    path: &str,
-) -> Result<Vec<String>, Refusal> {
-    let not_strings = || {
-        invalid(format!(
-            "the parameter {path}{field} must be an array of strings"
-        ))
-    };
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(values)) => values
-            .iter()
-            .map(|value| value.as_str().map(str::to_owned).ok_or_else(not_strings))
-            .collect(),
-        Some(_) => Err(not_strings()),
-    }
-}
-
 /// `CustomizationAttributes` (B.2 MemberMap: Name and Value required, Type optional);
 /// `format_code` is the code a malformed attribute answers.
 pub(super) fn member_maps_field(
@@ -199,17 +159,11 @@ pub(super) fn member_maps_field(
         let Some(attribute) = attribute.as_object() else {
             return Err(malformed("must be an object"));
         };
-        if let Some(unknown) = attribute
-            .keys()
-            .find(|key| !["Name", "Value", "Type"].contains(&key.as_str()))
-        {
-            return Err(tencent::refusal(
-                "UnknownParameter",
-                format!(
-                    "the parameter {path}CustomizationAttributes.{index}.{unknown} is not recognized"
-                ),
-            ));
-        }
+        tencent::only_known(
+            attribute,
+            |key| ["Name", "Value", "Type"].contains(&key),
+            &format!("{path}CustomizationAttributes.{index}."),
+        )?;
         for required in ["Name", "Value"] {
             if !attribute.get(required).is_some_and(Value::is_string) {
                 return Err(malformed(&format!("needs a string {required}")));
@@ -239,31 +193,12 @@ pub(super) fn overlong_indexed_attribute(object: &Map<String, Value>) -> Option<
 
 /// Reads a CreateUser body strictly: exactly the documented fields, with their types.
 fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, Refusal> {
-    let Some(body) = body else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body is not valid JSON",
-        ));
-    };
-    let Some(body) = body.as_object() else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = body
-        .keys()
-        .find(|key| !CREATE_USER_FIELDS.contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
+    let body = tencent::body_object(body)?;
+    tencent::only_known(body, |key| CREATE_USER_FIELDS.contains(&key), "")?;
     check_user_store(body, user_store_id)?;
     let mut required = Vec::with_capacity(REQUIRED_FIELDS.len());
     for (field, code) in REQUIRED_FIELDS {
-        match text_field(body, field, "")? {
+        match tencent::text_field(body, field, "")? {
             Some(value) if !value.is_empty() => required.push(value),
             _ => {
                 return Err(tencent::refusal(
@@ -278,7 +213,8 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
         .map_err(|_| tencent::refusal("InternalError", "the required fields could not be read"))?;
     let mut fields = Map::new();
     for field in KEPT_TEXT_FIELDS {
-        if let Some(value) = text_field(body, field, "")?.filter(|value| !value.is_empty()) {
+        if let Some(value) = tencent::text_field(body, field, "")?.filter(|value| !value.is_empty())
+        {
             fields.insert(field.to_owned(), Value::String(value));
         }
     }
@@ -289,11 +225,11 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
             format!("{field} can contain up to {MAX_INDEXED_ATTRIBUTE_CHARS} characters"),
         ));
     }
-    let groups = strings_field(body, "UserGroup", "")?;
+    let groups = tencent::strings_field(body, "UserGroup", "")?;
     if !groups.is_empty() {
         fields.insert("UserGroup".to_owned(), json!(groups));
     }
-    strings_field(body, "UserOrg", "")?;
+    tencent::strings_field(body, "UserOrg", "")?;
     // seed 003: "Birthdate No Integer" (milliseconds since the epoch).
     match body.get("Birthdate") {
         None | Some(Value::Null) => {}
@@ -301,7 +237,7 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
             fields.insert("Birthdate".to_owned(), Value::Number(number.clone()));
         }
         Some(_) => {
-            return Err(invalid(
+            return Err(tencent::invalid_value(
                 "the parameter Birthdate must be an integer".to_owned(),
             ));
         }
@@ -323,7 +259,7 @@ pub(super) fn check_user_store(
     body: &Map<String, Value>,
     user_store_id: &str,
 ) -> Result<(), Refusal> {
-    match text_field(body, "UserStoreId", "")? {
+    match tencent::text_field(body, "UserStoreId", "")? {
         None => Err(tencent::refusal(
             "MissingParameter",
             "the parameter UserStoreId is required",

@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use super::{
     ciam::{
         check_user_store, generate_id, member_maps_field, overlong_indexed_attribute, pick_account,
-        stored_fields, strings_field, text_field, user_store_id_of,
+        stored_fields, user_store_id_of,
     },
     jobs::{ImportedUser, SimJob},
+    pipeline::entries,
     state::{AppState, Refusal, RegisteredUser, SimAccount},
     tencent::{self, Product},
 };
@@ -287,13 +288,7 @@ fn complete(
 
 /// The identification of each user a body carries, read leniently for the call's record.
 fn carried_identifications(body: Option<&Value>) -> Vec<String> {
-    let Some(users) = body
-        .and_then(|body| body.get("DataFlowUserCreateList"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    users
+    entries(body, "DataFlowUserCreateList")
         .iter()
         .filter_map(Value::as_object)
         .map(identification_of)
@@ -312,38 +307,17 @@ fn identification_of(user: &Map<String, Value>) -> String {
         .to_owned()
 }
 
-fn refusal_of_shape(message: String) -> Refusal {
-    tencent::refusal("InvalidParameterValue", message)
-}
-
 /// Reads a CreateApiImportUserJob body strictly: the documented fields with their types.
 fn validate_job(body: Option<&Value>, user_store_id: &str) -> Result<Vec<ImportedUser>, Refusal> {
-    let body = request_object(body)?;
-    if let Some(unknown) = body
-        .keys()
-        .find(|key| !["UserStoreId", "DataFlowUserCreateList"].contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
+    let body = tencent::body_object(body)?;
+    tencent::only_known(
+        body,
+        |key| ["UserStoreId", "DataFlowUserCreateList"].contains(&key),
+        "",
+    )?;
     check_user_store(body, user_store_id)?;
-    let users = match body.get("DataFlowUserCreateList") {
-        // seed 004: "DataFlowUserCreateList.N Yes Array of ImportUser".
-        None | Some(Value::Null) => {
-            return Err(tencent::refusal(
-                "MissingParameter",
-                "the parameter DataFlowUserCreateList is required",
-            ));
-        }
-        Some(Value::Array(users)) => users,
-        Some(_) => {
-            return Err(refusal_of_shape(
-                "the parameter DataFlowUserCreateList must be an array".to_owned(),
-            ));
-        }
-    };
+    // seed 004: "DataFlowUserCreateList.N Yes Array of ImportUser".
+    let users = tencent::required_array(body, "DataFlowUserCreateList", "an array")?;
     if users.is_empty() {
         // seed 004: FailedOperation.ImportUserIsEmpty "The user is empty during user import".
         return Err(tencent::refusal(
@@ -358,45 +332,37 @@ fn validate_job(body: Option<&Value>, user_store_id: &str) -> Result<Vec<Importe
         .collect()
 }
 
-fn request_object(body: Option<&Value>) -> Result<&Map<String, Value>, Refusal> {
-    body.ok_or_else(|| tencent::refusal("InvalidParameter", "the request body is not valid JSON"))?
-        .as_object()
-        .ok_or_else(|| {
-            tencent::refusal("InvalidParameter", "the request body must be a JSON object")
-        })
-}
-
 fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refusal> {
     let path = format!("DataFlowUserCreateList.{index}.");
     let Some(user) = user.as_object() else {
-        return Err(refusal_of_shape(format!(
+        return Err(tencent::invalid_value(format!(
             "the parameter {path} must be an object"
         )));
     };
-    if let Some(unknown) = user.keys().find(|key| {
-        let key = key.as_str();
-        !IDENTIFIERS.contains(&key) && !TEXT_FIELDS.contains(&key) && !OTHER_FIELDS.contains(&key)
-    }) {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {path}{unknown} is not recognized"),
-        ));
-    }
+    tencent::only_known(
+        user,
+        |key| {
+            IDENTIFIERS.contains(&key) || TEXT_FIELDS.contains(&key) || OTHER_FIELDS.contains(&key)
+        },
+        &path,
+    )?;
     let mut fields = Map::new();
     for field in IDENTIFIERS.iter().skip(3).chain(TEXT_FIELDS.iter()) {
-        if let Some(value) = text_field(user, field, &path)?.filter(|value| !value.is_empty()) {
+        if let Some(value) =
+            tencent::text_field(user, field, &path)?.filter(|value| !value.is_empty())
+        {
             fields.insert((*field).to_owned(), Value::String(value));
         }
     }
     let [user_name, phone_number, email] =
-        ["UserName", "PhoneNumber", "Email"].map(|field| text_field(user, field, &path));
+        ["UserName", "PhoneNumber", "Email"].map(|field| tencent::text_field(user, field, &path));
     let (user_name, phone_number, email) = (
         user_name?.unwrap_or_default(),
         phone_number?.unwrap_or_default(),
         email?.unwrap_or_default(),
     );
-    let password = text_field(user, "Password", &path)?.filter(|value| !value.is_empty());
-    let groups = strings_field(user, "UserGroup", &path)?;
+    let password = tencent::text_field(user, "Password", &path)?.filter(|value| !value.is_empty());
+    let groups = tencent::strings_field(user, "UserGroup", &path)?;
     if !groups.is_empty() {
         fields.insert("UserGroup".to_owned(), json!(groups));
     }
@@ -406,7 +372,7 @@ fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refu
             fields.insert("IdentityVerified".to_owned(), json!(verified));
         }
         Some(_) => {
-            return Err(refusal_of_shape(format!(
+            return Err(tencent::invalid_value(format!(
                 "the parameter {path}IdentityVerified must be a boolean"
             )));
         }
@@ -458,21 +424,17 @@ fn validate_salt(user: &Map<String, Value>, path: &str) -> Result<(), Refusal> {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Object(salt)) => salt,
         Some(_) => {
-            return Err(refusal_of_shape(format!(
+            return Err(tencent::invalid_value(format!(
                 "the parameter {path}Salt must be an object"
             )));
         }
     };
-    let malformed = |what: &str| refusal_of_shape(format!("the parameter {path}Salt{what}"));
-    if let Some(unknown) = salt
-        .keys()
-        .find(|key| !["SaltValue", "SaltLocation"].contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {path}Salt.{unknown} is not recognized"),
-        ));
-    }
+    let malformed = |what: &str| tencent::invalid_value(format!("the parameter {path}Salt{what}"));
+    tencent::only_known(
+        salt,
+        |key| ["SaltValue", "SaltLocation"].contains(&key),
+        &format!("{path}Salt."),
+    )?;
     if !matches!(
         salt.get("SaltValue"),
         None | Some(Value::Null | Value::String(_))
@@ -514,19 +476,11 @@ fn validate_list(
     body: Option<&Value>,
     user_store_id: &str,
 ) -> Result<Option<Vec<String>>, Refusal> {
-    let body = request_object(body)?;
-    if let Some(unknown) = body
-        .keys()
-        .find(|key| !["UserStoreId", "JobIds"].contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
+    let body = tencent::body_object(body)?;
+    tencent::only_known(body, |key| ["UserStoreId", "JobIds"].contains(&key), "")?;
     check_user_store(body, user_store_id)?;
     // B.2 ListJobs: "JobIds []String opt (empty → all jobs)".
-    let job_ids = strings_field(body, "JobIds", "")?;
+    let job_ids = tencent::strings_field(body, "JobIds", "")?;
     Ok((!job_ids.is_empty()).then_some(job_ids))
 }
 

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{
-    pipeline::{carried_ids, owned_account},
+    pipeline::{account_by_app_id, carried_ids},
     state::{AppState, Refusal, RegisteredUser, SimAccount},
     tencent::{self, Product},
 };
@@ -38,7 +38,9 @@ impl Product for BatchRegister {
         secret_id: Option<&str>,
         body: Option<&Value>,
     ) -> Option<&'a SimAccount> {
-        pick_account(accounts, secret_id, first_sdk_app_id(body))
+        // One SecretId may own several apps: the body's SdkAppId picks among
+        // them, else the first configured is used.
+        account_by_app_id(accounts, Self::VENDOR, secret_id, first_sdk_app_id(body))
     }
 
     fn carried(body: Option<&Value>) -> Vec<String> {
@@ -65,18 +67,6 @@ impl Product for BatchRegister {
     }
 }
 
-/// The LCIC account a SecretId names. One SecretId may own several apps: the
-/// body's SdkAppId picks among them, else the first configured is used.
-fn pick_account<'a>(
-    accounts: &'a [SimAccount],
-    secret_id: Option<&str>,
-    sdk_app_id: Option<u64>,
-) -> Option<&'a SimAccount> {
-    owned_account(accounts, VendorKind::TencentLcic, secret_id, |account| {
-        Some(account.app_id) == sdk_app_id
-    })
-}
-
 fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
     body?.get("Users")?.get(0)?.get("SdkAppId")?.as_u64()
 }
@@ -90,41 +80,11 @@ fn carried_origin_ids(body: Option<&Value>) -> Vec<String> {
 
 /// Reads the body strictly: exactly the documented fields, with their types.
 fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<BatchUserRequest>, Refusal> {
-    let Some(body) = body else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body is not valid JSON",
-        ));
-    };
-    let Some(body) = body.as_object() else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body must be a JSON object",
-        ));
-    };
+    let body = tencent::body_object(body)?;
     // seed 000 "Input Parameters": Users is the only request field besides the common (header) ones.
-    if let Some(unknown) = body.keys().find(|key| *key != "Users") {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
-    let users = match body.get("Users") {
-        // seed 000: "Users.N Yes Array of BatchUserRequest".
-        None | Some(Value::Null) => {
-            return Err(tencent::refusal(
-                "MissingParameter",
-                "the parameter Users is required",
-            ));
-        }
-        Some(Value::Array(users)) => users,
-        Some(_) => {
-            return Err(tencent::refusal(
-                "InvalidParameterValue",
-                "the parameter Users must be an array of users",
-            ));
-        }
-    };
+    tencent::only_known(body, |key| key == "Users", "")?;
+    // seed 000: "Users.N Yes Array of BatchUserRequest".
+    let users = tencent::required_array(body, "Users", "an array of users")?;
     if users.is_empty() {
         return Err(tencent::refusal(
             "InvalidParameterValue",
@@ -156,12 +116,8 @@ fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserReq
         ));
     };
     // vendors.md B.1: BatchUserRequest has SdkAppId, Name, OriginId and Avatar only.
-    if let Some(unknown) = user.keys().find(|key| !USER_FIELDS.contains(&key.as_str())) {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter Users.{index}.{unknown} is not recognized"),
-        ));
-    }
+    let path = format!("Users.{index}.");
+    tencent::only_known(user, |key| USER_FIELDS.contains(&key), &path)?;
     let sdk_app_id = match user.get("SdkAppId") {
         // vendors.md B.1: SdkAppId is required.
         None | Some(Value::Null) => {
@@ -191,14 +147,7 @@ fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserReq
         }
     };
     let text = |field: &str| -> Result<String, Refusal> {
-        match user.get(field) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(tencent::refusal(
-                "InvalidParameterValue",
-                format!("the parameter Users.{index}.{field} must be a string"),
-            )),
-        }
+        Ok(tencent::text_field(user, field, &path)?.unwrap_or_default())
     };
     Ok(BatchUserRequest {
         sdk_app_id,
@@ -420,7 +369,8 @@ mod tests {
             account(VendorKind::TencentLcic, 3, "other"),
         ];
         let app_of = |secret_id, sdk_app_id| {
-            pick_account(&accounts, secret_id, sdk_app_id).map(|account| account.app_id)
+            account_by_app_id(&accounts, VendorKind::TencentLcic, secret_id, sdk_app_id)
+                .map(|account| account.app_id)
         };
         assert_eq!(app_of(Some("id"), Some(2)), Some(2));
         assert_eq!(app_of(Some("id"), Some(1)), Some(1));

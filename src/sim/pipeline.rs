@@ -140,17 +140,31 @@ pub(super) fn owned_account<'a>(
     Some(owned.find(|account| named(account)).unwrap_or(first))
 }
 
+/// The `vendor` account a credential id names, the body's app id picking
+/// among the apps one id owns (see [`owned_account`]).
+pub(super) fn account_by_app_id<'a>(
+    accounts: &'a [SimAccount],
+    vendor: VendorKind,
+    secret_id: Option<&str>,
+    app_id: Option<u64>,
+) -> Option<&'a SimAccount> {
+    owned_account(accounts, vendor, secret_id, |account| {
+        Some(account.app_id) == app_id
+    })
+}
+
+/// The entries of a body's `list` array; none when it has no such array.
+pub(super) fn entries<'a>(body: Option<&'a Value>, list: &str) -> &'a [Value] {
+    body.and_then(|body| body.get(list))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
 /// The ids a body's `list` carries, read leniently for the call's record: an
 /// entry without `id` (or with null) carries ""; entries that are not
 /// objects or whose `id` is not a string are skipped.
 pub(super) fn carried_ids(body: Option<&Value>, list: &str, id: &str) -> Vec<String> {
-    let Some(entries) = body
-        .and_then(|body| body.get(list))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    entries
+    entries(body, list)
         .iter()
         .filter_map(|entry| match entry.as_object()?.get(id) {
             None | Some(Value::Null) => Some(String::new()),

@@ -301,6 +301,95 @@ fn is_json_content_type(value: &str) -> bool {
     }
 }
 
+// The body readers the Tencent products share.
+
+/// The body as a JSON object, else `InvalidParameter`.
+pub(super) fn body_object(body: Option<&Value>) -> Result<&Map<String, Value>, Refusal> {
+    body.ok_or_else(|| refusal("InvalidParameter", "the request body is not valid JSON"))?
+        .as_object()
+        .ok_or_else(|| refusal("InvalidParameter", "the request body must be a JSON object"))
+}
+
+/// A parameter of the wrong shape (docs/vendors/tencent-cloud-api.md, error codes).
+pub(super) fn invalid_value(message: String) -> Refusal {
+    refusal("InvalidParameterValue", message)
+}
+
+/// A string field: absent or null is `None`; any other type is refused.
+pub(super) fn text_field(
+    object: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<Option<String>, Refusal> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(invalid_value(format!(
+            "the parameter {path}{field} must be a string"
+        ))),
+    }
+}
+
+/// An array of strings: absent or null is empty.
+pub(super) fn strings_field(
+    object: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<Vec<String>, Refusal> {
+    let not_strings = || {
+        invalid_value(format!(
+            "the parameter {path}{field} must be an array of strings"
+        ))
+    };
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|value| value.as_str().map(str::to_owned).ok_or_else(not_strings))
+            .collect(),
+        Some(_) => Err(not_strings()),
+    }
+}
+
+/// Refuses the first key of `object` that is not `known` (`UnknownParameter`):
+/// a request parameter (`path` empty) is named quoted, a nested one after its `path`.
+pub(super) fn only_known(
+    object: &Map<String, Value>,
+    known: impl Fn(&str) -> bool,
+    path: &str,
+) -> Result<(), Refusal> {
+    match object.keys().find(|key| !known(key)) {
+        None => Ok(()),
+        Some(unknown) if path.is_empty() => Err(refusal(
+            "UnknownParameter",
+            format!("the parameter {unknown:?} is not recognized"),
+        )),
+        Some(unknown) => Err(refusal(
+            "UnknownParameter",
+            format!("the parameter {path}{unknown} is not recognized"),
+        )),
+    }
+}
+
+/// A required array parameter: absent or null is `MissingParameter`, another
+/// type `InvalidParameterValue` ("the parameter {field} must be {shape}").
+pub(super) fn required_array<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+    shape: &str,
+) -> Result<&'a Vec<Value>, Refusal> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(refusal(
+            "MissingParameter",
+            format!("the parameter {field} is required"),
+        )),
+        Some(Value::Array(values)) => Ok(values),
+        Some(_) => Err(invalid_value(format!(
+            "the parameter {field} must be {shape}"
+        ))),
+    }
+}
+
 /// vendors.md A.3: `{"Response":{"Error":{"Code","Message"},"RequestId"}}`.
 pub(super) fn error_response(refusal: &Refusal) -> Response {
     let body = json!({

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     faults::Fault,
-    pipeline::{BodyError, Endpoint, owned_account},
+    pipeline::{BodyError, Endpoint, account_by_app_id, entries},
     state::{AppState, Refusal, RegisteredUser, Shared, SimAccount},
 };
 use crate::{
@@ -89,7 +89,15 @@ impl Endpoint for RegisterUsers {
         head: &Head,
         body: Option<&Value>,
     ) -> Option<&'a SimAccount> {
-        pick_account(accounts, head.access_key_id.as_deref(), body_app_id(body))
+        // One key may own several apps (vendors.md D.4: limits are per account,
+        // shared by all AppIds): the body's AppId picks among them, else the
+        // first configured is used.
+        account_by_app_id(
+            accounts,
+            Self::VENDOR,
+            head.access_key_id.as_deref(),
+            body_app_id(body),
+        )
     }
 
     fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
@@ -156,19 +164,6 @@ pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
     }
 }
 
-/// The RTC account an access key names. One key may own several apps
-/// (vendors.md D.4: limits are per account, shared by all AppIds): the body's
-/// AppId picks among them, else the first configured is used.
-fn pick_account<'a>(
-    accounts: &'a [SimAccount],
-    access_key_id: Option<&str>,
-    app_id: Option<u64>,
-) -> Option<&'a SimAccount> {
-    owned_account(accounts, VendorKind::VolcRtc, access_key_id, |account| {
-        Some(account.app_id) == app_id
-    })
-}
-
 fn body_app_id(body: Option<&Value>) -> Option<u64> {
     body?.get("AppId")?.as_u64()
 }
@@ -176,13 +171,7 @@ fn body_app_id(body: Option<&Value>) -> Option<u64> {
 /// The UserIds a body carries, read leniently for the call's record: numbers
 /// as decimal text, strings as sent; entries without either are skipped.
 fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
-    let Some(users) = body
-        .and_then(|body| body.get("Users"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    users
+    entries(body, "Users")
         .iter()
         .filter_map(|user| match user.get("UserId")? {
             Value::Number(number) => Some(number.to_string()),
@@ -990,13 +979,17 @@ mod tests {
             ..account(1)
         };
         let accounts = [with_app(1), with_app(2)];
-        let app_of =
-            |app_id| pick_account(&accounts, Some(AK), app_id).map(|account| account.app_id);
+        let app_of = |app_id| {
+            account_by_app_id(&accounts, VendorKind::VolcRtc, Some(AK), app_id)
+                .map(|account| account.app_id)
+        };
         assert_eq!(app_of(Some(2)), Some(2));
         assert_eq!(app_of(Some(1)), Some(1));
         assert_eq!(app_of(None), Some(1));
         assert_eq!(app_of(Some(3)), Some(1));
-        assert!(pick_account(&accounts, Some("other"), Some(1)).is_none());
-        assert!(pick_account(&accounts, None, Some(1)).is_none());
+        assert!(
+            account_by_app_id(&accounts, VendorKind::VolcRtc, Some("other"), Some(1)).is_none()
+        );
+        assert!(account_by_app_id(&accounts, VendorKind::VolcRtc, None, Some(1)).is_none());
     }
 }
