@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{
     pipeline::{account_by_app_id, carried_ids},
-    state::{AppState, Refusal, RegisteredUser, SimAccount},
+    state::{AppState, Refusal, SimAccount},
     tencent::{self, Product},
 };
 use crate::{
@@ -169,21 +169,13 @@ fn register(app: &mut AppState, app_id: u64, users: Vec<BatchUserRequest>) -> Ve
             } else {
                 (user.origin_id, None)
             };
-            let held = app
-                .users
-                .entry(origin_id.clone())
-                .or_insert_with(|| RegisteredUser {
-                    origin_id: origin_id.clone(),
-                    vendor_user_id: generated.unwrap_or_else(generate_user_id),
-                    name: String::new(),
-                    avatar: String::new(),
-                    registrations: 0,
-                    fields: Default::default(),
-                });
             // seed 000: "If a user ID already exists, the existing one will be overwritten."
-            held.name = user.name;
-            held.avatar = user.avatar;
-            held.registrations = held.registrations.saturating_add(1);
+            let held = app.overwrite(
+                &origin_id,
+                || generated.unwrap_or_else(generate_user_id),
+                user.name,
+                user.avatar,
+            );
             BatchUserInfo {
                 sdk_app_id: app_id,
                 user_id: held.vendor_user_id.clone(),

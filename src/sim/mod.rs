@@ -81,12 +81,7 @@ impl Simulator {
         config: SimConfig,
         faults: SimFaults,
     ) -> anyhow::Result<Simulator> {
-        let shared = Arc::new(Shared::new(config.accounts)?);
-        shared.set_faults(faults);
-        let listener = bind(config.listen).await?;
-        let local_addr = listener
-            .local_addr()
-            .context("the vendor simulator socket has no local address")?;
+        let (shared, listener, local_addr) = listen(config, faults).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
@@ -183,12 +178,7 @@ pub async fn run(
     faults: SimFaults,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::new(config.accounts)?);
-    shared.set_faults(faults);
-    let listener = bind(config.listen).await?;
-    let address = listener
-        .local_addr()
-        .context("the vendor simulator socket has no local address")?;
+    let (shared, listener, address) = listen(config, faults).await?;
     tracing::info!(%address, accounts = shared.accounts.len(), "vendor simulator listening");
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
@@ -196,10 +186,20 @@ pub async fn run(
         .context("the vendor simulator stopped serving")
 }
 
-async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(listen)
+/// The simulator's memory of `config`'s accounts, with `faults`, and its bound socket.
+async fn listen(
+    config: SimConfig,
+    faults: SimFaults,
+) -> anyhow::Result<(Arc<Shared>, TcpListener, SocketAddr)> {
+    let shared = Arc::new(Shared::new(config.accounts)?);
+    shared.set_faults(faults);
+    let listener = TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("could not bind the vendor simulator to {listen}"))
+        .with_context(|| format!("could not bind the vendor simulator to {}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .context("the vendor simulator socket has no local address")?;
+    Ok((shared, listener, address))
 }
 
 fn endpoint_of(address: SocketAddr) -> String {

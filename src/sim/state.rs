@@ -117,6 +117,32 @@ pub(super) struct AppState {
 }
 
 impl AppState {
+    /// Registers a user under `origin_id`, or overwrites the one held there
+    /// (which keeps its vendor id); counts the registration either way.
+    pub(super) fn overwrite(
+        &mut self,
+        origin_id: &str,
+        vendor_user_id: impl FnOnce() -> String,
+        name: String,
+        avatar: String,
+    ) -> &mut RegisteredUser {
+        let held = self
+            .users
+            .entry(origin_id.to_owned())
+            .or_insert_with(|| RegisteredUser {
+                origin_id: origin_id.to_owned(),
+                vendor_user_id: vendor_user_id(),
+                name: String::new(),
+                avatar: String::new(),
+                registrations: 0,
+                fields: BTreeMap::new(),
+            });
+        held.name = name;
+        held.avatar = avatar;
+        held.registrations = held.registrations.saturating_add(1);
+        held
+    }
+
     pub(super) fn new(qps: u32) -> Self {
         AppState {
             window: SlidingWindow::per_second(qps),

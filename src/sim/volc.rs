@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use super::{
     faults::Fault,
     pipeline::{BodyError, Endpoint, account_by_app_id, entries},
-    state::{AppState, Refusal, RegisteredUser, Shared, SimAccount},
+    state::{AppState, Refusal, Shared, SimAccount},
 };
 use crate::{
     domain::VendorKind,
@@ -526,23 +526,10 @@ fn register(app: &mut AppState, users: Vec<Checked>) -> Vec<Value> {
         if let Some(is_robot) = user.is_robot {
             fields.insert("IsRobot".to_owned(), is_robot.to_string());
         }
-        let held = app
-            .users
-            .entry(user_id.clone())
-            .or_insert_with(|| RegisteredUser {
-                origin_id: user_id.clone(),
-                // Volcengine keeps the caller's UserId; it assigns no id of its own.
-                vendor_user_id: user_id.clone(),
-                name: String::new(),
-                avatar: String::new(),
-                registrations: 0,
-                fields: BTreeMap::new(),
-            });
         // seed 002: registering again stores the user's data anew (it is overwritten).
-        held.name = user.nick_name;
-        held.avatar = user.portrait;
+        // Volcengine keeps the caller's UserId; it assigns no id of its own.
+        let held = app.overwrite(&user_id, || user_id.clone(), user.nick_name, user.portrait);
         held.fields = fields;
-        held.registrations = held.registrations.saturating_add(1);
     }
     failed
 }
