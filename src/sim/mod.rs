@@ -381,4 +381,136 @@ mod tests {
             assert!(users_query(Some(bad)).is_err(), "{bad}");
         }
     }
+
+    /// The modules of src/sim and the ones each names (`super::x`,
+    /// `crate::sim::x`, or in mod.rs a child path `x::`); "mod" is mod.rs.
+    fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sim");
+        let mut sources = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|extension| extension == "rs") {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                // Comment lines may name modules in prose; code lines are what counts.
+                let code: String = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                    .map(|line| format!("{line}\n"))
+                    .collect();
+                sources.insert(name, code);
+            }
+        }
+        let modules: BTreeSet<String> = sources.keys().cloned().collect();
+        let ident = |text: &str| -> String {
+            text.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        // The top-level names of the `{...}` group that `text` starts with.
+        let group = |text: &str| -> Vec<String> {
+            let (mut depth, mut names, mut current) = (0, Vec::new(), String::new());
+            for c in text.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+                if depth == 1 && c == ',' {
+                    names.push(std::mem::take(&mut current));
+                } else {
+                    current.push(c);
+                }
+            }
+            names.push(current);
+            names
+                .iter()
+                .map(|name| ident(name.trim_start_matches(['{', ' ', '\n'])))
+                .collect()
+        };
+        let mut graph = BTreeMap::new();
+        for (name, code) in &sources {
+            let mut named = Vec::new();
+            let prefixes: &[&str] = if name == "mod" {
+                &["crate::sim::"]
+            } else {
+                &["super::", "crate::sim::"]
+            };
+            for prefix in prefixes {
+                for (at, _) in code.match_indices(prefix) {
+                    let mut rest = &code[at + prefix.len()..];
+                    while let Some(inner) = rest.strip_prefix("super::") {
+                        rest = inner;
+                    }
+                    if rest.starts_with('{') {
+                        named.extend(group(rest));
+                    } else if !rest.starts_with('*') {
+                        named.push(ident(rest));
+                    }
+                }
+            }
+            if name == "mod" {
+                for (at, _) in code.match_indices("::") {
+                    let before = &code[..at];
+                    let start = before
+                        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .map_or(0, |index| index + 1);
+                    let preceded_by_path = before[..start].ends_with(':');
+                    if !preceded_by_path && modules.contains(&before[start..]) {
+                        named.push(before[start..].to_owned());
+                    }
+                }
+            }
+            let edges: BTreeSet<String> = named
+                .into_iter()
+                .filter(|target| !target.is_empty())
+                .map(|target| {
+                    if modules.contains(&target) {
+                        target
+                    } else {
+                        "mod".to_owned()
+                    }
+                })
+                .filter(|target| target != name)
+                .collect();
+            graph.insert(name.clone(), edges);
+        }
+        graph
+    }
+
+    #[test]
+    fn the_simulator_modules_import_no_cycle() {
+        let graph = module_graph();
+        // The Tencent gateway is a leaf the products use; the routing imports both.
+        assert!(graph["lcic"].contains("tencent") && graph["routes"].contains("lcic"));
+        assert!(!graph["tencent"].contains("lcic") && !graph["tencent"].contains("mod"));
+        // Depth-first search: a module met again while still on the path closes a cycle.
+        fn visit<'a>(
+            graph: &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+            module: &'a str,
+            path: &mut Vec<&'a str>,
+            done: &mut std::collections::BTreeSet<&'a str>,
+        ) {
+            if let Some(start) = path.iter().position(|on_path| *on_path == module) {
+                panic!("import cycle: {} -> {module}", path[start..].join(" -> "));
+            }
+            if !done.insert(module) {
+                return;
+            }
+            path.push(module);
+            for next in &graph[module] {
+                visit(graph, next, path, done);
+            }
+            path.pop();
+        }
+        let mut done = std::collections::BTreeSet::new();
+        for module in graph.keys() {
+            visit(&graph, module, &mut Vec::new(), &mut done);
+        }
+    }
 }
