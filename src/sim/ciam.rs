@@ -11,7 +11,6 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    pipeline::owned_account,
     state::{AppState, Refusal, RegisteredUser, SimAccount},
     tencent::{self, Product},
 };
@@ -81,12 +80,8 @@ impl Product for CreateUser {
     type Valid = NewUser;
     type Accepted = Value;
 
-    fn named_account<'a>(
-        accounts: &'a [SimAccount],
-        secret_id: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<&'a SimAccount> {
-        pick_account(accounts, Self::VENDOR, secret_id, user_store_id_of(body))
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        names_user_store(account, body)
     }
 
     fn carried(body: Option<&Value>) -> Vec<String> {
@@ -115,17 +110,9 @@ impl Product for CreateUser {
     }
 }
 
-/// The `vendor` account a SecretId names. One SecretId may own several user
-/// stores: the body's UserStoreId picks among them, else the first is used.
-pub(super) fn pick_account<'a>(
-    accounts: &'a [SimAccount],
-    vendor: VendorKind,
-    secret_id: Option<&str>,
-    user_store_id: Option<&str>,
-) -> Option<&'a SimAccount> {
-    owned_account(accounts, vendor, secret_id, |account| {
-        Some(account.user_store_id.as_str()) == user_store_id
-    })
+/// One SecretId may own several user stores: the body's UserStoreId picks.
+pub(super) fn names_user_store(account: &SimAccount, body: &Value) -> bool {
+    user_store_id_of(Some(body)) == Some(account.user_store_id.as_str())
 }
 
 pub(super) fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
@@ -379,8 +366,6 @@ pub(super) fn generate_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
-
     use super::*;
 
     const STORE: &str = "2c3aca3b****************a7efe88e";
@@ -561,38 +546,6 @@ mod tests {
         );
         assert_eq!(code(user("b", "2", "b@x")), None);
         assert_eq!(app.users.len(), 2);
-    }
-
-    #[test]
-    fn a_secret_id_owning_several_stores_is_resolved_by_the_user_store_id() {
-        let account = |vendor, app_id, store: &str, secret_id: &str| SimAccount {
-            vendor,
-            app_id,
-            user_store_id: store.to_owned(),
-            secret_id: secret_id.to_owned(),
-            secret_key: SecretString::from("key"),
-            qps: 1,
-        };
-        let ciam = VendorKind::TencentCiam;
-        let accounts = [
-            account(VendorKind::TencentLcic, 9, "", "id"),
-            account(VendorKind::TencentCiamImport, 8, "s1", "id"),
-            account(ciam, 1, "s1", "id"),
-            account(ciam, 2, "s2", "id"),
-        ];
-        let app_of = |vendor, secret_id, store| {
-            pick_account(&accounts, vendor, secret_id, store).map(|account| account.app_id)
-        };
-        assert_eq!(app_of(ciam, Some("id"), Some("s2")), Some(2));
-        assert_eq!(app_of(ciam, Some("id"), Some("s1")), Some(1));
-        assert_eq!(app_of(ciam, Some("id"), None), Some(1));
-        assert_eq!(app_of(ciam, Some("id"), Some("nope")), Some(1));
-        assert_eq!(
-            app_of(VendorKind::TencentCiamImport, Some("id"), Some("s2")),
-            Some(8)
-        );
-        assert_eq!(app_of(ciam, Some("other"), Some("s1")), None);
-        assert_eq!(app_of(ciam, None, Some("s1")), None);
     }
 
     #[test]

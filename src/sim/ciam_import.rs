@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use super::{
     ciam::{
-        check_user_store, generate_id, member_maps_field, overlong_indexed_attribute, pick_account,
-        stored_fields, user_store_id_of,
+        check_user_store, generate_id, member_maps_field, names_user_store,
+        overlong_indexed_attribute, stored_fields,
     },
     jobs::{ImportedUser, SimJob},
     pipeline::entries,
@@ -99,12 +99,8 @@ impl Product for CreateJob {
     type Valid = Vec<ImportedUser>;
     type Accepted = Value;
 
-    fn named_account<'a>(
-        accounts: &'a [SimAccount],
-        secret_id: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<&'a SimAccount> {
-        pick_account(accounts, Self::VENDOR, secret_id, user_store_id_of(body))
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        names_user_store(account, body)
     }
 
     fn carried(body: Option<&Value>) -> Vec<String> {
@@ -165,12 +161,8 @@ impl Product for ListJobs {
     type Valid = Option<Vec<String>>;
     type Accepted = Vec<Value>;
 
-    fn named_account<'a>(
-        accounts: &'a [SimAccount],
-        secret_id: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<&'a SimAccount> {
-        CreateJob::named_account(accounts, secret_id, body)
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        names_user_store(account, body)
     }
 
     fn carried(_body: Option<&Value>) -> Vec<String> {
@@ -486,7 +478,13 @@ fn validate_list(
 
 #[cfg(test)]
 mod tests {
-    use super::super::jobs::{PENDING_FOR, PROCESSING_BASE, PROCESSING_PER_USER};
+    use secrecy::SecretString;
+
+    use super::super::{
+        ciam::CreateUser,
+        jobs::{PENDING_FOR, PROCESSING_BASE, PROCESSING_PER_USER},
+        pipeline::Endpoint,
+    };
     use super::*;
     use crate::vendor_api::tencent::ciam_import::{
         STATUS_COMPLETED, STATUS_PENDING, STATUS_PROCESSING,
@@ -762,5 +760,45 @@ mod tests {
             code(json!({"UserStoreId": STORE, "Limit": 1})).as_deref(),
             Some("UnknownParameter")
         );
+    }
+
+    #[test]
+    fn a_secret_id_owning_several_stores_is_resolved_by_the_user_store_id() {
+        let account = |vendor, app_id, store: &str, secret_id: &str| SimAccount {
+            vendor,
+            app_id,
+            user_store_id: store.to_owned(),
+            secret_id: secret_id.to_owned(),
+            secret_key: SecretString::from("key"),
+            qps: 1,
+        };
+        let ciam = VendorKind::TencentCiam;
+        let accounts = [
+            account(VendorKind::TencentLcic, 9, "", "id"),
+            account(VendorKind::TencentCiamImport, 8, "s1", "id"),
+            account(ciam, 1, "s1", "id"),
+            account(ciam, 2, "s2", "id"),
+        ];
+        let app_of = |vendor, secret_id: Option<&str>, store: Option<&str>| {
+            let secret_id = secret_id.map(str::to_owned);
+            let body = store.map(|store| json!({ "UserStoreId": store }));
+            let picked = match vendor {
+                VendorKind::TencentCiam => {
+                    <CreateUser as Endpoint>::pick_account(&accounts, &secret_id, body.as_ref())
+                }
+                _ => <CreateJob as Endpoint>::pick_account(&accounts, &secret_id, body.as_ref()),
+            };
+            picked.map(|account| account.app_id)
+        };
+        assert_eq!(app_of(ciam, Some("id"), Some("s2")), Some(2));
+        assert_eq!(app_of(ciam, Some("id"), Some("s1")), Some(1));
+        assert_eq!(app_of(ciam, Some("id"), None), Some(1));
+        assert_eq!(app_of(ciam, Some("id"), Some("nope")), Some(1));
+        assert_eq!(
+            app_of(VendorKind::TencentCiamImport, Some("id"), Some("s2")),
+            Some(8)
+        );
+        assert_eq!(app_of(ciam, Some("other"), Some("s1")), None);
+        assert_eq!(app_of(ciam, None, Some("s1")), None);
     }
 }

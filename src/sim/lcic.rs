@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{
-    pipeline::{account_by_app_id, carried_ids},
+    pipeline::carried_ids,
     state::{AppState, Refusal, SimAccount},
     tencent::{self, Product},
 };
@@ -33,14 +33,9 @@ impl Product for BatchRegister {
     type Valid = Vec<BatchUserRequest>;
     type Accepted = Vec<BatchUserInfo>;
 
-    fn named_account<'a>(
-        accounts: &'a [SimAccount],
-        secret_id: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<&'a SimAccount> {
-        // One SecretId may own several apps: the body's SdkAppId picks among
-        // them, else the first configured is used.
-        account_by_app_id(accounts, Self::VENDOR, secret_id, first_sdk_app_id(body))
+    /// One SecretId may own several apps: the body's (first) SdkAppId picks.
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        first_sdk_app_id(Some(body)) == Some(account.app_id)
     }
 
     fn carried(body: Option<&Value>) -> Vec<String> {
@@ -220,6 +215,7 @@ mod tests {
     use secrecy::SecretString;
     use serde_json::json;
 
+    use super::super::pipeline::Endpoint;
     use super::*;
 
     const APP_ID: u64 = 1_400_000_001;
@@ -360,8 +356,10 @@ mod tests {
             account(VendorKind::TencentLcic, 2, "id"),
             account(VendorKind::TencentLcic, 3, "other"),
         ];
-        let app_of = |secret_id, sdk_app_id| {
-            account_by_app_id(&accounts, VendorKind::TencentLcic, secret_id, sdk_app_id)
+        let app_of = |secret_id: Option<&str>, sdk_app_id: Option<u64>| {
+            let secret_id = secret_id.map(str::to_owned);
+            let body = sdk_app_id.map(|sdk_app_id| json!({"Users": [{"SdkAppId": sdk_app_id}]}));
+            <BatchRegister as Endpoint>::pick_account(&accounts, &secret_id, body.as_ref())
                 .map(|account| account.app_id)
         };
         assert_eq!(app_of(Some("id"), Some(2)), Some(2));

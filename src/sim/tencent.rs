@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     faults::Fault,
-    pipeline::{BodyError, Endpoint},
+    pipeline::{BodyError, Endpoint, owned_account},
     state::{AppState, Refusal, Shared, SimAccount},
 };
 use crate::{domain::VendorKind, vendor_api::tencent::tc3_verify};
@@ -43,13 +43,10 @@ pub(super) trait Product {
     type Valid;
     type Accepted;
 
-    /// The account a SecretId names, with the body (once read) picking among
-    /// the accounts one SecretId owns.
-    fn named_account<'a>(
-        accounts: &'a [SimAccount],
-        secret_id: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<&'a SimAccount>;
+    /// Whether the body names `account` (by its app or user store): one
+    /// SecretId may own several accounts of the product; the one the body
+    /// names is picked, else the first configured.
+    fn names(account: &SimAccount, body: &Value) -> bool;
     /// The users the call carries, read leniently for its record.
     fn carried(body: Option<&Value>) -> Vec<String>;
     /// Reads the body strictly, for the authenticated account.
@@ -97,7 +94,9 @@ impl<P: Product> Endpoint for P {
         secret_id: &Option<String>,
         body: Option<&Value>,
     ) -> Option<&'a SimAccount> {
-        P::named_account(accounts, secret_id.as_deref(), body)
+        owned_account(accounts, P::VENDOR, secret_id.as_deref(), |account| {
+            body.is_some_and(|body| P::names(account, body))
+        })
     }
 
     fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
