@@ -4,9 +4,11 @@
 //! strictly against seed 003's fields; an accepted call creates one user,
 //! keyed by UserName, unless its UserName, PhoneNumber or Email is taken.
 //! The password is checked for presence and then dropped: the simulator
-//! keeps `PasswordSet`, never the password. Also the CIAM body rules the
-//! simulated import jobs share (field readers, the user store check, taken
-//! identifiers). Sources: seed 003, vendors.md A and B.2.
+//! keeps `PasswordSet`, never the password. Also the CIAM rules the
+//! simulated import jobs share (docs/vendors/ciam.md): which user store a
+//! body names, the UserStoreId check, CustomizationAttributes and
+//! IndexedAttributeN lengths, how fields are kept and ids generated.
+//! Sources: seed 003, vendors.md A and B.2.
 
 use serde_json::{Map, Value, json};
 
@@ -115,7 +117,7 @@ pub(super) fn names_user_store(account: &SimAccount, body: &Value) -> bool {
     user_store_id_of(Some(body)) == Some(account.user_store_id.as_str())
 }
 
-pub(super) fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
+fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
     body?.get("UserStoreId")?.as_str()
 }
 
@@ -260,7 +262,7 @@ pub(super) fn check_user_store(
 }
 
 /// The code for the first identifier of a user that the store holds already.
-pub(super) fn taken_identifier(
+fn taken_identifier(
     app: &AppState,
     user_name: &str,
     phone_number: &str,

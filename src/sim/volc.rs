@@ -6,6 +6,10 @@
 //! Every answer is Volcengine's `ResponseMetadata` envelope; nothing in it
 //! reveals the expected signature or the account's key (the refusal texts of
 //! `volc_verify::VerifyError` are fixed). Sources: seed 002 and vendors.md D.
+//!
+//! The handler is an `Endpoint` of the shared pipeline (`pipeline`); the
+//! region an answer names is the one the caller signed for
+//! (docs/vendors/volc-rtc.md).
 
 use std::collections::BTreeMap;
 

@@ -7,6 +7,11 @@
 //! user of a call registers, the call fails as a whole (Code≠0, with the
 //! `ErrorList`) and takes no quota slot. Sources: seed 001, vendors.md C and
 //! ZEGOCLOUD docs_all `Return codes.mdx`.
+//!
+//! The handler is an `Endpoint` of the shared pipeline (`pipeline`); its
+//! hooks keep ZEGO's order: the AppId names the account before the body is
+//! read, and a call none of whose users would register is judged before
+//! the quota step (docs/vendors/zim.md).
 
 use std::collections::{BTreeMap, HashSet};
 
