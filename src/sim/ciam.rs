@@ -4,28 +4,21 @@
 //! strictly against seed 003's fields; an accepted call creates one user,
 //! keyed by UserName, unless its UserName, PhoneNumber or Email is taken.
 //! The password is checked for presence and then dropped: the simulator
-//! keeps `PasswordSet`, never the password. Also the helpers the simulated
-//! import jobs share: account lookup, gateway checks and a quota step whose
-//! verdict may depend on the store's memory. Sources: seed 003, vendors.md
-//! A and B.2.
+//! keeps `PasswordSet`, never the password. Also the CIAM rules the
+//! simulated import jobs share (docs/vendors/ciam.md): which user store a
+//! body names, the UserStoreId check, CustomizationAttributes and
+//! IndexedAttributeN lengths, how fields are kept and ids generated.
+//! Sources: seed 003, vendors.md A and B.2.
 
-use axum::{body::Body, response::Response};
-use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    state::{AppState, Refusal, RegisteredUser, SimAccount},
     tencent::{self, Product},
 };
 use crate::{
     domain::VendorKind,
     vendor_api::tencent::ciam::{ACTION, MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
-};
-
-pub(super) const PRODUCT: Product = Product {
-    service: SERVICE,
-    version: VERSION,
 };
 
 /// seed 003 "Input Parameters" besides the common ones, and B.2's optional UserOrg.
@@ -69,7 +62,7 @@ const KEPT_TEXT_FIELDS: [&str; 7] = [
 
 /// A user a valid CreateUser body describes; the password is not among its fields.
 #[derive(Debug, PartialEq, Eq)]
-struct NewUser {
+pub(super) struct NewUser {
     user_name: String,
     phone_number: String,
     email: String,
@@ -77,223 +70,55 @@ struct NewUser {
     fields: Map<String, Value>,
 }
 
-/// Answers one `CreateUser` call and records it.
-pub(super) async fn create_user(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let vendor = VendorKind::TencentCiam;
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let body = match read_request_body(shared, parts, body, vendor, ACTION).await {
-        Ok(body) => body,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        vendor,
-        secret_id.as_deref(),
-        user_store_id_of(parsed.as_ref()),
-    );
-    let user_name = parsed
-        .as_ref()
-        .and_then(|body| body.get("UserName"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let call = call_info(vendor, ACTION, account, user_name.into_iter().collect());
-    let (account, call) = match gateway(shared, parts, &body, account, call) {
-        Ok(admitted) => admitted,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let verdict = validate_body(parsed.as_ref(), &account.user_store_id);
-    let decision = admit_checked(shared, account, call, verdict, |app, new_user| {
+/// `CreateUser`, behind the Tencent gateway.
+pub(super) struct CreateUser;
+
+impl Product for CreateUser {
+    const VENDOR: VendorKind = VendorKind::TencentCiam;
+    const ACTION: &'static str = ACTION;
+    const SERVICE: &'static str = SERVICE;
+    const VERSION: &'static str = VERSION;
+    const NEEDS_REGION: bool = true;
+    type Valid = NewUser;
+    type Accepted = Value;
+
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        names_user_store(account, body)
+    }
+
+    fn carried(body: Option<&Value>) -> Vec<String> {
+        body.and_then(|body| body.get("UserName"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    }
+
+    fn check_body(body: Option<&Value>, account: &SimAccount) -> Result<NewUser, Refusal> {
+        validate_body(body, &account.user_store_id)
+    }
+
+    fn apply(
+        app: &mut AppState,
+        account: &SimAccount,
+        new_user: NewUser,
+    ) -> Result<Value, Refusal> {
         create(app, &account.user_store_id, new_user)
-    });
-    match decision {
+    }
+
+    fn answer(user: Value) -> Result<Map<String, Value>, Refusal> {
         // seed 003 "Output Example": {"Response":{"User":{...},"RequestId"}}.
-        Ok(user) => tencent::success_response(Map::from_iter([("User".to_owned(), user)])),
-        Err(refusal) => tencent::error_response(&refusal),
+        Ok(Map::from_iter([("User".to_owned(), user)]))
     }
 }
 
-/// Reads a CIAM request body; a body that cannot be read is refused and recorded
-/// (the refusal is returned for the answer).
-pub(super) async fn read_request_body(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-    vendor: VendorKind,
-    action: &'static str,
-) -> Result<Bytes, Refusal> {
-    let error = match read_body(&parts.headers, body, tencent::MAX_BODY_BYTES).await {
-        Ok(body) => return Ok(body),
-        Err(error) => error,
-    };
-    let refusal = match error {
-        // vendors.md A.1: POST v3 bodies are at most 10 MB.
-        BodyError::TooLarge => tencent::refusal(
-            "RequestSizeLimitExceeded",
-            "the request body is larger than 10 MB",
-        ),
-        BodyError::Unreadable => {
-            tencent::refusal("InvalidParameter", "the request body could not be read")
-        }
-    };
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let account = pick_account(&shared.accounts, vendor, secret_id.as_deref(), None);
-    shared.refuse(call_info(vendor, action, account, Vec::new()), &refusal);
-    Err(refusal)
+/// One SecretId may own several user stores: the body's UserStoreId picks.
+pub(super) fn names_user_store(account: &SimAccount, body: &Value) -> bool {
+    user_store_id_of(Some(body)) == Some(account.user_store_id.as_str())
 }
 
-/// The gateway's checks (vendors.md A.1) and the region CIAM requires; a
-/// refused call is recorded, and the refusal returned for the answer.
-pub(super) fn gateway<'a>(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: &[u8],
-    account: Option<&'a SimAccount>,
-    call: CallInfo,
-) -> Result<(&'a SimAccount, CallInfo), Refusal> {
-    let checked = tencent::check_request(&parts.headers, body, PRODUCT, account).and_then(|()| {
-        let region = parts
-            .headers
-            .get("x-tc-region")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        // seed 003/004: "Region Yes" — CIAM answers nothing without X-TC-Region.
-        if region.trim().is_empty() {
-            return Err(tencent::refusal(
-                "MissingParameter",
-                "the parameter Region (X-TC-Region) is required",
-            ));
-        }
-        // check_request refuses a SecretId without an account; kept for totality.
-        account.ok_or_else(|| {
-            tencent::refusal("AuthFailure.SecretIdNotFound", "the SecretId is not known")
-        })
-    });
-    match checked {
-        Ok(account) => Ok((account, call)),
-        Err(refusal) => {
-            shared.refuse(call, &refusal);
-            Err(refusal)
-        }
-    }
-}
-
-pub(super) fn call_info(
-    vendor: VendorKind,
-    action: &'static str,
-    account: Option<&SimAccount>,
-    user_ids: Vec<String>,
-) -> CallInfo {
-    CallInfo {
-        vendor,
-        action,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
-    }
-}
-
-/// The `vendor` account a SecretId names. One SecretId may own several user
-/// stores: the body's UserStoreId picks among them, else the first is used.
-pub(super) fn pick_account<'a>(
-    accounts: &'a [SimAccount],
-    vendor: VendorKind,
-    secret_id: Option<&str>,
-    user_store_id: Option<&str>,
-) -> Option<&'a SimAccount> {
-    let secret_id = secret_id?;
-    let mut owned = accounts
-        .iter()
-        .filter(|account| account.vendor == vendor && account.secret_id == secret_id);
-    let first = owned.next()?;
-    if Some(first.user_store_id.as_str()) == user_store_id {
-        return Some(first);
-    }
-    Some(
-        owned
-            .find(|account| Some(account.user_store_id.as_str()) == user_store_id)
-            .unwrap_or(first),
-    )
-}
-
-pub(super) fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
+fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
     body?.get("UserStoreId")?.as_str()
-}
-
-/// The quota step, then the body's verdict, then `accept`, which may refuse
-/// because of what the store holds (an existing user, two running jobs),
-/// all under one lock so concurrent calls cannot both pass. Like
-/// `Shared::admit`, a throttled or refused call takes no quota slot and
-/// changes nothing; every call is recorded with its fate.
-pub(super) fn admit_checked<V, T>(
-    shared: &Shared,
-    account: &SimAccount,
-    call: CallInfo,
-    verdict: Result<V, Refusal>,
-    accept: impl FnOnce(&mut AppState, V) -> Result<T, Refusal>,
-) -> Result<T, Refusal> {
-    let mut guard = shared.lock();
-    let state = &mut *guard;
-    let now = Instant::now();
-    let app = state
-        .apps
-        .entry((account.vendor, account.app_id))
-        .or_insert_with(|| AppState::new(account.qps));
-    let decision = if !app.window.admits(now) {
-        Err(tencent::throttled())
-    } else {
-        verdict.and_then(|valid| {
-            let answer = accept(app, valid)?;
-            app.window.record(now);
-            app.accepted.push(now);
-            Ok(answer)
-        })
-    };
-    shared.record(state, now, call, decision.as_ref().err());
-    decision
-}
-
-fn invalid(message: String) -> Refusal {
-    tencent::refusal("InvalidParameterValue", message)
-}
-
-/// A string field: absent or null is `None`; any other type is refused.
-pub(super) fn text_field(
-    object: &Map<String, Value>,
-    field: &str,
-    path: &str,
-) -> Result<Option<String>, Refusal> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(invalid(format!(
-            "the parameter {path}{field} must be a string"
-        ))),
-    }
-}
-
-/// An array of strings: absent or null is empty.
-pub(super) fn strings_field(
-    object: &Map<String, Value>,
-    field: &str,
-    path: &str,
-) -> Result<Vec<String>, Refusal> {
-    let not_strings = || {
-        invalid(format!(
-            "the parameter {path}{field} must be an array of strings"
-        ))
-    };
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(values)) => values
-            .iter()
-            .map(|value| value.as_str().map(str::to_owned).ok_or_else(not_strings))
-            .collect(),
-        Some(_) => Err(not_strings()),
-    }
 }
 
 /// `CustomizationAttributes` (B.2 MemberMap: Name and Value required, Type optional);
@@ -323,17 +148,11 @@ pub(super) fn member_maps_field(
         let Some(attribute) = attribute.as_object() else {
             return Err(malformed("must be an object"));
         };
-        if let Some(unknown) = attribute
-            .keys()
-            .find(|key| !["Name", "Value", "Type"].contains(&key.as_str()))
-        {
-            return Err(tencent::refusal(
-                "UnknownParameter",
-                format!(
-                    "the parameter {path}CustomizationAttributes.{index}.{unknown} is not recognized"
-                ),
-            ));
-        }
+        tencent::only_known(
+            attribute,
+            |key| ["Name", "Value", "Type"].contains(&key),
+            &format!("{path}CustomizationAttributes.{index}."),
+        )?;
         for required in ["Name", "Value"] {
             if !attribute.get(required).is_some_and(Value::is_string) {
                 return Err(malformed(&format!("needs a string {required}")));
@@ -363,31 +182,12 @@ pub(super) fn overlong_indexed_attribute(object: &Map<String, Value>) -> Option<
 
 /// Reads a CreateUser body strictly: exactly the documented fields, with their types.
 fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, Refusal> {
-    let Some(body) = body else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body is not valid JSON",
-        ));
-    };
-    let Some(body) = body.as_object() else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = body
-        .keys()
-        .find(|key| !CREATE_USER_FIELDS.contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
+    let body = tencent::body_object(body)?;
+    tencent::only_known(body, |key| CREATE_USER_FIELDS.contains(&key), "")?;
     check_user_store(body, user_store_id)?;
     let mut required = Vec::with_capacity(REQUIRED_FIELDS.len());
     for (field, code) in REQUIRED_FIELDS {
-        match text_field(body, field, "")? {
+        match tencent::text_field(body, field, "")? {
             Some(value) if !value.is_empty() => required.push(value),
             _ => {
                 return Err(tencent::refusal(
@@ -402,7 +202,8 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
         .map_err(|_| tencent::refusal("InternalError", "the required fields could not be read"))?;
     let mut fields = Map::new();
     for field in KEPT_TEXT_FIELDS {
-        if let Some(value) = text_field(body, field, "")?.filter(|value| !value.is_empty()) {
+        if let Some(value) = tencent::text_field(body, field, "")?.filter(|value| !value.is_empty())
+        {
             fields.insert(field.to_owned(), Value::String(value));
         }
     }
@@ -413,11 +214,11 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
             format!("{field} can contain up to {MAX_INDEXED_ATTRIBUTE_CHARS} characters"),
         ));
     }
-    let groups = strings_field(body, "UserGroup", "")?;
+    let groups = tencent::strings_field(body, "UserGroup", "")?;
     if !groups.is_empty() {
         fields.insert("UserGroup".to_owned(), json!(groups));
     }
-    strings_field(body, "UserOrg", "")?;
+    tencent::strings_field(body, "UserOrg", "")?;
     // seed 003: "Birthdate No Integer" (milliseconds since the epoch).
     match body.get("Birthdate") {
         None | Some(Value::Null) => {}
@@ -425,7 +226,7 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
             fields.insert("Birthdate".to_owned(), Value::Number(number.clone()));
         }
         Some(_) => {
-            return Err(invalid(
+            return Err(tencent::invalid_value(
                 "the parameter Birthdate must be an integer".to_owned(),
             ));
         }
@@ -447,7 +248,7 @@ pub(super) fn check_user_store(
     body: &Map<String, Value>,
     user_store_id: &str,
 ) -> Result<(), Refusal> {
-    match text_field(body, "UserStoreId", "")? {
+    match tencent::text_field(body, "UserStoreId", "")? {
         None => Err(tencent::refusal(
             "MissingParameter",
             "the parameter UserStoreId is required",
@@ -461,7 +262,7 @@ pub(super) fn check_user_store(
 }
 
 /// The code for the first identifier of a user that the store holds already.
-pub(super) fn taken_identifier(
+fn taken_identifier(
     app: &AppState,
     user_name: &str,
     phone_number: &str,
@@ -567,8 +368,6 @@ pub(super) fn generate_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
-
     use super::*;
 
     const STORE: &str = "2c3aca3b****************a7efe88e";
@@ -749,38 +548,6 @@ mod tests {
         );
         assert_eq!(code(user("b", "2", "b@x")), None);
         assert_eq!(app.users.len(), 2);
-    }
-
-    #[test]
-    fn a_secret_id_owning_several_stores_is_resolved_by_the_user_store_id() {
-        let account = |vendor, app_id, store: &str, secret_id: &str| SimAccount {
-            vendor,
-            app_id,
-            user_store_id: store.to_owned(),
-            secret_id: secret_id.to_owned(),
-            secret_key: SecretString::from("key"),
-            qps: 1,
-        };
-        let ciam = VendorKind::TencentCiam;
-        let accounts = [
-            account(VendorKind::TencentLcic, 9, "", "id"),
-            account(VendorKind::TencentCiamImport, 8, "s1", "id"),
-            account(ciam, 1, "s1", "id"),
-            account(ciam, 2, "s2", "id"),
-        ];
-        let app_of = |vendor, secret_id, store| {
-            pick_account(&accounts, vendor, secret_id, store).map(|account| account.app_id)
-        };
-        assert_eq!(app_of(ciam, Some("id"), Some("s2")), Some(2));
-        assert_eq!(app_of(ciam, Some("id"), Some("s1")), Some(1));
-        assert_eq!(app_of(ciam, Some("id"), None), Some(1));
-        assert_eq!(app_of(ciam, Some("id"), Some("nope")), Some(1));
-        assert_eq!(
-            app_of(VendorKind::TencentCiamImport, Some("id"), Some("s2")),
-            Some(8)
-        );
-        assert_eq!(app_of(ciam, Some("other"), Some("s1")), None);
-        assert_eq!(app_of(ciam, None, Some("s1")), None);
     }
 
     #[test]

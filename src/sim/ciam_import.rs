@@ -13,40 +13,28 @@
 //! choice the vendor module documents, since B.2 leaves it UNCONFIRMED. An
 //! imported user is kept under that same identifier.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashSet};
 
-use axum::{body::Body, response::Response};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::{
-    AppState, Refusal, RegisteredUser, Shared,
     ciam::{
-        admit_checked, call_info, check_user_store, gateway, generate_id, member_maps_field,
-        overlong_indexed_attribute, pick_account, read_request_body, stored_fields, strings_field,
-        text_field, user_store_id_of,
+        check_user_store, generate_id, member_maps_field, names_user_store,
+        overlong_indexed_attribute, stored_fields,
     },
-    tencent,
+    jobs::{ImportedUser, SimJob},
+    pipeline::entries,
+    state::{AppState, Refusal, RegisteredUser, SimAccount},
+    tencent::{self, Product},
 };
 use crate::{
     domain::VendorKind,
-    vendor_api::{
-        tencent::ciam::MAX_INDEXED_ATTRIBUTE_CHARS,
-        tencent::ciam_import::{
-            ACTION, BUSY_CODE, FailedUser, Job, MAX_RUNNING_JOBS, POLL_ACTION, STATUS_COMPLETED,
-            STATUS_PENDING, STATUS_PROCESSING, TYPE_IMPORT_USER,
-        },
+    vendor_api::tencent::{
+        ciam::{MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
+        ciam_import::{ACTION, BUSY_CODE, FailedUser, MAX_RUNNING_JOBS, POLL_ACTION},
     },
 };
-
-/// How long a new job stays PENDING.
-pub(super) const PENDING_FOR: Duration = Duration::from_millis(100);
-/// How long a job stays PROCESSING: a base and a little per user.
-pub(super) const PROCESSING_BASE: Duration = Duration::from_millis(200);
-pub(super) const PROCESSING_PER_USER: Duration = Duration::from_micros(100);
 
 /// What a failed user's FailedReason says when an identifier is taken.
 pub(super) const EXISTS_REASON: &str = "user already exists";
@@ -99,156 +87,35 @@ const OTHER_FIELDS: [&str; 5] = [
 /// B.2 PasswordEncryptTypeEnum values (plaintext and MD5 strings are UNCONFIRMED).
 const ENCRYPT_TYPES: [&str; 2] = ["SHA1", "BCRYPT"];
 
-/// The import jobs of one user store, oldest first.
-#[derive(Debug, Default)]
-pub(super) struct Jobs {
-    jobs: Vec<SimJob>,
-}
+/// `CreateApiImportUserJob`, behind the Tencent gateway (signed as CIAM).
+pub(super) struct CreateJob;
 
-impl Jobs {
-    pub(super) fn clear(&mut self) {
-        self.jobs.clear();
+impl Product for CreateJob {
+    const VENDOR: VendorKind = VendorKind::TencentCiamImport;
+    const ACTION: &'static str = ACTION;
+    const SERVICE: &'static str = SERVICE;
+    const VERSION: &'static str = VERSION;
+    const NEEDS_REGION: bool = true;
+    type Valid = Vec<ImportedUser>;
+    type Accepted = Value;
+
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        names_user_store(account, body)
     }
 
-    /// Every job, oldest first, timed relative to `started`.
-    pub(super) fn records(&self, started: Instant) -> Vec<SimJobRecord> {
-        let ms = |at: Instant| {
-            u64::try_from(at.saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX)
-        };
-        self.jobs
-            .iter()
-            .map(|job| SimJobRecord {
-                id: job.id.clone(),
-                users: job
-                    .users
-                    .iter()
-                    .map(|user| user.identification.clone())
-                    .collect(),
-                created_at_ms: ms(job.created_at),
-                completes_at_ms: ms(job.completes_at()),
-            })
-            .collect()
-    }
-}
-
-/// An import job as the simulator ran it: a test's ground truth for how many
-/// jobs ran at once.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SimJobRecord {
-    pub id: String,
-    /// The users' identifications (UserName, else PhoneNumber, else Email).
-    pub users: Vec<String>,
-    /// When the job was created, ms since the simulator started.
-    pub created_at_ms: u64,
-    /// When it completes (or completed), ms since the simulator started.
-    pub completes_at_ms: u64,
-}
-
-impl SimJobRecord {
-    /// The most jobs running at one instant.
-    pub fn max_running(jobs: &[SimJobRecord]) -> usize {
-        let mut edges: Vec<(u64, i32)> = jobs
-            .iter()
-            .flat_map(|job| [(job.created_at_ms, 1), (job.completes_at_ms, -1)])
-            .collect();
-        // an end and a start at the same instant do not overlap
-        edges.sort_by_key(|&(at, change)| (at, change));
-        let (mut running, mut most) = (0i32, 0i32);
-        for (_, change) in edges {
-            running += change;
-            most = most.max(running);
-        }
-        most.max(0) as usize
-    }
-}
-
-#[derive(Debug)]
-struct SimJob {
-    id: String,
-    created_at: Instant,
-    created_date_ms: i64,
-    users: Vec<ImportedUser>,
-    /// Set when the job completed: the users that were not registered.
-    failed_users: Option<Vec<FailedUser>>,
-}
-
-impl SimJob {
-    fn completes_at(&self) -> Instant {
-        let users = u32::try_from(self.users.len()).unwrap_or(u32::MAX);
-        self.created_at + PENDING_FOR + PROCESSING_BASE + PROCESSING_PER_USER.saturating_mul(users)
+    fn carried(body: Option<&Value>) -> Vec<String> {
+        carried_identifications(body)
     }
 
-    fn status(&self, now: Instant) -> &'static str {
-        if self.failed_users.is_some() {
-            STATUS_COMPLETED
-        } else if now < self.created_at + PENDING_FOR {
-            STATUS_PENDING
-        } else {
-            STATUS_PROCESSING
-        }
+    fn check_body(body: Option<&Value>, account: &SimAccount) -> Result<Self::Valid, Refusal> {
+        validate_job(body, &account.user_store_id)
     }
 
-    /// B.2 `Job`.
-    fn describe(&self, now: Instant) -> Value {
-        let job = Job {
-            id: Some(self.id.clone()),
-            status: Some(self.status(now).to_owned()),
-            r#type: Some(TYPE_IMPORT_USER.to_owned()),
-            created_date: Some(self.created_date_ms),
-            format: None,
-            location: None,
-            error_details: Some(Vec::new()),
-            failed_users: Some(self.failed_users.clone().unwrap_or_default()),
-        };
-        serde_json::to_value(job).unwrap_or(Value::Null)
-    }
-}
-
-/// One user of a job, as the job will register it.
-#[derive(Debug, Clone)]
-struct ImportedUser {
-    /// UserName, else PhoneNumber, else Email, else another identifier; empty if none.
-    identification: String,
-    user_name: String,
-    phone_number: String,
-    email: String,
-    /// Kept with the user: every field but Password, Salt and the identifiers above.
-    fields: Map<String, Value>,
-    /// Why the user fails whatever the store holds.
-    failure: Option<String>,
-}
-
-/// Answers one `CreateApiImportUserJob` call and records it.
-pub(super) async fn create_job(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let vendor = VendorKind::TencentCiamImport;
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let body = match read_request_body(shared, parts, body, vendor, ACTION).await {
-        Ok(body) => body,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        vendor,
-        secret_id.as_deref(),
-        user_store_id_of(parsed.as_ref()),
-    );
-    let call = call_info(
-        vendor,
-        ACTION,
-        account,
-        carried_identifications(parsed.as_ref()),
-    );
-    let (account, call) = match gateway(shared, parts, &body, account, call) {
-        Ok(admitted) => admitted,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let verdict = validate_job(parsed.as_ref(), &account.user_store_id);
-    let decision = admit_checked(shared, account, call, verdict, |app, users| {
+    fn apply(
+        app: &mut AppState,
+        _account: &SimAccount,
+        users: Self::Valid,
+    ) -> Result<Value, Refusal> {
         let now = Instant::now();
         advance(app, now);
         let running = app
@@ -274,43 +141,46 @@ pub(super) async fn create_job(
         let described = job.describe(now);
         app.jobs.jobs.push(job);
         Ok(described)
-    });
-    match decision {
+    }
+
+    fn answer(job: Value) -> Result<Map<String, Value>, Refusal> {
         // seed 004 "Output Example": {"Response":{"Job":{...},"RequestId"}}.
-        Ok(job) => tencent::success_response(Map::from_iter([("Job".to_owned(), job)])),
-        Err(refusal) => tencent::error_response(&refusal),
+        Ok(Map::from_iter([("Job".to_owned(), job)]))
     }
 }
 
-/// Answers one `ListJobs` call and records it.
-pub(super) async fn list_jobs(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let vendor = VendorKind::TencentCiamImport;
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let body = match read_request_body(shared, parts, body, vendor, POLL_ACTION).await {
-        Ok(body) => body,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        vendor,
-        secret_id.as_deref(),
-        user_store_id_of(parsed.as_ref()),
-    );
-    let call = call_info(vendor, POLL_ACTION, account, Vec::new());
-    let (account, call) = match gateway(shared, parts, &body, account, call) {
-        Ok(admitted) => admitted,
-        Err(refusal) => return tencent::error_response(&refusal),
-    };
-    let verdict = validate_list(parsed.as_ref(), &account.user_store_id);
-    let decision = admit_checked(shared, account, call, verdict, |app, job_ids| {
+/// `ListJobs`, behind the Tencent gateway (signed as CIAM).
+pub(super) struct ListJobs;
+
+impl Product for ListJobs {
+    const VENDOR: VendorKind = VendorKind::TencentCiamImport;
+    const ACTION: &'static str = POLL_ACTION;
+    const SERVICE: &'static str = SERVICE;
+    const VERSION: &'static str = VERSION;
+    const NEEDS_REGION: bool = true;
+    type Valid = Option<Vec<String>>;
+    type Accepted = Vec<Value>;
+
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        names_user_store(account, body)
+    }
+
+    fn carried(_body: Option<&Value>) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn check_body(body: Option<&Value>, account: &SimAccount) -> Result<Self::Valid, Refusal> {
+        validate_list(body, &account.user_store_id)
+    }
+
+    fn apply(
+        app: &mut AppState,
+        _account: &SimAccount,
+        job_ids: Self::Valid,
+    ) -> Result<Vec<Value>, Refusal> {
         let now = Instant::now();
         advance(app, now);
-        let listed: Vec<Value> = app
+        let listed = app
             .jobs
             .jobs
             .iter()
@@ -318,11 +188,11 @@ pub(super) async fn list_jobs(
             .map(|job| job.describe(now))
             .collect();
         Ok(listed)
-    });
-    match decision {
+    }
+
+    fn answer(jobs: Vec<Value>) -> Result<Map<String, Value>, Refusal> {
         // B.2 ListJobs: "response JobSet []Job (nullable) + RequestId".
-        Ok(jobs) => tencent::success_response(Map::from_iter([("JobSet".to_owned(), json!(jobs))])),
-        Err(refusal) => tencent::error_response(&refusal),
+        Ok(Map::from_iter([("JobSet".to_owned(), json!(jobs))]))
     }
 }
 
@@ -410,13 +280,7 @@ fn complete(
 
 /// The identification of each user a body carries, read leniently for the call's record.
 fn carried_identifications(body: Option<&Value>) -> Vec<String> {
-    let Some(users) = body
-        .and_then(|body| body.get("DataFlowUserCreateList"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    users
+    entries(body, "DataFlowUserCreateList")
         .iter()
         .filter_map(Value::as_object)
         .map(identification_of)
@@ -435,38 +299,17 @@ fn identification_of(user: &Map<String, Value>) -> String {
         .to_owned()
 }
 
-fn refusal_of_shape(message: String) -> Refusal {
-    tencent::refusal("InvalidParameterValue", message)
-}
-
 /// Reads a CreateApiImportUserJob body strictly: the documented fields with their types.
 fn validate_job(body: Option<&Value>, user_store_id: &str) -> Result<Vec<ImportedUser>, Refusal> {
-    let body = request_object(body)?;
-    if let Some(unknown) = body
-        .keys()
-        .find(|key| !["UserStoreId", "DataFlowUserCreateList"].contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
+    let body = tencent::body_object(body)?;
+    tencent::only_known(
+        body,
+        |key| ["UserStoreId", "DataFlowUserCreateList"].contains(&key),
+        "",
+    )?;
     check_user_store(body, user_store_id)?;
-    let users = match body.get("DataFlowUserCreateList") {
-        // seed 004: "DataFlowUserCreateList.N Yes Array of ImportUser".
-        None | Some(Value::Null) => {
-            return Err(tencent::refusal(
-                "MissingParameter",
-                "the parameter DataFlowUserCreateList is required",
-            ));
-        }
-        Some(Value::Array(users)) => users,
-        Some(_) => {
-            return Err(refusal_of_shape(
-                "the parameter DataFlowUserCreateList must be an array".to_owned(),
-            ));
-        }
-    };
+    // seed 004: "DataFlowUserCreateList.N Yes Array of ImportUser".
+    let users = tencent::required_array(body, "DataFlowUserCreateList", "an array")?;
     if users.is_empty() {
         // seed 004: FailedOperation.ImportUserIsEmpty "The user is empty during user import".
         return Err(tencent::refusal(
@@ -481,45 +324,37 @@ fn validate_job(body: Option<&Value>, user_store_id: &str) -> Result<Vec<Importe
         .collect()
 }
 
-fn request_object(body: Option<&Value>) -> Result<&Map<String, Value>, Refusal> {
-    body.ok_or_else(|| tencent::refusal("InvalidParameter", "the request body is not valid JSON"))?
-        .as_object()
-        .ok_or_else(|| {
-            tencent::refusal("InvalidParameter", "the request body must be a JSON object")
-        })
-}
-
 fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refusal> {
     let path = format!("DataFlowUserCreateList.{index}.");
     let Some(user) = user.as_object() else {
-        return Err(refusal_of_shape(format!(
+        return Err(tencent::invalid_value(format!(
             "the parameter {path} must be an object"
         )));
     };
-    if let Some(unknown) = user.keys().find(|key| {
-        let key = key.as_str();
-        !IDENTIFIERS.contains(&key) && !TEXT_FIELDS.contains(&key) && !OTHER_FIELDS.contains(&key)
-    }) {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {path}{unknown} is not recognized"),
-        ));
-    }
+    tencent::only_known(
+        user,
+        |key| {
+            IDENTIFIERS.contains(&key) || TEXT_FIELDS.contains(&key) || OTHER_FIELDS.contains(&key)
+        },
+        &path,
+    )?;
     let mut fields = Map::new();
     for field in IDENTIFIERS.iter().skip(3).chain(TEXT_FIELDS.iter()) {
-        if let Some(value) = text_field(user, field, &path)?.filter(|value| !value.is_empty()) {
+        if let Some(value) =
+            tencent::text_field(user, field, &path)?.filter(|value| !value.is_empty())
+        {
             fields.insert((*field).to_owned(), Value::String(value));
         }
     }
     let [user_name, phone_number, email] =
-        ["UserName", "PhoneNumber", "Email"].map(|field| text_field(user, field, &path));
+        ["UserName", "PhoneNumber", "Email"].map(|field| tencent::text_field(user, field, &path));
     let (user_name, phone_number, email) = (
         user_name?.unwrap_or_default(),
         phone_number?.unwrap_or_default(),
         email?.unwrap_or_default(),
     );
-    let password = text_field(user, "Password", &path)?.filter(|value| !value.is_empty());
-    let groups = strings_field(user, "UserGroup", &path)?;
+    let password = tencent::text_field(user, "Password", &path)?.filter(|value| !value.is_empty());
+    let groups = tencent::strings_field(user, "UserGroup", &path)?;
     if !groups.is_empty() {
         fields.insert("UserGroup".to_owned(), json!(groups));
     }
@@ -529,7 +364,7 @@ fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refu
             fields.insert("IdentityVerified".to_owned(), json!(verified));
         }
         Some(_) => {
-            return Err(refusal_of_shape(format!(
+            return Err(tencent::invalid_value(format!(
                 "the parameter {path}IdentityVerified must be a boolean"
             )));
         }
@@ -581,21 +416,17 @@ fn validate_salt(user: &Map<String, Value>, path: &str) -> Result<(), Refusal> {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Object(salt)) => salt,
         Some(_) => {
-            return Err(refusal_of_shape(format!(
+            return Err(tencent::invalid_value(format!(
                 "the parameter {path}Salt must be an object"
             )));
         }
     };
-    let malformed = |what: &str| refusal_of_shape(format!("the parameter {path}Salt{what}"));
-    if let Some(unknown) = salt
-        .keys()
-        .find(|key| !["SaltValue", "SaltLocation"].contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {path}Salt.{unknown} is not recognized"),
-        ));
-    }
+    let malformed = |what: &str| tencent::invalid_value(format!("the parameter {path}Salt{what}"));
+    tencent::only_known(
+        salt,
+        |key| ["SaltValue", "SaltLocation"].contains(&key),
+        &format!("{path}Salt."),
+    )?;
     if !matches!(
         salt.get("SaltValue"),
         None | Some(Value::Null | Value::String(_))
@@ -637,25 +468,27 @@ fn validate_list(
     body: Option<&Value>,
     user_store_id: &str,
 ) -> Result<Option<Vec<String>>, Refusal> {
-    let body = request_object(body)?;
-    if let Some(unknown) = body
-        .keys()
-        .find(|key| !["UserStoreId", "JobIds"].contains(&key.as_str()))
-    {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
+    let body = tencent::body_object(body)?;
+    tencent::only_known(body, |key| ["UserStoreId", "JobIds"].contains(&key), "")?;
     check_user_store(body, user_store_id)?;
     // B.2 ListJobs: "JobIds []String opt (empty → all jobs)".
-    let job_ids = strings_field(body, "JobIds", "")?;
+    let job_ids = tencent::strings_field(body, "JobIds", "")?;
     Ok((!job_ids.is_empty()).then_some(job_ids))
 }
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+
+    use super::super::{
+        ciam::CreateUser,
+        jobs::{PENDING_FOR, PROCESSING_BASE, PROCESSING_PER_USER},
+        pipeline::Endpoint,
+    };
     use super::*;
+    use crate::vendor_api::tencent::ciam_import::{
+        STATUS_COMPLETED, STATUS_PENDING, STATUS_PROCESSING,
+    };
 
     const STORE: &str = "2c3aca3b****************a7efe88e";
 
@@ -927,5 +760,45 @@ mod tests {
             code(json!({"UserStoreId": STORE, "Limit": 1})).as_deref(),
             Some("UnknownParameter")
         );
+    }
+
+    #[test]
+    fn a_secret_id_owning_several_stores_is_resolved_by_the_user_store_id() {
+        let account = |vendor, app_id, store: &str, secret_id: &str| SimAccount {
+            vendor,
+            app_id,
+            user_store_id: store.to_owned(),
+            secret_id: secret_id.to_owned(),
+            secret_key: SecretString::from("key"),
+            qps: 1,
+        };
+        let ciam = VendorKind::TencentCiam;
+        let accounts = [
+            account(VendorKind::TencentLcic, 9, "", "id"),
+            account(VendorKind::TencentCiamImport, 8, "s1", "id"),
+            account(ciam, 1, "s1", "id"),
+            account(ciam, 2, "s2", "id"),
+        ];
+        let app_of = |vendor, secret_id: Option<&str>, store: Option<&str>| {
+            let secret_id = secret_id.map(str::to_owned);
+            let body = store.map(|store| json!({ "UserStoreId": store }));
+            let picked = match vendor {
+                VendorKind::TencentCiam => {
+                    <CreateUser as Endpoint>::pick_account(&accounts, &secret_id, body.as_ref())
+                }
+                _ => <CreateJob as Endpoint>::pick_account(&accounts, &secret_id, body.as_ref()),
+            };
+            picked.map(|account| account.app_id)
+        };
+        assert_eq!(app_of(ciam, Some("id"), Some("s2")), Some(2));
+        assert_eq!(app_of(ciam, Some("id"), Some("s1")), Some(1));
+        assert_eq!(app_of(ciam, Some("id"), None), Some(1));
+        assert_eq!(app_of(ciam, Some("id"), Some("nope")), Some(1));
+        assert_eq!(
+            app_of(VendorKind::TencentCiamImport, Some("id"), Some("s2")),
+            Some(8)
+        );
+        assert_eq!(app_of(ciam, Some("other"), Some("s1")), None);
+        assert_eq!(app_of(ciam, None, Some("s1")), None);
     }
 }

@@ -5,15 +5,13 @@
 //! Every kind is answered in the vendor's own terms: a Tencent internal error
 //! is `{"Response":{"Error":{"Code":"InternalError"}}}`, ZEGO's is its server
 //! busy code, Volcengine's an `InternalError` envelope with HTTP 500; likewise
-//! for throttle answers. A dropped connection happens after the vendor did
+//! for throttle answers (each vendor's answers are registered in `routes`). A dropped connection happens after the vendor did
 //! the work (the users are registered, the answer is lost); "no answer" holds
 //! the call open past any sensible timeout without doing anything.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::domain::VendorKind;
 
 /// The faults of a run. Shares are fractions of calls in 0..=1, drawn
 /// independently of each other in the order of the fields.
@@ -101,44 +99,6 @@ impl Fault {
     }
 }
 
-/// The vendor's own answer to an internal error or a throttle: (status, body).
-pub fn vendor_answer(vendor: VendorKind, fault: Fault) -> (u16, String) {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let tencent = |code: &str| {
-        serde_json::json!({"Response": {"Error": {"Code": code, "Message": "simulated fault"}, "RequestId": request_id}})
-            .to_string()
-    };
-    match (vendor, fault) {
-        // vendors.md A.3: RequestLimitExceeded and InternalError inside HTTP 200
-        (VendorKind::TencentLcic | VendorKind::TencentCiam | VendorKind::TencentCiamImport, Fault::Throttle) => {
-            (200, tencent("RequestLimitExceeded"))
-        }
-        (VendorKind::TencentLcic | VendorKind::TencentCiam | VendorKind::TencentCiamImport, _) => {
-            (200, tencent("InternalError"))
-        }
-        // vendors.md C: 660700001 UserRegister called too frequently; 660000001 server error, please retry
-        (VendorKind::ZegoZim, Fault::Throttle) => (
-            200,
-            serde_json::json!({"Code": 660700001, "Message": "simulated fault", "RequestId": request_id}).to_string(),
-        ),
-        (VendorKind::ZegoZim, _) => (
-            200,
-            serde_json::json!({"Code": 660000001, "Message": "simulated fault", "RequestId": request_id}).to_string(),
-        ),
-        // vendors.md D.3: FlowLimitExceeded (429 assumed), InternalError 100014 with HTTP 500
-        (VendorKind::VolcRtc, Fault::Throttle) => (
-            429,
-            serde_json::json!({"ResponseMetadata": {"RequestId": request_id, "Error": {"Code": "FlowLimitExceeded", "Message": "simulated fault"}}})
-                .to_string(),
-        ),
-        (VendorKind::VolcRtc, _) => (
-            500,
-            serde_json::json!({"ResponseMetadata": {"RequestId": request_id, "Error": {"CodeN": 100014, "Code": "InternalError", "Message": "simulated fault"}}})
-                .to_string(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,17 +124,5 @@ mod tests {
         };
         assert_eq!(faults.latency(0.0), Duration::from_millis(50));
         assert_eq!(faults.latency(0.5), Duration::from_millis(60));
-    }
-
-    #[test]
-    fn answers_parse_as_each_vendor_module_expects() {
-        use crate::vendor_api::{ErrorClass, tencent::envelope as tencent};
-        let (status, body) = vendor_answer(VendorKind::TencentLcic, Fault::Throttle);
-        let envelope =
-            tencent::decode_envelope(http::StatusCode::from_u16(status).unwrap(), body.as_bytes());
-        let Ok(tencent::Envelope::Failure { error, .. }) = envelope else {
-            panic!("{envelope:?}")
-        };
-        assert_eq!(tencent::classify(&error.code), ErrorClass::Throttled);
     }
 }

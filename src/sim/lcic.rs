@@ -4,11 +4,11 @@
 //! it carries, keyed by (SdkAppId, OriginId). A refused or throttled call
 //! registers nobody. Sources: seed 000 (the vendor document) and vendors.md B.1.
 
-use axum::{body::Body, response::Response};
 use serde_json::{Map, Value};
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    pipeline::carried_ids,
+    state::{AppState, Refusal, SimAccount},
     tencent::{self, Product},
 };
 use crate::{
@@ -18,106 +18,48 @@ use crate::{
     },
 };
 
-const PRODUCT: Product = Product {
-    service: SERVICE,
-    version: VERSION,
-};
-
 /// The fields of `BatchUserRequest` (vendors.md B.1); any other key is refused.
 const USER_FIELDS: [&str; 4] = ["SdkAppId", "Name", "OriginId", "Avatar"];
 
-/// Answers one `BatchRegister` call and records it.
-pub(super) async fn batch_register(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let secret_id = tencent::claimed_secret_id(&parts.headers);
-    let body = match read_body(&parts.headers, body, tencent::MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(error) => {
-            let refusal = match error {
-                // vendors.md A.1: POST v3 bodies are at most 10 MB.
-                BodyError::TooLarge => tencent::refusal(
-                    "RequestSizeLimitExceeded",
-                    "the request body is larger than 10 MB",
-                ),
-                BodyError::Unreadable => {
-                    tencent::refusal("InvalidParameter", "the request body could not be read")
-                }
-            };
-            let account = pick_account(&shared.accounts, secret_id.as_deref(), None);
-            shared.refuse(call_info(account, Vec::new()), &refusal);
-            return tencent::error_response(&refusal);
-        }
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        secret_id.as_deref(),
-        first_sdk_app_id(parsed.as_ref()),
-    );
-    let call = call_info(account, carried_origin_ids(parsed.as_ref()));
-    if let Err(refusal) = tencent::check_request(&parts.headers, &body, PRODUCT, account) {
-        shared.refuse(call, &refusal);
-        return tencent::error_response(&refusal);
+/// `BatchRegister`, behind the Tencent gateway.
+pub(super) struct BatchRegister;
+
+impl Product for BatchRegister {
+    const VENDOR: VendorKind = VendorKind::TencentLcic;
+    const ACTION: &'static str = ACTION;
+    const SERVICE: &'static str = SERVICE;
+    const VERSION: &'static str = VERSION;
+    const NEEDS_REGION: bool = false;
+    type Valid = Vec<BatchUserRequest>;
+    type Accepted = Vec<BatchUserInfo>;
+
+    /// One SecretId may own several apps: the body's (first) SdkAppId picks.
+    fn names(account: &SimAccount, body: &Value) -> bool {
+        first_sdk_app_id(Some(body)) == Some(account.app_id)
     }
-    let Some(account) = account else {
-        // check_request refuses a SecretId without an account; kept for totality.
-        let refusal = tencent::refusal("AuthFailure.SecretIdNotFound", "the SecretId is not known");
-        shared.refuse(call, &refusal);
-        return tencent::error_response(&refusal);
-    };
-    let verdict = validate_body(parsed.as_ref(), account.app_id);
-    let decision = shared.admit(
-        account,
-        call,
-        tencent::throttled(),
-        verdict,
-        |app, users| register(app, account.app_id, users),
-    );
-    match decision {
+
+    fn carried(body: Option<&Value>) -> Vec<String> {
+        carried_origin_ids(body)
+    }
+
+    fn check_body(body: Option<&Value>, account: &SimAccount) -> Result<Self::Valid, Refusal> {
+        validate_body(body, account.app_id)
+    }
+
+    fn apply(
+        app: &mut AppState,
+        account: &SimAccount,
+        users: Self::Valid,
+    ) -> Result<Self::Accepted, Refusal> {
+        Ok(register(app, account.app_id, users))
+    }
+
+    fn answer(registered: Self::Accepted) -> Result<Map<String, Value>, Refusal> {
         // seed 000 "Output Example": {"Response":{"Users":[{SdkAppId, UserId, OriginId}],"RequestId"}}.
-        Ok(registered) => match serde_json::to_value(registered) {
-            Ok(users) => tencent::success_response(Map::from_iter([("Users".to_owned(), users)])),
-            Err(_) => tencent::error_response(&tencent::refusal(
-                "InternalError",
-                "the answer could not be encoded",
-            )),
-        },
-        Err(refusal) => tencent::error_response(&refusal),
+        let users = serde_json::to_value(registered)
+            .map_err(|_| tencent::refusal("InternalError", "the answer could not be encoded"))?;
+        Ok(Map::from_iter([("Users".to_owned(), users)]))
     }
-}
-
-fn call_info(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
-    CallInfo {
-        vendor: VendorKind::TencentLcic,
-        action: ACTION,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
-    }
-}
-
-/// The LCIC account a SecretId names. One SecretId may own several apps: the
-/// body's SdkAppId picks among them, else the first configured is used.
-fn pick_account<'a>(
-    accounts: &'a [SimAccount],
-    secret_id: Option<&str>,
-    sdk_app_id: Option<u64>,
-) -> Option<&'a SimAccount> {
-    let secret_id = secret_id?;
-    let mut owned = accounts.iter().filter(|account| {
-        account.vendor == VendorKind::TencentLcic && account.secret_id == secret_id
-    });
-    let first = owned.next()?;
-    if Some(first.app_id) == sdk_app_id {
-        return Some(first);
-    }
-    Some(
-        owned
-            .find(|account| Some(account.app_id) == sdk_app_id)
-            .unwrap_or(first),
-    )
 }
 
 fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
@@ -128,59 +70,16 @@ fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
 /// user without one carries "" (its OriginId defaults to the UserId, B.1);
 /// entries that are not objects or whose OriginId is not a string are skipped.
 fn carried_origin_ids(body: Option<&Value>) -> Vec<String> {
-    let Some(users) = body
-        .and_then(|body| body.get("Users"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    users
-        .iter()
-        .filter_map(|user| match user.as_object()?.get("OriginId") {
-            None | Some(Value::Null) => Some(String::new()),
-            Some(Value::String(origin_id)) => Some(origin_id.clone()),
-            Some(_) => None,
-        })
-        .collect()
+    carried_ids(body, "Users", "OriginId")
 }
 
 /// Reads the body strictly: exactly the documented fields, with their types.
 fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<BatchUserRequest>, Refusal> {
-    let Some(body) = body else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body is not valid JSON",
-        ));
-    };
-    let Some(body) = body.as_object() else {
-        return Err(tencent::refusal(
-            "InvalidParameter",
-            "the request body must be a JSON object",
-        ));
-    };
+    let body = tencent::body_object(body)?;
     // seed 000 "Input Parameters": Users is the only request field besides the common (header) ones.
-    if let Some(unknown) = body.keys().find(|key| *key != "Users") {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter {unknown:?} is not recognized"),
-        ));
-    }
-    let users = match body.get("Users") {
-        // seed 000: "Users.N Yes Array of BatchUserRequest".
-        None | Some(Value::Null) => {
-            return Err(tencent::refusal(
-                "MissingParameter",
-                "the parameter Users is required",
-            ));
-        }
-        Some(Value::Array(users)) => users,
-        Some(_) => {
-            return Err(tencent::refusal(
-                "InvalidParameterValue",
-                "the parameter Users must be an array of users",
-            ));
-        }
-    };
+    tencent::only_known(body, |key| key == "Users", "")?;
+    // seed 000: "Users.N Yes Array of BatchUserRequest".
+    let users = tencent::required_array(body, "Users", "an array of users")?;
     if users.is_empty() {
         return Err(tencent::refusal(
             "InvalidParameterValue",
@@ -212,12 +111,8 @@ fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserReq
         ));
     };
     // vendors.md B.1: BatchUserRequest has SdkAppId, Name, OriginId and Avatar only.
-    if let Some(unknown) = user.keys().find(|key| !USER_FIELDS.contains(&key.as_str())) {
-        return Err(tencent::refusal(
-            "UnknownParameter",
-            format!("the parameter Users.{index}.{unknown} is not recognized"),
-        ));
-    }
+    let path = format!("Users.{index}.");
+    tencent::only_known(user, |key| USER_FIELDS.contains(&key), &path)?;
     let sdk_app_id = match user.get("SdkAppId") {
         // vendors.md B.1: SdkAppId is required.
         None | Some(Value::Null) => {
@@ -247,14 +142,7 @@ fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserReq
         }
     };
     let text = |field: &str| -> Result<String, Refusal> {
-        match user.get(field) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(tencent::refusal(
-                "InvalidParameterValue",
-                format!("the parameter Users.{index}.{field} must be a string"),
-            )),
-        }
+        Ok(tencent::text_field(user, field, &path)?.unwrap_or_default())
     };
     Ok(BatchUserRequest {
         sdk_app_id,
@@ -276,21 +164,13 @@ fn register(app: &mut AppState, app_id: u64, users: Vec<BatchUserRequest>) -> Ve
             } else {
                 (user.origin_id, None)
             };
-            let held = app
-                .users
-                .entry(origin_id.clone())
-                .or_insert_with(|| RegisteredUser {
-                    origin_id: origin_id.clone(),
-                    vendor_user_id: generated.unwrap_or_else(generate_user_id),
-                    name: String::new(),
-                    avatar: String::new(),
-                    registrations: 0,
-                    fields: Default::default(),
-                });
             // seed 000: "If a user ID already exists, the existing one will be overwritten."
-            held.name = user.name;
-            held.avatar = user.avatar;
-            held.registrations = held.registrations.saturating_add(1);
+            let held = app.overwrite(
+                &origin_id,
+                || generated.unwrap_or_else(generate_user_id),
+                user.name,
+                user.avatar,
+            );
             BatchUserInfo {
                 sdk_app_id: app_id,
                 user_id: held.vendor_user_id.clone(),
@@ -335,6 +215,7 @@ mod tests {
     use secrecy::SecretString;
     use serde_json::json;
 
+    use super::super::pipeline::Endpoint;
     use super::*;
 
     const APP_ID: u64 = 1_400_000_001;
@@ -475,8 +356,11 @@ mod tests {
             account(VendorKind::TencentLcic, 2, "id"),
             account(VendorKind::TencentLcic, 3, "other"),
         ];
-        let app_of = |secret_id, sdk_app_id| {
-            pick_account(&accounts, secret_id, sdk_app_id).map(|account| account.app_id)
+        let app_of = |secret_id: Option<&str>, sdk_app_id: Option<u64>| {
+            let secret_id = secret_id.map(str::to_owned);
+            let body = sdk_app_id.map(|sdk_app_id| json!({"Users": [{"SdkAppId": sdk_app_id}]}));
+            <BatchRegister as Endpoint>::pick_account(&accounts, &secret_id, body.as_ref())
+                .map(|account| account.app_id)
         };
         assert_eq!(app_of(Some("id"), Some(2)), Some(2));
         assert_eq!(app_of(Some("id"), Some(1)), Some(1));

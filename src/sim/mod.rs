@@ -7,27 +7,32 @@
 //! It must never panic on any input, and never put a configured secret or an
 //! expected signature into an answer or a log line.
 //!
-//! Routing: `POST /` carries every vendor call; Tencent products are told
-//! apart by `X-TC-Action` (see `tencent`). `GET /_sim/calls`,
+//! Routing: `POST /` carries every vendor call; `routes` tells the vendor
+//! by the action the call names (Tencent products by `X-TC-Action`), and
+//! every vendor's handler runs the shared `pipeline`. `GET /_sim/calls`,
 //! `GET /_sim/users?vendor=..&app_id=..` and `POST /_sim/reset` read back and
 //! clear what was recorded, for out-of-process tests and benchmarks.
 
 mod ciam;
 mod ciam_import;
 pub mod faults;
-
-pub use ciam_import::SimJobRecord;
+mod jobs;
 mod lcic;
+mod pipeline;
 mod quota;
+mod routes;
+mod state;
 mod tencent;
 mod volc;
 mod zim;
 
+pub use jobs::SimJobRecord;
+pub use state::{RecordedCall, RegisteredUser, SimAccount};
+
 use std::{
-    collections::{BTreeMap, HashMap},
     future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::Arc,
     time::Duration,
 };
 
@@ -36,82 +41,25 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, StatusCode, Uri, header::CONTENT_LENGTH},
+    http::{StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle, time::Instant};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::domain::VendorKind;
 use faults::{Fault, SimFaults};
-use quota::SlidingWindow;
+use state::Shared;
 
 /// How long [`Simulator::shutdown`] lets in-flight calls finish before it stops serving anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// One vendor account (or app) the simulator knows.
-#[derive(Debug, Clone)]
-pub struct SimAccount {
-    pub vendor: VendorKind,
-    /// LCIC SdkAppId, ZIM AppId, Volcengine AppId; for CIAM a numeric
-    /// handle of the user store, under which its users are kept.
-    pub app_id: u64,
-    /// CIAM UserStoreId; empty for the other vendors.
-    pub user_store_id: String,
-    /// Tencent SecretId, Volcengine AccessKeyId; empty for ZEGO.
-    pub secret_id: String,
-    /// Tencent SecretKey, ZEGO ServerSecret, Volcengine SecretAccessKey.
-    pub secret_key: SecretString,
-    /// The real quota: at most `qps` accepted calls in any one-second window.
-    pub qps: u32,
-}
 
 /// Where the simulator listens and the accounts it serves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub listen: SocketAddr,
     pub accounts: Vec<SimAccount>,
-}
-
-/// One call the simulator received, whatever its fate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordedCall {
-    pub vendor: VendorKind,
-    pub action: String,
-    /// The account the call named, once its credentials identify one.
-    pub app_id: Option<u64>,
-    /// Milliseconds since the simulator started (monotonic), taken when the call was decided.
-    pub received_at_ms: u64,
-    /// The users the call carried (LCIC: OriginId), in order; empty when the body was unreadable.
-    pub user_ids: Vec<String>,
-    pub http_status: u16,
-    /// `None` when accepted; the vendor's code otherwise (e.g. `RequestLimitExceeded`).
-    pub error_code: Option<String>,
-}
-
-impl RecordedCall {
-    pub fn accepted(&self) -> bool {
-        self.error_code.is_none()
-    }
-}
-
-/// One user held in the simulator's memory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RegisteredUser {
-    pub origin_id: String,
-    pub vendor_user_id: String,
-    pub name: String,
-    pub avatar: String,
-    /// Times registered (LCIC overwrites an existing user).
-    pub registrations: u32,
-    /// Other fields the vendor keeps, by the vendor's own field name
-    /// (e.g. Volcengine `Tags`, CIAM `Email`); never a password.
-    #[serde(default)]
-    pub fields: BTreeMap<String, String>,
 }
 
 /// A running simulator; stops serving when shut down or dropped.
@@ -133,12 +81,7 @@ impl Simulator {
         config: SimConfig,
         faults: SimFaults,
     ) -> anyhow::Result<Simulator> {
-        let shared = Arc::new(Shared::new(config.accounts)?);
-        shared.set_faults(faults);
-        let listener = bind(config.listen).await?;
-        let local_addr = listener
-            .local_addr()
-            .context("the vendor simulator socket has no local address")?;
+        let (shared, listener, local_addr) = listen(config, faults).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
@@ -235,12 +178,7 @@ pub async fn run(
     faults: SimFaults,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::new(config.accounts)?);
-    shared.set_faults(faults);
-    let listener = bind(config.listen).await?;
-    let address = listener
-        .local_addr()
-        .context("the vendor simulator socket has no local address")?;
+    let (shared, listener, address) = listen(config, faults).await?;
     tracing::info!(%address, accounts = shared.accounts.len(), "vendor simulator listening");
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
@@ -248,10 +186,20 @@ pub async fn run(
         .context("the vendor simulator stopped serving")
 }
 
-async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(listen)
+/// The simulator's memory of `config`'s accounts, with `faults`, and its bound socket.
+async fn listen(
+    config: SimConfig,
+    faults: SimFaults,
+) -> anyhow::Result<(Arc<Shared>, TcpListener, SocketAddr)> {
+    let shared = Arc::new(Shared::new(config.accounts)?);
+    shared.set_faults(faults);
+    let listener = TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("could not bind the vendor simulator to {listen}"))
+        .with_context(|| format!("could not bind the vendor simulator to {}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .context("the vendor simulator socket has no local address")?;
+    Ok((shared, listener, address))
 }
 
 fn endpoint_of(address: SocketAddr) -> String {
@@ -286,20 +234,20 @@ async fn set_faults(
 async fn vendor_call(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let faults = shared.faults();
     if faults == SimFaults::default() {
-        return route(&shared, request).await;
+        return routes::answer(&shared, request).await;
     }
-    let vendor = vendor_of(&request);
+    let vendor = routes::vendor_of(&request);
     let fault = faults.pick(rand::random::<f64>());
     let latency = faults.latency(rand::random::<f64>());
     let response = match fault {
-        None => route(&shared, request).await,
+        None => routes::answer(&shared, request).await,
         Some(Fault::NoAnswer) => {
             shared.refuse_fault(vendor, Fault::NoAnswer);
             tokio::time::sleep(faults.no_answer_for).await;
             return broken_response();
         }
         Some(Fault::DropAfterWork) => {
-            let _done = route(&shared, request).await;
+            let _done = routes::answer(&shared, request).await;
             shared.refuse_fault(vendor, Fault::DropAfterWork);
             tokio::time::sleep(latency).await;
             return broken_response();
@@ -310,7 +258,7 @@ async fn vendor_call(State(shared): State<Arc<Shared>>, request: Request) -> Res
         }
         Some(fault) => {
             shared.refuse_fault(vendor, fault);
-            let (status, body) = faults::vendor_answer(vendor, fault);
+            let (status, body) = routes::fault_answer(vendor, fault);
             (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 [(http::header::CONTENT_TYPE, "application/json")],
@@ -332,49 +280,6 @@ fn broken_response() -> Response {
         ))
     });
     Response::new(Body::from_stream(failing))
-}
-
-/// The vendor a call is for, from its action.
-fn vendor_of(request: &Request) -> VendorKind {
-    match query_action(request.uri()) {
-        Some(crate::vendor_api::zego::zim::ACTION) => VendorKind::ZegoZim,
-        Some(crate::vendor_api::volc::rtc::ACTION) => VendorKind::VolcRtc,
-        _ => match request
-            .headers()
-            .get("x-tc-action")
-            .and_then(|value| value.to_str().ok())
-        {
-            Some(crate::vendor_api::tencent::ciam::ACTION) => VendorKind::TencentCiam,
-            Some(
-                crate::vendor_api::tencent::ciam_import::ACTION
-                | crate::vendor_api::tencent::ciam_import::POLL_ACTION,
-            ) => VendorKind::TencentCiamImport,
-            _ => VendorKind::TencentLcic,
-        },
-    }
-}
-
-/// Every vendor call: routed by the query parameter or header naming the action.
-async fn route(shared: &Shared, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    // ZEGO and Volcengine name the action in the `Action` query parameter;
-    // Tencent in the `X-TC-Action` header.
-    match query_action(&parts.uri) {
-        Some(crate::vendor_api::zego::zim::ACTION) => {
-            zim::user_register(shared, &parts, body).await
-        }
-        Some(crate::vendor_api::volc::rtc::ACTION) => {
-            volc::register_users(shared, &parts, body).await
-        }
-        _ => tencent::dispatch(shared, &parts, body).await,
-    }
-}
-
-/// The `Action` query parameter, if any.
-fn query_action(uri: &Uri) -> Option<&str> {
-    uri.query()?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("Action="))
 }
 
 async fn list_calls(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedCall>> {
@@ -435,274 +340,9 @@ fn users_query(query: Option<&str>) -> Result<(VendorKind, u64), String> {
     }
 }
 
-/// A vendor's refusal of a call, in the vendor's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Refusal {
-    http_status: u16,
-    code: String,
-    message: String,
-}
-
-/// What is known of a call before it is decided, for its record.
-#[derive(Debug)]
-struct CallInfo {
-    vendor: VendorKind,
-    action: &'static str,
-    app_id: Option<u64>,
-    user_ids: Vec<String>,
-}
-
-/// Everything the request handlers share.
-struct Shared {
-    started: Instant,
-    accounts: Vec<SimAccount>,
-    state: Mutex<Memory>,
-    faults: Mutex<SimFaults>,
-}
-
-struct Memory {
-    calls: Vec<RecordedCall>,
-    apps: HashMap<(VendorKind, u64), AppState>,
-}
-
-/// The memory of one account.
-struct AppState {
-    window: SlidingWindow,
-    /// Arrival instants of every accepted call since the last reset, oldest first.
-    accepted: Vec<Instant>,
-    users: BTreeMap<String, RegisteredUser>,
-    /// CIAM import jobs of the user store (empty for other vendors).
-    jobs: ciam_import::Jobs,
-}
-
-impl AppState {
-    fn new(qps: u32) -> Self {
-        AppState {
-            window: SlidingWindow::per_second(qps),
-            accepted: Vec::new(),
-            users: BTreeMap::new(),
-            jobs: ciam_import::Jobs::default(),
-        }
-    }
-}
-
-impl Shared {
-    /// Checks the accounts: one per (vendor, app id), and one key per SecretId.
-    fn new(accounts: Vec<SimAccount>) -> anyhow::Result<Shared> {
-        let mut apps = HashMap::new();
-        for account in &accounts {
-            if apps
-                .insert((account.vendor, account.app_id), AppState::new(account.qps))
-                .is_some()
-            {
-                anyhow::bail!(
-                    "simulator account {} app {} is configured twice",
-                    account.vendor,
-                    account.app_id
-                );
-            }
-        }
-        for (index, account) in accounts.iter().enumerate() {
-            let conflicting = accounts[..index].iter().find(|earlier| {
-                !account.secret_id.is_empty()
-                    && earlier.secret_id == account.secret_id
-                    && earlier.secret_key.expose_secret() != account.secret_key.expose_secret()
-            });
-            if let Some(earlier) = conflicting {
-                anyhow::bail!(
-                    "simulator accounts {} app {} and {} app {} share a secret id but not its secret key",
-                    earlier.vendor,
-                    earlier.app_id,
-                    account.vendor,
-                    account.app_id
-                );
-            }
-        }
-        Ok(Shared {
-            started: Instant::now(),
-            accounts,
-            state: Mutex::new(Memory {
-                calls: Vec::new(),
-                apps,
-            }),
-            faults: Mutex::new(SimFaults::default()),
-        })
-    }
-
-    fn faults(&self) -> SimFaults {
-        self.faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_faults(&self, faults: SimFaults) {
-        *self.faults.lock().unwrap_or_else(PoisonError::into_inner) = faults;
-    }
-
-    /// Records a call answered by an injected fault.
-    fn refuse_fault(&self, vendor: VendorKind, fault: Fault) {
-        let refusal = Refusal {
-            http_status: 0,
-            code: fault.recorded_code().to_owned(),
-            message: "simulated fault".to_owned(),
-        };
-        let call = CallInfo {
-            vendor,
-            action: "fault",
-            app_id: None,
-            user_ids: Vec::new(),
-        };
-        let mut state = self.lock();
-        self.record(&mut state, Instant::now(), call, Some(&refusal));
-    }
-
-    /// The state; a handler that panicked elsewhere must not take the simulator down.
-    fn lock(&self) -> MutexGuard<'_, Memory> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn registered(&self, vendor: VendorKind, app_id: u64) -> Vec<RegisteredUser> {
-        let state = self.lock();
-        state
-            .apps
-            .get(&(vendor, app_id))
-            .map(|app| app.users.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, state: &mut Memory, now: Instant, call: CallInfo, refusal: Option<&Refusal>) {
-        let received_at_ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
-            .unwrap_or(u64::MAX);
-        tracing::debug!(
-            vendor = %call.vendor,
-            action = call.action,
-            app_id = ?call.app_id,
-            users = call.user_ids.len(),
-            error_code = refusal.map(|refusal| refusal.code.as_str()),
-            "simulated vendor call"
-        );
-        state.calls.push(RecordedCall {
-            vendor: call.vendor,
-            action: call.action.to_owned(),
-            app_id: call.app_id,
-            received_at_ms,
-            user_ids: call.user_ids,
-            http_status: refusal.map_or(200, |refusal| refusal.http_status),
-            error_code: refusal.map(|refusal| refusal.code.clone()),
-        });
-    }
-
-    /// Records a call refused before the quota step (credentials, headers, size).
-    fn refuse(&self, call: CallInfo, refusal: &Refusal) {
-        let mut state = self.lock();
-        self.record(&mut state, Instant::now(), call, Some(refusal));
-    }
-
-    /// The quota step and what follows it, under one lock so that concurrent
-    /// calls cannot both take the last slot: a throttled call gets `throttled`;
-    /// an admitted call refused for its body (`verdict`) takes no slot; an
-    /// accepted one takes a slot and runs `accept` on the account's memory.
-    fn admit<V, T>(
-        &self,
-        account: &SimAccount,
-        call: CallInfo,
-        throttled: Refusal,
-        verdict: Result<V, Refusal>,
-        accept: impl FnOnce(&mut AppState, V) -> T,
-    ) -> Result<T, Refusal> {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let now = Instant::now();
-        let app = state
-            .apps
-            .entry((account.vendor, account.app_id))
-            .or_insert_with(|| AppState::new(account.qps));
-        let decision = if !app.window.admits(now) {
-            Err(throttled)
-        } else {
-            verdict.map(|valid| {
-                app.window.record(now);
-                app.accepted.push(now);
-                accept(app, valid)
-            })
-        };
-        self.record(state, now, call, decision.as_ref().err());
-        decision
-    }
-}
-
-/// Why a request body could not be read.
-#[derive(Debug, PartialEq, Eq)]
-enum BodyError {
-    /// Over the vendor's limit (declared or actual).
-    TooLarge,
-    /// The connection failed while the body was being read.
-    Unreadable,
-}
-
-/// Reads a request body, refusing one over `limit` bytes without buffering it.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(BodyError::TooLarge)
-        }
-        Err(_) => Err(BodyError::Unreadable),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn account(vendor: VendorKind, app_id: u64, secret_id: &str, key: &str) -> SimAccount {
-        SimAccount {
-            vendor,
-            app_id,
-            user_store_id: String::new(),
-            secret_id: secret_id.to_owned(),
-            secret_key: SecretString::from(key),
-            qps: 5,
-        }
-    }
-
-    #[test]
-    fn accounts_are_one_per_app_and_one_key_per_secret_id() {
-        let lcic = VendorKind::TencentLcic;
-        assert!(
-            Shared::new(vec![
-                account(lcic, 1, "id", "k"),
-                account(lcic, 2, "id", "k")
-            ])
-            .is_ok()
-        );
-        let twice = Shared::new(vec![account(lcic, 1, "a", "k"), account(lcic, 1, "b", "k")]);
-        assert!(twice.is_err());
-        let keys = Shared::new(vec![
-            account(lcic, 1, "id", "k1"),
-            account(lcic, 2, "id", "k2"),
-        ]);
-        let message = keys
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
-        assert!(message.contains("share a secret id"), "{message}");
-        assert!(
-            !message.contains("k1") && !message.contains("k2"),
-            "{message}"
-        );
-        // ZEGO accounts have no secret id; they never conflict.
-        let zego = VendorKind::ZegoZim;
-        assert!(Shared::new(vec![account(zego, 1, "", "k1"), account(zego, 2, "", "k2")]).is_ok());
-    }
 
     #[test]
     fn endpoint_names_loopback_for_unspecified_addresses() {
@@ -742,22 +382,135 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn bodies_over_the_limit_are_refused_declared_or_not() {
-        let empty = HeaderMap::new();
-        assert_eq!(
-            read_body(&empty, Body::from("12345"), 5).await,
-            Ok(Bytes::from("12345"))
-        );
-        assert_eq!(
-            read_body(&empty, Body::from("123456"), 5).await,
-            Err(BodyError::TooLarge)
-        );
-        let mut declared = HeaderMap::new();
-        declared.insert(CONTENT_LENGTH, "6".parse().unwrap());
-        assert_eq!(
-            read_body(&declared, Body::from("1"), 5).await,
-            Err(BodyError::TooLarge)
-        );
+    /// The modules of src/sim and the ones each names (`super::x`,
+    /// `crate::sim::x`, or in mod.rs a child path `x::`); "mod" is mod.rs.
+    fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sim");
+        let mut sources = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|extension| extension == "rs") {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                // Comment lines may name modules in prose; code lines are what counts.
+                let code: String = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                    .map(|line| format!("{line}\n"))
+                    .collect();
+                sources.insert(name, code);
+            }
+        }
+        let modules: BTreeSet<String> = sources.keys().cloned().collect();
+        let ident = |text: &str| -> String {
+            text.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        // The top-level names of the `{...}` group that `text` starts with.
+        let group = |text: &str| -> Vec<String> {
+            let (mut depth, mut names, mut current) = (0, Vec::new(), String::new());
+            for c in text.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+                if depth == 1 && c == ',' {
+                    names.push(std::mem::take(&mut current));
+                } else {
+                    current.push(c);
+                }
+            }
+            names.push(current);
+            names
+                .iter()
+                .map(|name| ident(name.trim_start_matches(['{', ' ', '\n'])))
+                .collect()
+        };
+        let mut graph = BTreeMap::new();
+        for (name, code) in &sources {
+            let mut named = Vec::new();
+            let prefixes: &[&str] = if name == "mod" {
+                &["crate::sim::"]
+            } else {
+                &["super::", "crate::sim::"]
+            };
+            for prefix in prefixes {
+                for (at, _) in code.match_indices(prefix) {
+                    let mut rest = &code[at + prefix.len()..];
+                    while let Some(inner) = rest.strip_prefix("super::") {
+                        rest = inner;
+                    }
+                    if rest.starts_with('{') {
+                        named.extend(group(rest));
+                    } else if !rest.starts_with('*') {
+                        named.push(ident(rest));
+                    }
+                }
+            }
+            if name == "mod" {
+                for (at, _) in code.match_indices("::") {
+                    let before = &code[..at];
+                    let start = before
+                        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .map_or(0, |index| index + 1);
+                    let preceded_by_path = before[..start].ends_with(':');
+                    if !preceded_by_path && modules.contains(&before[start..]) {
+                        named.push(before[start..].to_owned());
+                    }
+                }
+            }
+            let edges: BTreeSet<String> = named
+                .into_iter()
+                .filter(|target| !target.is_empty())
+                .map(|target| {
+                    if modules.contains(&target) {
+                        target
+                    } else {
+                        "mod".to_owned()
+                    }
+                })
+                .filter(|target| target != name)
+                .collect();
+            graph.insert(name.clone(), edges);
+        }
+        graph
+    }
+
+    #[test]
+    fn the_simulator_modules_import_no_cycle() {
+        let graph = module_graph();
+        // The Tencent gateway is a leaf the products use; the routing imports both.
+        assert!(graph["lcic"].contains("tencent") && graph["routes"].contains("lcic"));
+        assert!(!graph["tencent"].contains("lcic") && !graph["tencent"].contains("mod"));
+        // Depth-first search: a module met again while still on the path closes a cycle.
+        fn visit<'a>(
+            graph: &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+            module: &'a str,
+            path: &mut Vec<&'a str>,
+            done: &mut std::collections::BTreeSet<&'a str>,
+        ) {
+            if let Some(start) = path.iter().position(|on_path| *on_path == module) {
+                panic!("import cycle: {} -> {module}", path[start..].join(" -> "));
+            }
+            if !done.insert(module) {
+                return;
+            }
+            path.push(module);
+            for next in &graph[module] {
+                visit(graph, next, path, done);
+            }
+            path.pop();
+        }
+        let mut done = std::collections::BTreeSet::new();
+        for module in graph.keys() {
+            visit(&graph, module, &mut Vec::new(), &mut done);
+        }
     }
 }

@@ -6,19 +6,24 @@
 //! Every answer is Volcengine's `ResponseMetadata` envelope; nothing in it
 //! reveals the expected signature or the account's key (the refusal texts of
 //! `volc_verify::VerifyError` are fixed). Sources: seed 002 and vendors.md D.
+//!
+//! The handler is an `Endpoint` of the shared pipeline (`pipeline`); the
+//! region an answer names is the one the caller signed for
+//! (docs/vendors/volc-rtc.md).
 
 use std::collections::BTreeMap;
 
 use axum::{
     Json,
-    body::Body,
-    http::header,
+    http::{header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    faults::Fault,
+    pipeline::{BodyError, Endpoint, account_by_app_id, entries},
+    state::{AppState, Refusal, Shared, SimAccount},
 };
 use crate::{
     domain::VendorKind,
@@ -41,91 +46,126 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Volcengine ignores unknown keys is UNCONFIRMED.
 const USER_FIELDS: [&str; 6] = ["UserId", "NickName", "Tags", "Portrait", "Ext", "IsRobot"];
 
-/// Answers one `RegisterUsers` call and records it.
-pub(super) async fn register_users(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| volc_verify::parse_authorization(value).ok());
-    let access_key_id = authorization
-        .as_ref()
-        .map(|parsed| parsed.access_key_id.as_str());
-    // The envelope names the region the caller signed for.
-    let region = authorization
-        .as_ref()
-        .map_or(DEFAULT_REGION, |parsed| parsed.region.as_str());
-    let body = match read_body(&parts.headers, body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(error) => {
-            let message = match error {
-                BodyError::TooLarge => "the request body is larger than 1 MB",
-                BodyError::Unreadable => "the request body could not be read",
-            };
-            let refusal = im_refusal("InvalidParam", message);
-            let account = pick_account(&shared.accounts, access_key_id, None);
-            shared.refuse(call_info(account, Vec::new()), &refusal);
-            return error_response(&refusal, region);
+/// `RegisterUsers`: the gateway's SignerV4 check and API version, then the
+/// quota, then the body.
+pub(super) struct RegisterUsers;
+
+/// What a call's `Authorization` header claims.
+pub(super) struct Head {
+    access_key_id: Option<String>,
+    /// The envelope names the region the caller signed for.
+    region: String,
+}
+
+impl Endpoint for RegisterUsers {
+    const VENDOR: VendorKind = VendorKind::VolcRtc;
+    const ACTION: &'static str = ACTION;
+    const MAX_BODY_BYTES: usize = MAX_BODY_BYTES;
+    type Head = Head;
+    type Valid = Vec<Checked>;
+    /// The FailedInfos.
+    type Accepted = Vec<Value>;
+
+    fn head(parts: &Parts) -> Head {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| volc_verify::parse_authorization(value).ok());
+        Head {
+            access_key_id: authorization
+                .as_ref()
+                .map(|parsed| parsed.access_key_id.clone()),
+            region: authorization.map_or_else(|| DEFAULT_REGION.to_owned(), |parsed| parsed.region),
         }
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let account = pick_account(
-        &shared.accounts,
-        access_key_id,
-        body_app_id(parsed.as_ref()),
-    );
-    let call = call_info(account, carried_user_ids(parsed.as_ref()));
-    if let Err(refusal) = check_request(parts, &body, account) {
-        shared.refuse(call, &refusal);
-        return error_response(&refusal, region);
     }
-    let Some(account) = account else {
+
+    fn body_refusal(error: BodyError) -> Refusal {
+        let message = match error {
+            BodyError::TooLarge => "the request body is larger than 1 MB",
+            BodyError::Unreadable => "the request body could not be read",
+        };
+        im_refusal("InvalidParam", message)
+    }
+
+    fn pick_account<'a>(
+        accounts: &'a [SimAccount],
+        head: &Head,
+        body: Option<&Value>,
+    ) -> Option<&'a SimAccount> {
+        // One key may own several apps (vendors.md D.4: limits are per account,
+        // shared by all AppIds): the body's AppId picks among them, else the
+        // first configured is used.
+        account_by_app_id(
+            accounts,
+            Self::VENDOR,
+            head.access_key_id.as_deref(),
+            body_app_id(body),
+        )
+    }
+
+    fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
+        carried_user_ids(body)
+    }
+
+    fn authenticate<'a>(
+        parts: &Parts,
+        _head: &Head,
+        body: &[u8],
+        account: Option<&'a SimAccount>,
+        _accounts: &'a [SimAccount],
+    ) -> Result<&'a SimAccount, Refusal> {
+        check_request(parts, body, account)?;
         // check_request refuses an access key without an account; kept for totality.
-        let refusal = verify_refusal(&volc_verify::VerifyError::InvalidAccessKey);
-        shared.refuse(call, &refusal);
-        return error_response(&refusal, region);
-    };
-    let verdict = validate_body(parsed.as_ref(), account.app_id);
-    match shared.admit(account, call, throttled(), verdict, register) {
-        Ok(failed) => success_response(failed, region),
-        Err(refusal) => error_response(&refusal, region),
+        account.ok_or_else(|| verify_refusal(&volc_verify::VerifyError::InvalidAccessKey))
+    }
+
+    fn validate(
+        _shared: &Shared,
+        _head: &mut Head,
+        account: &SimAccount,
+        body: Option<&Value>,
+    ) -> Result<Vec<Checked>, Refusal> {
+        validate_body(body, account.app_id)
+    }
+
+    fn throttled() -> Refusal {
+        throttled()
+    }
+
+    fn accept(
+        app: &mut AppState,
+        _account: &SimAccount,
+        users: Vec<Checked>,
+    ) -> Result<Vec<Value>, Refusal> {
+        Ok(register(app, users))
+    }
+
+    fn accepted(head: &Head, failed: Vec<Value>) -> Response {
+        success_response(failed, &head.region)
+    }
+
+    fn refused(head: &Head, refusal: &Refusal) -> Response {
+        error_response(refusal, &head.region)
     }
 }
 
-fn call_info(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
-    CallInfo {
-        vendor: VendorKind::VolcRtc,
-        action: ACTION,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
+/// Volcengine's answer to an injected internal error or throttle: (status, body).
+pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    // vendors.md D.3: FlowLimitExceeded (429 assumed), InternalError 100014 with HTTP 500
+    match fault {
+        Fault::Throttle => (
+            429,
+            json!({"ResponseMetadata": {"RequestId": request_id, "Error": {"Code": "FlowLimitExceeded", "Message": "simulated fault"}}})
+                .to_string(),
+        ),
+        _ => (
+            500,
+            json!({"ResponseMetadata": {"RequestId": request_id, "Error": {"CodeN": 100014, "Code": "InternalError", "Message": "simulated fault"}}})
+                .to_string(),
+        ),
     }
-}
-
-/// The RTC account an access key names. One key may own several apps
-/// (vendors.md D.4: limits are per account, shared by all AppIds): the body's
-/// AppId picks among them, else the first configured is used.
-fn pick_account<'a>(
-    accounts: &'a [SimAccount],
-    access_key_id: Option<&str>,
-    app_id: Option<u64>,
-) -> Option<&'a SimAccount> {
-    let access_key_id = access_key_id?;
-    let mut owned = accounts.iter().filter(|account| {
-        account.vendor == VendorKind::VolcRtc && account.secret_id == access_key_id
-    });
-    let first = owned.next()?;
-    if Some(first.app_id) == app_id {
-        return Some(first);
-    }
-    Some(
-        owned
-            .find(|account| Some(account.app_id) == app_id)
-            .unwrap_or(first),
-    )
 }
 
 fn body_app_id(body: Option<&Value>) -> Option<u64> {
@@ -135,13 +175,7 @@ fn body_app_id(body: Option<&Value>) -> Option<u64> {
 /// The UserIds a body carries, read leniently for the call's record: numbers
 /// as decimal text, strings as sent; entries without either are skipped.
 fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
-    let Some(users) = body
-        .and_then(|body| body.get("Users"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    users
+    entries(body, "Users")
         .iter()
         .filter_map(|user| match user.get("UserId")? {
             Value::Number(number) => Some(number.to_string()),
@@ -257,7 +291,7 @@ fn check_request(
 
 /// One user of an admitted body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Checked {
+pub(super) enum Checked {
     Valid(SimUser),
     /// Breaks a field limit: listed in FailedInfos, the rest of the call proceeds.
     Invalid {
@@ -267,7 +301,7 @@ enum Checked {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SimUser {
+pub(super) struct SimUser {
     user_id: i64,
     nick_name: String,
     tags: Vec<String>,
@@ -496,23 +530,10 @@ fn register(app: &mut AppState, users: Vec<Checked>) -> Vec<Value> {
         if let Some(is_robot) = user.is_robot {
             fields.insert("IsRobot".to_owned(), is_robot.to_string());
         }
-        let held = app
-            .users
-            .entry(user_id.clone())
-            .or_insert_with(|| RegisteredUser {
-                origin_id: user_id.clone(),
-                // Volcengine keeps the caller's UserId; it assigns no id of its own.
-                vendor_user_id: user_id.clone(),
-                name: String::new(),
-                avatar: String::new(),
-                registrations: 0,
-                fields: BTreeMap::new(),
-            });
         // seed 002: registering again stores the user's data anew (it is overwritten).
-        held.name = user.nick_name;
-        held.avatar = user.portrait;
+        // Volcengine keeps the caller's UserId; it assigns no id of its own.
+        let held = app.overwrite(&user_id, || user_id.clone(), user.nick_name, user.portrait);
         held.fields = fields;
-        held.registrations = held.registrations.saturating_add(1);
     }
     failed
 }
@@ -557,6 +578,9 @@ fn success_response(failed: Vec<Value>, region: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+
+    use super::super::pipeline::serve;
     use bytes::Bytes;
     use http_body_util::BodyExt;
     use secrecy::SecretString;
@@ -640,7 +664,7 @@ mod tests {
 
     async fn call(shared: &Shared, request: http::Request<Bytes>) -> (u16, Value, Bytes) {
         let (parts, body) = request.into_parts();
-        let answer = register_users(shared, &parts, Body::from(body)).await;
+        let answer = serve::<RegisterUsers>(shared, &parts, Body::from(body)).await;
         let status = answer.status().as_u16();
         let bytes = answer.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap();
@@ -946,13 +970,17 @@ mod tests {
             ..account(1)
         };
         let accounts = [with_app(1), with_app(2)];
-        let app_of =
-            |app_id| pick_account(&accounts, Some(AK), app_id).map(|account| account.app_id);
+        let app_of = |app_id| {
+            account_by_app_id(&accounts, VendorKind::VolcRtc, Some(AK), app_id)
+                .map(|account| account.app_id)
+        };
         assert_eq!(app_of(Some(2)), Some(2));
         assert_eq!(app_of(Some(1)), Some(1));
         assert_eq!(app_of(None), Some(1));
         assert_eq!(app_of(Some(3)), Some(1));
-        assert!(pick_account(&accounts, Some("other"), Some(1)).is_none());
-        assert!(pick_account(&accounts, None, Some(1)).is_none());
+        assert!(
+            account_by_app_id(&accounts, VendorKind::VolcRtc, Some("other"), Some(1)).is_none()
+        );
+        assert!(account_by_app_id(&accounts, VendorKind::VolcRtc, None, Some(1)).is_none());
     }
 }

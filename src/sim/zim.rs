@@ -7,18 +7,25 @@
 //! user of a call registers, the call fails as a whole (Code≠0, with the
 //! `ErrorList`) and takes no quota slot. Sources: seed 001, vendors.md C and
 //! ZEGOCLOUD docs_all `Return codes.mdx`.
+//!
+//! The handler is an `Endpoint` of the shared pipeline (`pipeline`); its
+//! hooks keep ZEGO's order: the AppId names the account before the body is
+//! read, and a call none of whose users would register is judged before
+//! the quota step (docs/vendors/zim.md).
 
 use std::collections::{BTreeMap, HashSet};
 
 use axum::{
     Json,
-    body::Body,
+    http::request::Parts,
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, BodyError, CallInfo, Refusal, RegisteredUser, Shared, SimAccount, read_body,
+    faults::Fault,
+    pipeline::{BodyError, Endpoint, carried_ids},
+    state::{AppState, Refusal, RegisteredUser, Shared, SimAccount},
 };
 use crate::{
     domain::VendorKind,
@@ -32,87 +39,134 @@ use crate::{
 /// ZEGO documents no body limit; this is far above 100 users at their longest.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Answers one `UserRegister` call and records it.
-pub(super) async fn user_register(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Body,
-) -> Response {
-    let query = Query::parse(parts.uri.query());
-    let account = query
-        .get("AppId")
-        .and_then(|app_id| app_id.parse::<u32>().ok())
-        .and_then(|app_id| find_account(&shared.accounts, u64::from(app_id)));
-    let body = match read_body(&parts.headers, body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(error) => {
-            let refusal = match error {
-                BodyError::TooLarge => refusal(
-                    codes::INVALID_PARAMETER,
-                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                ),
-                BodyError::Unreadable => refusal(
-                    codes::REQUEST_BODY_UNAVAILABLE,
-                    describe(codes::REQUEST_BODY_UNAVAILABLE),
-                ),
-            };
-            shared.refuse(call_info(account, Vec::new()), &refusal);
-            return answer(&refusal, None);
+/// `UserRegister`: the API gateway's checks of the common query parameters
+/// and the signature, then the quota, then the body.
+pub(super) struct UserRegister;
+
+/// What a call's query says, and the `ErrorList` of a call refused as a whole.
+pub(super) struct Head {
+    query: Query,
+    refused_list: Option<Vec<ErrorEntry>>,
+}
+
+impl Endpoint for UserRegister {
+    const VENDOR: VendorKind = VendorKind::ZegoZim;
+    const ACTION: &'static str = ACTION;
+    const MAX_BODY_BYTES: usize = MAX_BODY_BYTES;
+    type Head = Head;
+    type Valid = Vec<Candidate>;
+    /// How many users registered, and the `ErrorList` of the others.
+    type Accepted = (usize, Vec<ErrorEntry>);
+
+    fn head(parts: &Parts) -> Head {
+        Head {
+            query: Query::parse(parts.uri.query()),
+            refused_list: None,
         }
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let call = call_info(account, carried_user_ids(parsed.as_ref()));
-    let account = match authenticate(parts, &query, &shared.accounts, unix_now()) {
-        Ok(account) => account,
-        Err(refusal) => {
-            shared.refuse(call, &refusal);
-            return answer(&refusal, None);
+    }
+
+    fn body_refusal(error: BodyError) -> Refusal {
+        match error {
+            BodyError::TooLarge => refusal(
+                codes::INVALID_PARAMETER,
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            BodyError::Unreadable => refusal(
+                codes::REQUEST_BODY_UNAVAILABLE,
+                describe(codes::REQUEST_BODY_UNAVAILABLE),
+            ),
         }
-    };
-    // A call none of whose users would register fails as a whole (seed 001:
-    // "If all user IDs fail to be registered, a corresponding code is
-    // returned"); it is judged before the quota step so that it is recorded
-    // with its code, and judged again under the quota lock.
-    let mut refused_list = None;
-    let verdict = validate_body(parsed.as_ref()).and_then(|candidates| {
-        let state = shared.lock();
-        let users = state.apps.get(&(VendorKind::ZegoZim, account.app_id));
-        let plan = plan(&candidates, |user_id| {
-            users.is_some_and(|app| app.users.contains_key(user_id))
-        });
-        if plan.register.is_empty() {
-            let refusal = all_failed(&plan.error_list);
-            refused_list = Some(plan.error_list);
-            return Err(refusal);
-        }
-        Ok(candidates)
-    });
-    let decision = shared.admit(
-        account,
-        call,
+    }
+
+    /// The account the query's AppId names; the body names none.
+    fn pick_account<'a>(
+        accounts: &'a [SimAccount],
+        head: &Head,
+        _body: Option<&Value>,
+    ) -> Option<&'a SimAccount> {
+        head.query
+            .get("AppId")
+            .and_then(|app_id| app_id.parse::<u32>().ok())
+            .and_then(|app_id| find_account(accounts, u64::from(app_id)))
+    }
+
+    fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
+        carried_user_ids(body)
+    }
+
+    fn authenticate<'a>(
+        parts: &Parts,
+        head: &Head,
+        _body: &[u8],
+        _account: Option<&'a SimAccount>,
+        accounts: &'a [SimAccount],
+    ) -> Result<&'a SimAccount, Refusal> {
+        authenticate(parts, &head.query, accounts, unix_now())
+    }
+
+    /// A call none of whose users would register fails as a whole (seed 001:
+    /// "If all user IDs fail to be registered, a corresponding code is
+    /// returned"); it is judged before the quota step so that it is recorded
+    /// with its code, and judged again under the quota lock.
+    fn validate(
+        shared: &Shared,
+        head: &mut Head,
+        account: &SimAccount,
+        body: Option<&Value>,
+    ) -> Result<Vec<Candidate>, Refusal> {
+        validate_body(body).and_then(|candidates| {
+            let state = shared.lock();
+            let users = state.apps.get(&(VendorKind::ZegoZim, account.app_id));
+            let plan = plan(&candidates, |user_id| {
+                users.is_some_and(|app| app.users.contains_key(user_id))
+            });
+            if plan.register.is_empty() {
+                let refusal = all_failed(&plan.error_list);
+                head.refused_list = Some(plan.error_list);
+                return Err(refusal);
+            }
+            Ok(candidates)
+        })
+    }
+
+    fn throttled() -> Refusal {
         refusal(
             codes::REGISTER_TOO_FREQUENT,
             "the frequency of calling the UserRegister interface exceeds the limit",
-        ),
-        verdict,
-        register,
-    );
-    match decision {
-        // Another call registered the same users between the two judgements:
-        // the answer stays truthful, though the call took its quota slot.
-        Ok((0, error_list)) => answer(&all_failed(&error_list), Some(&error_list)),
-        Ok((_, error_list)) => success(error_list),
-        Err(refusal) => answer(&refusal, refused_list.as_deref()),
+        )
+    }
+
+    fn accept(
+        app: &mut AppState,
+        _account: &SimAccount,
+        candidates: Vec<Candidate>,
+    ) -> Result<Self::Accepted, Refusal> {
+        Ok(register(app, candidates))
+    }
+
+    fn accepted(_head: &Head, (registered, error_list): Self::Accepted) -> Response {
+        match registered {
+            // Another call registered the same users between the two judgements:
+            // the answer stays truthful, though the call took its quota slot.
+            0 => answer(&all_failed(&error_list), Some(&error_list)),
+            _ => success(error_list),
+        }
+    }
+
+    fn refused(head: &Head, refusal: &Refusal) -> Response {
+        answer(refusal, head.refused_list.as_deref())
     }
 }
 
-fn call_info(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
-    CallInfo {
-        vendor: VendorKind::ZegoZim,
-        action: ACTION,
-        app_id: account.map(|account| account.app_id),
-        user_ids,
-    }
+/// ZEGO's answer to an injected internal error or throttle: (status, body).
+pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
+    // vendors.md C: 660700001 UserRegister called too frequently; 660000001 server error, please retry
+    let code = match fault {
+        Fault::Throttle => codes::REGISTER_TOO_FREQUENT,
+        _ => codes::GENERAL_BUSINESS_ERROR,
+    };
+    let body = json!({"Code": code, "Message": "simulated fault", "RequestId": uuid::Uuid::new_v4().to_string()});
+    (200, body.to_string())
 }
 
 fn find_account(accounts: &[SimAccount], app_id: u64) -> Option<&SimAccount> {
@@ -300,25 +354,12 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
 /// without one carries ""; items that are not objects or whose UserId is not
 /// a string are skipped.
 fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
-    let Some(items) = body
-        .and_then(|body| body.get("UserInfo"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| match item.as_object()?.get("UserId") {
-            None | Some(Value::Null) => Some(String::new()),
-            Some(Value::String(user_id)) => Some(user_id.clone()),
-            Some(_) => None,
-        })
-        .collect()
+    carried_ids(body, "UserInfo", "UserId")
 }
 
 /// One `UserInfo` item as read, with the field rule it breaks, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Candidate {
+pub(super) struct Candidate {
     user_id: String,
     name: String,
     avatar: String,
@@ -484,6 +525,9 @@ fn register(app: &mut AppState, candidates: Vec<Candidate>) -> (usize, Vec<Error
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+
+    use super::super::pipeline::serve;
     use http_body_util::BodyExt;
     use secrecy::SecretString;
 
@@ -779,7 +823,7 @@ mod tests {
         let refs: Vec<&User> = users.iter().collect();
         let request = vendor.build_request(&refs, attempt).unwrap();
         let (parts, body) = request.into_parts();
-        let answer = user_register(shared, &parts, Body::from(body)).await;
+        let answer = serve::<UserRegister>(shared, &parts, Body::from(body)).await;
         let status = answer.status();
         let body = answer.into_body().collect().await.unwrap().to_bytes();
         let response = http::Response::builder()
