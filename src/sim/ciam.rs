@@ -1,14 +1,14 @@
 //! The simulated Tencent CIAM `CreateUser` (2022-03-31): the Tencent gateway
 //! checks (TC3 signature for service `ciam`, version, content type) and the
 //! region CIAM requires, then the user store's quota, then the body, read
-//! strictly against seed 003's fields; an accepted call creates one user,
-//! keyed by UserName, unless its UserName, PhoneNumber or Email is taken.
+//! strictly against CIAM CreateUser's fields (docs/vendors/ciam.md#request); an accepted call
+//! creates one user, keyed by UserName, unless its UserName, PhoneNumber or Email is taken.
 //! The password is checked for presence and then dropped: the simulator
 //! keeps `PasswordSet`, never the password. Also the CIAM rules the
 //! simulated import jobs share (docs/vendors/ciam.md): which user store a
 //! body names, the UserStoreId check, CustomizationAttributes and
 //! IndexedAttributeN lengths, how fields are kept and ids generated.
-//! Sources: seed 003, vendors.md A and B.2.
+//! Sources: CIAM CreateUser (docs/vendors/ciam.md) and docs/vendors/tencent-cloud-api.md.
 
 use serde_json::{Map, Value, json};
 
@@ -21,7 +21,8 @@ use crate::{
     vendor_api::tencent::ciam::{ACTION, MAX_INDEXED_ATTRIBUTE_CHARS, SERVICE, VERSION},
 };
 
-/// seed 003 "Input Parameters" besides the common ones, and B.2's optional UserOrg.
+/// CIAM CreateUser "Input Parameters" (docs/vendors/ciam.md#request) besides the common ones, and
+/// the SDK's optional UserOrg (docs/vendors/ciam.md#request).
 const CREATE_USER_FIELDS: [&str; 16] = [
     "UserStoreId",
     "PhoneNumber",
@@ -41,7 +42,8 @@ const CREATE_USER_FIELDS: [&str; 16] = [
     "UserOrg",
 ];
 
-/// seed 003: the required user fields and the code each one's absence answers.
+/// CIAM CreateUser (docs/vendors/ciam.md#request): the required user fields and the code each one's
+/// absence answers.
 const REQUIRED_FIELDS: [(&str, &str); 4] = [
     ("UserName", "FailedOperation.UserNameIsNull"),
     ("PhoneNumber", "FailedOperation.PhoneNumberIsNull"),
@@ -107,7 +109,8 @@ impl Product for CreateUser {
     }
 
     fn answer(user: Value) -> Result<Map<String, Value>, Refusal> {
-        // seed 003 "Output Example": {"Response":{"User":{...},"RequestId"}}.
+        // CIAM CreateUser "Output Example" (docs/vendors/ciam.md#examples):
+        // {"Response":{"User":{...},"RequestId"}}.
         Ok(Map::from_iter([("User".to_owned(), user)]))
     }
 }
@@ -121,8 +124,8 @@ fn user_store_id_of(body: Option<&Value>) -> Option<&str> {
     body?.get("UserStoreId")?.as_str()
 }
 
-/// `CustomizationAttributes` (B.2 MemberMap: Name and Value required, Type optional);
-/// `format_code` is the code a malformed attribute answers.
+/// `CustomizationAttributes` (docs/vendors/ciam.md#membermap MemberMap: Name and Value required,
+/// Type optional); `format_code` is the code a malformed attribute answers.
 pub(super) fn member_maps_field(
     object: &Map<String, Value>,
     path: &str,
@@ -168,7 +171,8 @@ pub(super) fn member_maps_field(
     Ok(Some(Value::Array(attributes.clone())))
 }
 
-/// The first IndexedAttributeN longer than B.2's 512 characters, if any.
+/// The first IndexedAttributeN longer than the 512 characters of
+/// docs/vendors/ciam.md#indexed-attributes, if any.
 pub(super) fn overlong_indexed_attribute(object: &Map<String, Value>) -> Option<String> {
     (1..=5)
         .map(|n| format!("IndexedAttribute{n}"))
@@ -208,7 +212,7 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
         }
     }
     if let Some(field) = overlong_indexed_attribute(body) {
-        // B.2: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+        // docs/vendors/ciam.md#indexed-attributes: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
         return Err(tencent::refusal(
             "FailedOperation.IndexedAttributeTooLong",
             format!("{field} can contain up to {MAX_INDEXED_ATTRIBUTE_CHARS} characters"),
@@ -219,7 +223,7 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
         fields.insert("UserGroup".to_owned(), json!(groups));
     }
     tencent::strings_field(body, "UserOrg", "")?;
-    // seed 003: "Birthdate No Integer" (milliseconds since the epoch).
+    // CIAM CreateUser (docs/vendors/ciam.md#request): "Birthdate No Integer" (milliseconds since the epoch).
     match body.get("Birthdate") {
         None | Some(Value::Null) => {}
         Some(Value::Number(number)) if number.is_i64() => {
@@ -231,7 +235,8 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
             ));
         }
     }
-    // seed 003: FailedOperation.AttributeFormatError "The user attribute format is abnormal".
+    // CIAM CreateUser (docs/vendors/ciam.md#error-codes): FailedOperation.AttributeFormatError "The
+    // user attribute format is abnormal".
     if let Some(attributes) = member_maps_field(body, "", "FailedOperation.AttributeFormatError")? {
         fields.insert("CustomizationAttributes".to_owned(), attributes);
     }
@@ -243,7 +248,8 @@ fn validate_body(body: Option<&Value>, user_store_id: &str) -> Result<NewUser, R
     })
 }
 
-/// B.2: a request naming another store's id answers FailedOperation.UserStoreNotExist.
+/// docs/vendors/ciam.md#error-codes: a request naming another store's id answers
+/// FailedOperation.UserStoreNotExist.
 pub(super) fn check_user_store(
     body: &Map<String, Value>,
     user_store_id: &str,
@@ -287,7 +293,8 @@ fn taken_identifier(
     None
 }
 
-/// Creates the user unless one of its identifiers is taken; answers seed 003's `User`.
+/// Creates the user unless one of its identifiers is taken; answers CIAM CreateUser's `User`
+/// (docs/vendors/ciam.md#response).
 fn create(app: &mut AppState, user_store_id: &str, new_user: NewUser) -> Result<Value, Refusal> {
     if let Some(code) = taken_identifier(
         app,
@@ -295,7 +302,8 @@ fn create(app: &mut AppState, user_store_id: &str, new_user: NewUser) -> Result<
         &new_user.phone_number,
         &new_user.email,
     ) {
-        // seed 003 section 6: "... has already been bound to a user" / "already exists".
+        // CIAM CreateUser error codes (docs/vendors/ciam.md#error-codes): "... has already been
+        // bound to a user" / "already exists".
         return Err(tencent::refusal(code, "the user already exists"));
     }
     let user_id = generate_id();
@@ -329,7 +337,8 @@ fn create(app: &mut AppState, user_store_id: &str, new_user: NewUser) -> Result<
     user.insert("PhoneNumber".to_owned(), json!(new_user.phone_number));
     user.insert("Email".to_owned(), json!(new_user.email));
     for (field, value) in new_user.fields {
-        // seed 003's output names these UserGroups and CustomAttributes.
+        // CIAM CreateUser's output (docs/vendors/ciam.md#response) names these UserGroups and
+        // CustomAttributes.
         let name = match field.as_str() {
             "UserGroup" => "UserGroups".to_owned(),
             "CustomizationAttributes" => "CustomAttributes".to_owned(),
@@ -361,7 +370,8 @@ pub(super) fn stored_fields(
         .collect()
 }
 
-/// A CIAM id shaped like seed 004's `c29f2c0f****************405ec698`: 32 hex digits.
+/// A CIAM id shaped like CIAM CreateApiImportUserJob's `c29f2c0f****************405ec698`
+/// (docs/vendors/ciam-import.md#job): 32 hex digits.
 pub(super) fn generate_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -373,7 +383,7 @@ mod tests {
     const STORE: &str = "2c3aca3b****************a7efe88e";
 
     fn documented_body() -> Value {
-        // seed 003 "Input Example".
+        // CIAM CreateUser "Input Example" (docs/vendors/ciam.md#examples).
         json!({
             "UserStoreId": STORE,
             "PhoneNumber": "132****0000",
@@ -421,7 +431,7 @@ mod tests {
         assert_eq!(user.fields["Birthdate"], json!(1706682491339i64));
         let mut app = AppState::new(10);
         let answer = create(&mut app, STORE, user).unwrap();
-        // seed 003 "Output Example" shape
+        // CIAM CreateUser "Output Example" (docs/vendors/ciam.md#examples) shape
         assert_eq!(answer["UserName"], "zhangsan");
         assert_eq!(answer["Status"], "NORMAL");
         assert_eq!(
@@ -519,7 +529,8 @@ mod tests {
 
     #[test]
     fn taken_identifiers_answer_their_own_code() {
-        // seed 003 section 6: UserName/PhoneNumber/EmailAlreadyExists.
+        // CIAM CreateUser error codes (docs/vendors/ciam.md#error-codes):
+        // UserName/PhoneNumber/EmailAlreadyExists.
         let mut app = AppState::new(10);
         let user = |name: &str, phone: &str, email: &str| {
             let mut body = documented_body();
@@ -552,7 +563,9 @@ mod tests {
 
     #[test]
     fn ids_look_like_the_documented_example() {
-        // seeds 003/004: masked ids such as "2c3aca3b****************a7efe88e" are 32 characters.
+        // CIAM CreateUser and CreateApiImportUserJob (docs/vendors/ciam.md#request,
+        // docs/vendors/ciam-import.md#createapiimportuserjob): masked ids such as
+        // "2c3aca3b****************a7efe88e" are 32 characters.
         let id = generate_id();
         assert_eq!(id.len(), "2c3aca3b****************a7efe88e".len());
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));

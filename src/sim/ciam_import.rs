@@ -6,12 +6,13 @@
 //! is not marked as a hash goes to the job's FailedUsers instead. At most two
 //! jobs of a user store run at once. Jobs advance lazily, whenever a call
 //! touches the store. Password hashes and salts are never kept: a user keeps
-//! `PasswordHashType`. Sources: seed 004, vendors.md A and B.2.
+//! `PasswordHashType`. Sources: CIAM CreateApiImportUserJob (docs/vendors/ciam-import.md) and
+//! docs/vendors/tencent-cloud-api.md.
 //!
 //! A failed user is named in `FailedUserIdentification` by its UserName,
 //! else its PhoneNumber, else its Email (else another identifier): the
-//! choice the vendor module documents, since B.2 leaves it UNCONFIRMED. An
-//! imported user is kept under that same identifier.
+//! choice the vendor module documents, since docs/vendors/ciam-import.md#matching-failed-users
+//! leaves it UNCONFIRMED. An imported user is kept under that same identifier.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -39,8 +40,8 @@ use crate::{
 /// What a failed user's FailedReason says when an identifier is taken.
 pub(super) const EXISTS_REASON: &str = "user already exists";
 
-/// B.2 ImportUser: the identifiers of which at least one is required, in the
-/// order a failed user is named by.
+/// docs/vendors/ciam-import.md#importuser ImportUser: the identifiers of which at least one is
+/// required, in the order a failed user is named by.
 const IDENTIFIERS: [&str; 9] = [
     "UserName",
     "PhoneNumber",
@@ -53,7 +54,8 @@ const IDENTIFIERS: [&str; 9] = [
     "WeComUserId",
 ];
 
-/// B.2 ImportUser string fields besides the identifiers, Password and PasswordEncryptTypeEnum.
+/// docs/vendors/ciam-import.md#importuser ImportUser string fields besides the identifiers,
+/// Password and PasswordEncryptTypeEnum.
 const TEXT_FIELDS: [&str; 18] = [
     "ResidentIdentityCard",
     "Nickname",
@@ -75,7 +77,7 @@ const TEXT_FIELDS: [&str; 18] = [
     "PasswordEncryptTypeEnum",
 ];
 
-/// B.2 ImportUser fields that are not strings.
+/// docs/vendors/ciam-import.md#importuser ImportUser fields that are not strings.
 const OTHER_FIELDS: [&str; 5] = [
     "UserGroup",
     "IdentityVerified",
@@ -84,7 +86,8 @@ const OTHER_FIELDS: [&str; 5] = [
     "Password",
 ];
 
-/// B.2 PasswordEncryptTypeEnum values (plaintext and MD5 strings are UNCONFIRMED).
+/// docs/vendors/ciam-import.md#password-hash-and-salt PasswordEncryptTypeEnum values (plaintext and
+/// MD5 strings are UNCONFIRMED).
 const ENCRYPT_TYPES: [&str; 2] = ["SHA1", "BCRYPT"];
 
 /// `CreateApiImportUserJob`, behind the Tencent gateway (signed as CIAM).
@@ -125,7 +128,7 @@ impl Product for CreateJob {
             .filter(|job| job.failed_users.is_none())
             .count();
         if running >= MAX_RUNNING_JOBS {
-            // B.2: "已存在2个有效的任务，请等待其中一部分完成后重试".
+            // docs/vendors/ciam-import.md#concurrent-job-limit: "已存在2个有效的任务，请等待其中一部分完成后重试".
             return Err(tencent::refusal(
                 BUSY_CODE,
                 "there are already two valid tasks; wait for one of them to complete and try again",
@@ -144,7 +147,8 @@ impl Product for CreateJob {
     }
 
     fn answer(job: Value) -> Result<Map<String, Value>, Refusal> {
-        // seed 004 "Output Example": {"Response":{"Job":{...},"RequestId"}}.
+        // CIAM CreateApiImportUserJob "Output Example" (docs/vendors/ciam-import.md#examples):
+        // {"Response":{"Job":{...},"RequestId"}}.
         Ok(Map::from_iter([("Job".to_owned(), job)]))
     }
 }
@@ -191,7 +195,7 @@ impl Product for ListJobs {
     }
 
     fn answer(jobs: Vec<Value>) -> Result<Map<String, Value>, Refusal> {
-        // B.2 ListJobs: "response JobSet []Job (nullable) + RequestId".
+        // docs/vendors/ciam-import.md#listjobs ListJobs: "response JobSet []Job (nullable) + RequestId".
         Ok(Map::from_iter([("JobSet".to_owned(), json!(jobs))]))
     }
 }
@@ -308,10 +312,12 @@ fn validate_job(body: Option<&Value>, user_store_id: &str) -> Result<Vec<Importe
         "",
     )?;
     check_user_store(body, user_store_id)?;
-    // seed 004: "DataFlowUserCreateList.N Yes Array of ImportUser".
+    // CIAM CreateApiImportUserJob (docs/vendors/ciam-import.md#importuser):
+    // "DataFlowUserCreateList.N Yes Array of ImportUser".
     let users = tencent::required_array(body, "DataFlowUserCreateList", "an array")?;
     if users.is_empty() {
-        // seed 004: FailedOperation.ImportUserIsEmpty "The user is empty during user import".
+        // CIAM CreateApiImportUserJob (docs/vendors/ciam-import.md#error-codes):
+        // FailedOperation.ImportUserIsEmpty "The user is empty during user import".
         return Err(tencent::refusal(
             "FailedOperation.ImportUserIsEmpty",
             "the user is empty during user import",
@@ -378,16 +384,18 @@ fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refu
         .remove("PasswordEncryptTypeEnum")
         .and_then(|value| value.as_str().map(str::to_owned));
     let failure = if identification_of(user).is_empty() {
-        // B.2 ImportUser: "at least one of UserName, PhoneNumber, Email, ... required".
+        // docs/vendors/ciam-import.md#identifiers ImportUser: "at least one of UserName,
+        // PhoneNumber, Email, ... required".
         Some("at least one of UserName, PhoneNumber, Email, WechatOpenId, WechatUnionId, AlipayUserId, QqOpenId, QqUnionId or WeComUserId is required".to_owned())
     } else if let Some(field) = overlong_indexed_attribute(user) {
-        // B.2: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
+        // docs/vendors/ciam.md#indexed-attributes: "max 512 chars → FailedOperation.IndexedAttributeTooLong".
         Some(format!(
             "{field} can contain up to {MAX_INDEXED_ATTRIBUTE_CHARS} characters"
         ))
     } else {
         match (&password, encrypt_type.as_deref()) {
-            // B.2: Password is "密码密文"; without PasswordEncryptTypeEnum it reads as plaintext.
+            // docs/vendors/ciam-import.md#password-hash-and-salt: Password is "密码密文"; without
+            // PasswordEncryptTypeEnum it reads as plaintext.
             (Some(_), None) => {
                 Some("password must be a hash with its PasswordEncryptTypeEnum".to_owned())
             }
@@ -410,7 +418,8 @@ fn validate_import_user(index: usize, user: &Value) -> Result<ImportedUser, Refu
     })
 }
 
-/// B.2 Salt: SaltValue; SaltLocation{SaltLocationTypeEnum HEAD|TAIL|OTHER; SaltLocationRule{Regex}}.
+/// docs/vendors/ciam-import.md#password-hash-and-salt Salt: SaltValue;
+/// SaltLocation{SaltLocationTypeEnum HEAD|TAIL|OTHER; SaltLocationRule{Regex}}.
 fn validate_salt(user: &Map<String, Value>, path: &str) -> Result<(), Refusal> {
     let salt = match user.get("Salt") {
         None | Some(Value::Null) => return Ok(()),
@@ -471,7 +480,7 @@ fn validate_list(
     let body = tencent::body_object(body)?;
     tencent::only_known(body, |key| ["UserStoreId", "JobIds"].contains(&key), "")?;
     check_user_store(body, user_store_id)?;
-    // B.2 ListJobs: "JobIds []String opt (empty → all jobs)".
+    // docs/vendors/ciam-import.md#listjobs ListJobs: "JobIds []String opt (empty → all jobs)".
     let job_ids = tencent::strings_field(body, "JobIds", "")?;
     Ok((!job_ids.is_empty()).then_some(job_ids))
 }
@@ -492,7 +501,7 @@ mod tests {
 
     const STORE: &str = "2c3aca3b****************a7efe88e";
 
-    /// seed 004 "Input Example" user.
+    /// CIAM CreateApiImportUserJob "Input Example" (docs/vendors/ciam-import.md#examples) user.
     fn documented_user() -> Value {
         json!({
             "UserName": "zhangsan",

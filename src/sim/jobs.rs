@@ -109,7 +109,7 @@ impl SimJob {
         }
     }
 
-    /// B.2 `Job`.
+    /// docs/vendors/ciam-import.md#job `Job`.
     pub(super) fn describe(&self, now: Instant) -> Value {
         let job = Job {
             id: Some(self.id.clone()),

@@ -2,7 +2,7 @@
 //! first, then the account's quota, then the body, read strictly against the
 //! documented fields; an accepted call registers (or overwrites) every user
 //! it carries, keyed by (SdkAppId, OriginId). A refused or throttled call
-//! registers nobody. Sources: seed 000 (the vendor document) and vendors.md B.1.
+//! registers nobody. Sources: the LCIC BatchRegister document, summarised in docs/vendors/lcic.md.
 
 use serde_json::{Map, Value};
 
@@ -18,7 +18,7 @@ use crate::{
     },
 };
 
-/// The fields of `BatchUserRequest` (vendors.md B.1); any other key is refused.
+/// The fields of `BatchUserRequest` (docs/vendors/lcic.md#request); any other key is refused.
 const USER_FIELDS: [&str; 4] = ["SdkAppId", "Name", "OriginId", "Avatar"];
 
 /// `BatchRegister`, behind the Tencent gateway.
@@ -55,7 +55,8 @@ impl Product for BatchRegister {
     }
 
     fn answer(registered: Self::Accepted) -> Result<Map<String, Value>, Refusal> {
-        // seed 000 "Output Example": {"Response":{"Users":[{SdkAppId, UserId, OriginId}],"RequestId"}}.
+        // LCIC BatchRegister "Output Example" (docs/vendors/lcic.md#examples):
+        // {"Response":{"Users":[{SdkAppId, UserId, OriginId}],"RequestId"}}.
         let users = serde_json::to_value(registered)
             .map_err(|_| tencent::refusal("InternalError", "the answer could not be encoded"))?;
         Ok(Map::from_iter([("Users".to_owned(), users)]))
@@ -67,7 +68,7 @@ fn first_sdk_app_id(body: Option<&Value>) -> Option<u64> {
 }
 
 /// The OriginIds a body carries, read leniently for the call's record: a
-/// user without one carries "" (its OriginId defaults to the UserId, B.1);
+/// user without one carries "" (its OriginId defaults to the UserId, docs/vendors/lcic.md#request);
 /// entries that are not objects or whose OriginId is not a string are skipped.
 fn carried_origin_ids(body: Option<&Value>) -> Vec<String> {
     carried_ids(body, "Users", "OriginId")
@@ -76,9 +77,10 @@ fn carried_origin_ids(body: Option<&Value>) -> Vec<String> {
 /// Reads the body strictly: exactly the documented fields, with their types.
 fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<BatchUserRequest>, Refusal> {
     let body = tencent::body_object(body)?;
-    // seed 000 "Input Parameters": Users is the only request field besides the common (header) ones.
+    // LCIC BatchRegister "Input Parameters" (docs/vendors/lcic.md#request): Users is the only
+    // request field besides the common (header) ones.
     tencent::only_known(body, |key| key == "Users", "")?;
-    // seed 000: "Users.N Yes Array of BatchUserRequest".
+    // LCIC BatchRegister (docs/vendors/lcic.md#request): "Users.N Yes Array of BatchUserRequest".
     let users = tencent::required_array(body, "Users", "an array of users")?;
     if users.is_empty() {
         return Err(tencent::refusal(
@@ -86,7 +88,8 @@ fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<BatchUserReque
             "the parameter Users must hold at least one user",
         ));
     }
-    // seed 000: "register multiple users (up to 1,000) at a time".
+    // LCIC BatchRegister (docs/vendors/lcic.md#batch-size): "register multiple users (up to 1,000)
+    // at a time".
     if users.len() > MAX_USERS_PER_CALL {
         return Err(tencent::refusal(
             "InvalidParameterValue",
@@ -110,11 +113,11 @@ fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserReq
             format!("the parameter Users.{index} must be an object"),
         ));
     };
-    // vendors.md B.1: BatchUserRequest has SdkAppId, Name, OriginId and Avatar only.
+    // docs/vendors/lcic.md#request: BatchUserRequest has SdkAppId, Name, OriginId and Avatar only.
     let path = format!("Users.{index}.");
     tencent::only_known(user, |key| USER_FIELDS.contains(&key), &path)?;
     let sdk_app_id = match user.get("SdkAppId") {
-        // vendors.md B.1: SdkAppId is required.
+        // docs/vendors/lcic.md#request: SdkAppId is required.
         None | Some(Value::Null) => {
             return Err(tencent::refusal(
                 "MissingParameter",
@@ -123,7 +126,8 @@ fn validate_user(index: usize, user: &Value, app_id: u64) -> Result<BatchUserReq
         }
         Some(value) => value.as_u64(),
     };
-    // seed 000 error codes: "InvalidParameter.SdkAppId SdkAppId is incorrect".
+    // LCIC BatchRegister error codes (docs/vendors/lcic.md#error-codes): "InvalidParameter.SdkAppId
+    // SdkAppId is incorrect".
     let sdk_app_id = match sdk_app_id {
         Some(sdk_app_id) if sdk_app_id == app_id => sdk_app_id,
         Some(_) => {
@@ -158,13 +162,14 @@ fn register(app: &mut AppState, app_id: u64, users: Vec<BatchUserRequest>) -> Ve
         .into_iter()
         .map(|user| {
             let (origin_id, generated) = if user.origin_id.is_empty() {
-                // vendors.md B.1: OriginId "defaults to UserId if empty".
+                // docs/vendors/lcic.md#response: OriginId "defaults to UserId if empty".
                 let user_id = generate_user_id();
                 (user_id.clone(), Some(user_id))
             } else {
                 (user.origin_id, None)
             };
-            // seed 000: "If a user ID already exists, the existing one will be overwritten."
+            // LCIC BatchRegister (docs/vendors/lcic.md#repeats): "If a user ID already exists, the
+            // existing one will be overwritten."
             let held = app.overwrite(
                 &origin_id,
                 || generated.unwrap_or_else(generate_user_id),
@@ -181,7 +186,7 @@ fn register(app: &mut AppState, app_id: u64, users: Vec<BatchUserRequest>) -> Ve
 }
 
 /// A fresh LCIC-like UserId. The documented example `2i5WfUzRRC2Eb2uNmLNv96gzxCv`
-/// (vendors.md B.1) has the shape of a KSUID: 27 base62 characters encoding a
+/// (docs/vendors/lcic.md#response) has the shape of a KSUID: 27 base62 characters encoding a
 /// 4-byte timestamp (seconds since 1400000000) and 16 random bytes.
 fn generate_user_id() -> String {
     const KSUID_EPOCH: i64 = 1_400_000_000;
@@ -228,7 +233,8 @@ mod tests {
 
     #[test]
     fn the_documented_input_example_is_accepted() {
-        // seed 000 "Input Example" (with the example SdkAppId replaced by the account's).
+        // LCIC BatchRegister "Input Example" (docs/vendors/lcic.md#examples) (with the example
+        // SdkAppId replaced by the account's).
         let users = validate_body(
             Some(
                 &json!({"Users":[{"SdkAppId": APP_ID, "Name":"xx","OriginId":"xx","Avatar":"xx"}]}),
@@ -316,7 +322,8 @@ mod tests {
 
     #[test]
     fn at_most_1000_users_per_call() {
-        // seed 000: "register multiple users (up to 1,000) at a time".
+        // LCIC BatchRegister (docs/vendors/lcic.md#batch-size): "register multiple users (up to
+        // 1,000) at a time".
         let users = |count: usize| {
             let users: Vec<Value> = (0..count)
                 .map(|index| json!({"SdkAppId": APP_ID, "OriginId": format!("u{index}")}))
@@ -388,7 +395,7 @@ mod tests {
         let second = register(&mut app, APP_ID, vec![user("u1", "uno")]);
         assert_eq!(first[0].user_id, second[0].user_id);
         assert_eq!(first[0].origin_id, "u1");
-        // vendors.md B.1: OriginId = UserId when registered without one.
+        // docs/vendors/lcic.md#response: OriginId = UserId when registered without one.
         assert_eq!(first[1].origin_id, first[1].user_id);
         let held = &app.users["u1"];
         assert_eq!(held.registrations, 2);
@@ -398,7 +405,7 @@ mod tests {
 
     #[test]
     fn user_ids_look_like_the_documented_example() {
-        // vendors.md B.1: UserId e.g. 2i5WfUzRRC2Eb2uNmLNv96gzxCv (27 base62 characters).
+        // docs/vendors/lcic.md#response: UserId e.g. 2i5WfUzRRC2Eb2uNmLNv96gzxCv (27 base62 characters).
         let ids: std::collections::HashSet<String> =
             (0..1000).map(|_| generate_user_id()).collect();
         assert_eq!(ids.len(), 1000);

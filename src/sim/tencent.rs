@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{domain::VendorKind, vendor_api::tencent::tc3_verify};
 
-/// vendors.md A.1: "Limits: GET ≤32 KB, POST v3 ≤10 MB".
+/// docs/vendors/tencent-cloud-api.md#size-limits: "Limits: GET ≤32 KB, POST v3 ≤10 MB".
 pub(super) const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// One Tencent product action behind the gateway.
@@ -78,7 +78,7 @@ impl<P: Product> Endpoint for P {
 
     fn body_refusal(error: BodyError) -> Refusal {
         match error {
-            // vendors.md A.1: POST v3 bodies are at most 10 MB.
+            // docs/vendors/tencent-cloud-api.md#size-limits: POST v3 bodies are at most 10 MB.
             BodyError::TooLarge => refusal(
                 "RequestSizeLimitExceeded",
                 "the request body is larger than 10 MB",
@@ -168,7 +168,7 @@ pub(super) fn unknown_action(parts: &Parts) -> Response {
 
 /// The gateway's answer to an injected internal error or throttle: (status, body).
 pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
-    // vendors.md A.3: RequestLimitExceeded and InternalError inside HTTP 200
+    // docs/vendors/tencent-cloud-api.md#error-codes: RequestLimitExceeded and InternalError inside HTTP 200
     let code = match fault {
         Fault::Throttle => "RequestLimitExceeded",
         _ => "InternalError",
@@ -177,7 +177,8 @@ pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
     (200, body.to_string())
 }
 
-/// A Tencent refusal; A.3 puts the failure in `Response.Error`, and Tencent answers it with HTTP 200.
+/// A Tencent refusal; docs/vendors/tencent-cloud-api.md#error-envelope puts the failure in
+/// `Response.Error`, and Tencent answers it with HTTP 200.
 pub(super) fn refusal(code: &str, message: impl Into<String>) -> Refusal {
     Refusal {
         http_status: 200,
@@ -186,7 +187,8 @@ pub(super) fn refusal(code: &str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// vendors.md A.3: the rate-limit code the SDKs retry (A.4 matches it exactly).
+/// docs/vendors/tencent-cloud-api.md#rate-limits: the rate-limit code the SDKs retry
+/// (docs/vendors/tencent-cloud-api.md#sdk-retry-behaviour matches it exactly).
 fn throttled() -> Refusal {
     refusal(
         "RequestLimitExceeded",
@@ -218,7 +220,8 @@ fn check_request(
         .ok_or_else(|| auth_refusal(&tc3_verify::VerifyError::InvalidAuthorization))?;
     let parsed =
         tc3_verify::parse_authorization(authorization).map_err(|error| auth_refusal(&error))?;
-    // vendors.md A.1: the credential scope's service is the product; a key derived for another fails.
+    // docs/vendors/tencent-cloud-api.md#credential-scope: the credential scope's service is the
+    // product; a key derived for another fails.
     if parsed.service != service {
         return Err(refusal(
             "AuthFailure.SignatureFailure",
@@ -239,7 +242,8 @@ fn check_request(
         .get("x-tc-version")
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    // vendors.md A.1: X-TC-Version is required and names the API version, e.g. 2022-08-17 for LCIC.
+    // docs/vendors/tencent-cloud-api.md#headers: X-TC-Version is required and names the API
+    // version, e.g. 2022-08-17 for LCIC.
     if sent != version {
         return Err(refusal(
             "NoSuchVersion",
@@ -265,7 +269,8 @@ fn check_region(headers: &HeaderMap) -> Result<(), Refusal> {
         .get("x-tc-region")
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    // seed 003/004: "Region Yes" — CIAM answers nothing without X-TC-Region.
+    // CIAM CreateUser and CreateApiImportUserJob (docs/vendors/ciam.md#endpoint,
+    // docs/vendors/ciam-import.md#endpoint): "Region Yes" — CIAM answers nothing without X-TC-Region.
     if region.trim().is_empty() {
         return Err(refusal(
             "MissingParameter",
@@ -280,7 +285,8 @@ fn auth_refusal(error: &tc3_verify::VerifyError) -> Refusal {
     refusal(error.code(), error.to_string())
 }
 
-/// vendors.md A.1: POST JSON is `application/json` (SDK) or `application/json; charset=utf-8` (doc).
+/// docs/vendors/tencent-cloud-api.md#content-type: POST JSON is `application/json` (SDK) or
+/// `application/json; charset=utf-8` (doc).
 fn is_json_content_type(value: &str) -> bool {
     let mut parts = value.split(';').map(str::trim);
     let media_type = parts.next().unwrap_or_default();
@@ -389,7 +395,7 @@ pub(super) fn required_array<'a>(
     }
 }
 
-/// vendors.md A.3: `{"Response":{"Error":{"Code","Message"},"RequestId"}}`.
+/// docs/vendors/tencent-cloud-api.md#error-envelope: `{"Response":{"Error":{"Code","Message"},"RequestId"}}`.
 pub(super) fn error_response(refusal: &Refusal) -> Response {
     let body = json!({
         "Response": {
@@ -401,7 +407,7 @@ pub(super) fn error_response(refusal: &Refusal) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// vendors.md A.3: `{"Response":{...fields..., "RequestId"}}`.
+/// docs/vendors/tencent-cloud-api.md#response-envelope: `{"Response":{...fields..., "RequestId"}}`.
 pub(super) fn success_response(mut fields: Map<String, Value>) -> Response {
     fields.insert("RequestId".to_owned(), Value::String(request_id()));
     Json(json!({ "Response": fields })).into_response()

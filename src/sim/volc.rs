@@ -5,7 +5,7 @@
 //! within the field limits and lists the others in `Result.FailedInfos`.
 //! Every answer is Volcengine's `ResponseMetadata` envelope; nothing in it
 //! reveals the expected signature or the account's key (the refusal texts of
-//! `volc_verify::VerifyError` are fixed). Sources: seed 002 and vendors.md D.
+//! `volc_verify::VerifyError` are fixed). Sources: RTC RegisterUsers (docs/vendors/volc-rtc.md).
 //!
 //! The handler is an `Endpoint` of the shared pipeline (`pipeline`); the
 //! region an answer names is the one the caller signed for
@@ -41,9 +41,9 @@ use crate::{
 /// users with every field at its limit stay far below this.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// seed 002 "Users" plus `IsRobot` (vendors.md D.4: SDK only). Any other key
-/// is refused, so that a misspelt field in registrar is caught here; whether
-/// Volcengine ignores unknown keys is UNCONFIRMED.
+/// RTC RegisterUsers "Users" (docs/vendors/volc-rtc.md#request) plus `IsRobot`
+/// (docs/vendors/volc-rtc.md#request: SDK only). Any other key is refused, so that a misspelt field
+/// in registrar is caught here; whether Volcengine ignores unknown keys is UNCONFIRMED.
 const USER_FIELDS: [&str; 6] = ["UserId", "NickName", "Tags", "Portrait", "Ext", "IsRobot"];
 
 /// `RegisterUsers`: the gateway's SignerV4 check and API version, then the
@@ -93,7 +93,7 @@ impl Endpoint for RegisterUsers {
         head: &Head,
         body: Option<&Value>,
     ) -> Option<&'a SimAccount> {
-        // One key may own several apps (vendors.md D.4: limits are per account,
+        // One key may own several apps (docs/vendors/volc-rtc.md#quota: limits are per account,
         // shared by all AppIds): the body's AppId picks among them, else the
         // first configured is used.
         account_by_app_id(
@@ -153,7 +153,8 @@ impl Endpoint for RegisterUsers {
 /// Volcengine's answer to an injected internal error or throttle: (status, body).
 pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
     let request_id = uuid::Uuid::new_v4().to_string();
-    // vendors.md D.3: FlowLimitExceeded (429 assumed), InternalError 100014 with HTTP 500
+    // docs/vendors/volc-rtc.md#error-codes: FlowLimitExceeded (429 assumed), InternalError 100014
+    // with HTTP 500
     match fault {
         Fault::Throttle => (
             429,
@@ -185,7 +186,8 @@ fn carried_user_ids(body: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
-/// vendors.md D.3 CodeN of the common codes; the IM codes have none (IM models omit CodeN).
+/// docs/vendors/volc-rtc.md#error-codes CodeN of the common codes; the IM codes have none (IM
+/// models omit CodeN).
 fn code_n(code: &str) -> Option<u32> {
     Some(match code {
         "MissingParameter" => 100002,
@@ -198,13 +200,13 @@ fn code_n(code: &str) -> Option<u32> {
         "AccessDenied" => 100013,
         "InternalError" => 100014,
         "InternalServiceTimeout" => 100016,
-        // D.3: UNCONFIRMED, a third-party mapping.
+        // docs/vendors/volc-rtc.md#error-codes: UNCONFIRMED, a third-party mapping.
         "FlowLimitExceeded" => 100018,
         _ => return None,
     })
 }
 
-/// A refusal with one of the IM error codes of vendors.md D.4 (InvalidParam,
+/// A refusal with one of the IM error codes of docs/vendors/volc-rtc.md#error-codes (InvalidParam,
 /// JsonParsingError, AppNotFound). Their HTTP status is UNCONFIRMED; 400 is
 /// this simulator's choice, and registrar classifies them by code, not status.
 fn im_refusal(code: &str, message: impl Into<String>) -> Refusal {
@@ -215,7 +217,7 @@ fn im_refusal(code: &str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// vendors.md D.3: MissingParameter is HTTP 400.
+/// docs/vendors/volc-rtc.md#error-codes: MissingParameter is HTTP 400.
 fn missing_parameter(message: impl Into<String>) -> Refusal {
     Refusal {
         http_status: 400,
@@ -224,7 +226,8 @@ fn missing_parameter(message: impl Into<String>) -> Refusal {
     }
 }
 
-/// vendors.md D.3: FlowLimitExceeded, HTTP status UNCONFIRMED ("429/503 assumed"); 429 here.
+/// docs/vendors/volc-rtc.md#error-codes: FlowLimitExceeded, HTTP status UNCONFIRMED ("429/503
+/// assumed"); 429 here.
 fn throttled() -> Refusal {
     Refusal {
         http_status: 429,
@@ -264,7 +267,8 @@ fn check_request(
         },
     )
     .map_err(|error| verify_refusal(&error))?;
-    // vendors.md D.1: RTC signs as service rtc; a key derived for another service is not this API's.
+    // docs/vendors/volc-rtc.md#endpoint: RTC signs as service rtc; a key derived for another service
+    // is not this API's.
     if verified.service != SERVICE {
         return Err(verify_refusal(
             &volc_verify::VerifyError::SignatureDoesNotMatch(
@@ -278,7 +282,8 @@ fn check_request(
         .unwrap_or_default()
         .split('&')
         .find_map(|pair| pair.strip_prefix("Version="));
-    // seed 002: Version is required and is 2020-12-01; D.3: InvalidActionOrVersion is HTTP 404.
+    // RTC RegisterUsers (docs/vendors/volc-rtc.md#endpoint): Version is required and is 2020-12-01;
+    // docs/vendors/volc-rtc.md#error-codes: InvalidActionOrVersion is HTTP 404.
     if version != Some(VERSION) {
         return Err(Refusal {
             http_status: 404,
@@ -324,7 +329,7 @@ fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<Checked>, Refu
             "the request body must be a JSON object",
         ));
     };
-    // seed 002 "Body": AppId and Users.
+    // RTC RegisterUsers "Body" (docs/vendors/volc-rtc.md#request): AppId and Users.
     if let Some(unknown) = body
         .keys()
         .find(|key| !["AppId", "Users"].contains(&key.as_str()))
@@ -340,7 +345,7 @@ fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<Checked>, Refu
         }
         Some(value) => match value.as_u64() {
             Some(sent) if sent == app_id => {}
-            // vendors.md D.4: AppNotFound (an app this account does not own).
+            // docs/vendors/volc-rtc.md#error-codes: AppNotFound (an app this account does not own).
             Some(_) => {
                 return Err(im_refusal(
                     "AppNotFound",
@@ -367,7 +372,7 @@ fn validate_body(body: Option<&Value>, app_id: u64) -> Result<Vec<Checked>, Refu
             ));
         }
     };
-    // seed 002: "一次最多注册 20 个用户" (at most 20 users per call).
+    // RTC RegisterUsers (docs/vendors/volc-rtc.md#batch-size): "一次最多注册 20 个用户" (at most 20 users per call).
     if users.is_empty() || users.len() > MAX_USERS_PER_CALL {
         return Err(im_refusal(
             "InvalidParam",
@@ -394,7 +399,8 @@ fn validate_user(index: usize, user: &Value) -> Result<Checked, Refusal> {
             "the parameter Users.{index}.{unknown} is not recognized"
         ));
     }
-    // seed 002: UserId is a required Long; a string is not one.
+    // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): UserId is a required Long; a string
+    // is not one.
     let user_id = match user.get("UserId") {
         None | Some(Value::Null) => {
             return Err(missing_parameter(format!(
@@ -466,9 +472,10 @@ fn validate_user(index: usize, user: &Value) -> Result<Checked, Refusal> {
     })
 }
 
-/// The documented limits of one user's fields (seed 002, vendors.md D.4).
+/// The documented limits of one user's fields (RTC RegisterUsers, docs/vendors/volc-rtc.md#field-rules).
 fn field_limit_broken(user: &SimUser) -> Option<String> {
-    // seed 002: NickName "长度不能超过 100 字符"; Portrait "长度不能超过500字符".
+    // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): NickName "长度不能超过 100 字符"; Portrait
+    // "长度不能超过500字符".
     if user.nick_name.chars().count() > MAX_NICK_NAME_CHARS {
         return Some(format!(
             "NickName is longer than {MAX_NICK_NAME_CHARS} characters"
@@ -479,7 +486,8 @@ fn field_limit_broken(user: &SimUser) -> Option<String> {
             "Portrait is longer than {MAX_PORTRAIT_CHARS} characters"
         ));
     }
-    // vendors.md D.4 (SDK comment): ≤20 keys; key ≤50 bytes, not starting with "s:"; value ≤500 bytes.
+    // docs/vendors/volc-rtc.md#field-rules (SDK comment): ≤20 keys; key ≤50 bytes, not starting with
+    // "s:"; value ≤500 bytes.
     if user.ext.len() > MAX_EXT_KEYS {
         return Some(format!("Ext has more than {MAX_EXT_KEYS} keys"));
     }
@@ -510,7 +518,8 @@ fn register(app: &mut AppState, users: Vec<Checked>) -> Vec<Value> {
         let user = match user {
             Checked::Valid(user) => user,
             Checked::Invalid { user_id, message } => {
-                // seed 002 "返回示例": FailedInfos UserId is a string.
+                // RTC RegisterUsers "返回示例" (docs/vendors/volc-rtc.md#examples): FailedInfos UserId
+                // is a string.
                 failed.push(json!({
                     "UserId": user_id.to_string(),
                     "Code": "InvalidParam",
@@ -530,7 +539,8 @@ fn register(app: &mut AppState, users: Vec<Checked>) -> Vec<Value> {
         if let Some(is_robot) = user.is_robot {
             fields.insert("IsRobot".to_owned(), is_robot.to_string());
         }
-        // seed 002: registering again stores the user's data anew (it is overwritten).
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#repeats): registering again stores the user's
+        // data anew (it is overwritten).
         // Volcengine keeps the caller's UserId; it assigns no id of its own.
         let held = app.overwrite(&user_id, || user_id.clone(), user.nick_name, user.portrait);
         held.fields = fields;
@@ -539,7 +549,8 @@ fn register(app: &mut AppState, users: Vec<Checked>) -> Vec<Value> {
 }
 
 fn metadata(region: &str) -> Map<String, Value> {
-    // seed 002 "返回示例": RequestId, Action, Version, Service, Region.
+    // RTC RegisterUsers "返回示例" (docs/vendors/volc-rtc.md#examples): RequestId, Action, Version,
+    // Service, Region.
     Map::from_iter([
         (
             "RequestId".to_owned(),
@@ -552,7 +563,8 @@ fn metadata(region: &str) -> Map<String, Value> {
     ])
 }
 
-/// vendors.md D.3: `{"ResponseMetadata":{...,"Error":{"CodeN","Code","Message"}}}` with the refusal's status.
+/// docs/vendors/volc-rtc.md#response-envelope:
+/// `{"ResponseMetadata":{...,"Error":{"CodeN","Code","Message"}}}` with the refusal's status.
 fn error_response(refusal: &Refusal, region: &str) -> Response {
     let mut error = Map::new();
     if let Some(code_n) = code_n(&refusal.code) {
@@ -567,7 +579,8 @@ fn error_response(refusal: &Refusal, region: &str) -> Response {
     (status, Json(json!({ "ResponseMetadata": metadata }))).into_response()
 }
 
-/// seed 002 "返回示例": `{"ResponseMetadata":{...},"Result":{"FailedInfos":[...]}}`.
+/// RTC RegisterUsers "返回示例" (docs/vendors/volc-rtc.md#examples):
+/// `{"ResponseMetadata":{...},"Result":{"FailedInfos":[...]}}`.
 fn success_response(failed: Vec<Value>, region: &str) -> Response {
     Json(json!({
         "ResponseMetadata": metadata(region),
@@ -693,7 +706,8 @@ mod tests {
             .unwrap();
         let (status, answer, bytes) = call(&shared, request).await;
         assert_eq!(status, 200);
-        // seed 002 "返回示例": the envelope and an (empty) FailedInfos.
+        // RTC RegisterUsers "返回示例" (docs/vendors/volc-rtc.md#examples): the envelope and an (empty)
+        // FailedInfos.
         assert_eq!(answer["ResponseMetadata"]["Action"], "RegisterUsers");
         assert_eq!(answer["ResponseMetadata"]["Version"], "2020-12-01");
         assert_eq!(answer["ResponseMetadata"]["Service"], "rtc");
@@ -722,7 +736,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_over_a_field_limit_fails_alone_in_failed_infos() {
-        // seed 002 / vendors.md D.4 limits; registrar validates first, so this is sent on purpose.
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules) limits; registrar validates
+        // first, so this is sent on purpose.
         let shared = Shared::new(vec![account(10)]).unwrap();
         let long_name = User {
             display_name: "n".repeat(101),
@@ -801,13 +816,14 @@ mod tests {
             ),
             (json!({"AppId": APP_ID}), "MissingParameter"),
             (json!({"AppId": APP_ID, "Users": {}}), "InvalidParam"),
-            // seed 002: at most 20 users per call.
+            // RTC RegisterUsers (docs/vendors/volc-rtc.md#batch-size): at most 20 users per call.
             (json!({"AppId": APP_ID, "Users": []}), "InvalidParam"),
             (
                 json!({"AppId": APP_ID, "Users": twenty_one}),
                 "InvalidParam",
             ),
-            // seed 002: UserId is a Long; a string UserId is refused.
+            // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): UserId is a Long; a string
+            // UserId is refused.
             (
                 json!({"AppId": APP_ID, "Users": [{"UserId": 1}, {"UserId": "2"}]}),
                 "InvalidParam",
@@ -860,8 +876,8 @@ mod tests {
 
     #[tokio::test]
     async fn gateway_refusals_use_the_documented_codes_and_statuses() {
-        // vendors.md D.3: InvalidAccessKey / SignatureDoesNotMatch 401, InvalidTimestamp 400,
-        // MissingRequestInfo 400, InvalidActionOrVersion 404.
+        // docs/vendors/volc-rtc.md#error-codes: InvalidAccessKey / SignatureDoesNotMatch 401,
+        // InvalidTimestamp 400, MissingRequestInfo 400, InvalidActionOrVersion 404.
         let shared = Shared::new(vec![account(100)]).unwrap();
         let body = json!({"AppId": APP_ID, "Users": [{"UserId": 1}]});
         let wrong_key = signed(&body, QUERY, "rtc", "not-the-key", now());

@@ -5,7 +5,7 @@
 //! does not exist yet; every other user is an `ErrorList` entry with its
 //! SubCode, and an existing user is never overwritten (660700002). When no
 //! user of a call registers, the call fails as a whole (Code≠0, with the
-//! `ErrorList`) and takes no quota slot. Sources: seed 001, vendors.md C and
+//! `ErrorList`) and takes no quota slot. Sources: ZIM UserRegister (docs/vendors/zim.md) and
 //! ZEGOCLOUD docs_all `Return codes.mdx`.
 //!
 //! The handler is an `Endpoint` of the shared pipeline (`pipeline`); its
@@ -104,9 +104,9 @@ impl Endpoint for UserRegister {
         authenticate(parts, &head.query, accounts, unix_now())
     }
 
-    /// A call none of whose users would register fails as a whole (seed 001:
-    /// "If all user IDs fail to be registered, a corresponding code is
-    /// returned"); it is judged before the quota step so that it is recorded
+    /// A call none of whose users would register fails as a whole (ZIM UserRegister,
+    /// docs/vendors/zim.md#partial-failure: "If all user IDs fail to be registered, a corresponding
+    /// code is returned"); it is judged before the quota step so that it is recorded
     /// with its code, and judged again under the quota lock.
     fn validate(
         shared: &Shared,
@@ -160,7 +160,8 @@ impl Endpoint for UserRegister {
 
 /// ZEGO's answer to an injected internal error or throttle: (status, body).
 pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
-    // vendors.md C: 660700001 UserRegister called too frequently; 660000001 server error, please retry
+    // docs/vendors/zim.md#return-codes: 660700001 UserRegister called too frequently; 660000001 server
+    // error, please retry
     let code = match fault {
         Fault::Throttle => codes::REGISTER_TOO_FREQUENT,
         _ => codes::GENERAL_BUSINESS_ERROR,
@@ -188,7 +189,7 @@ fn refusal(code: i64, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// vendors.md C: `{"Code","Message","RequestId"}`, plus `ErrorList` when given.
+/// docs/vendors/zim.md#response: `{"Code","Message","RequestId"}`, plus `ErrorList` when given.
 fn answer(refusal: &Refusal, error_list: Option<&[ErrorEntry]>) -> Response {
     let code = refusal
         .code
@@ -215,7 +216,8 @@ fn respond(code: i64, message: &str, error_list: Option<&[ErrorEntry]>) -> Respo
     (http::StatusCode::OK, Json(Value::Object(body))).into_response()
 }
 
-/// seed 001 "Sample response": a decimal RequestId such as "343649807833778782".
+/// ZIM UserRegister "Sample response" (docs/vendors/zim.md#examples): a decimal RequestId such as
+/// "343649807833778782".
 fn request_id() -> String {
     (rand::random::<u64>() >> 1).to_string()
 }
@@ -287,7 +289,7 @@ fn authenticate<'a>(
     if parts.headers.get(http::header::HOST).is_none() && parts.uri.authority().is_none() {
         return refuse(codes::INVALID_HOST);
     }
-    // vendors.md C: AppId is a Uint32.
+    // docs/vendors/zim.md#common-parameters: AppId is a Uint32.
     let Some(app_id) = query
         .get("AppId")
         .and_then(|app_id| app_id.parse::<u32>().ok())
@@ -324,7 +326,7 @@ fn authenticate<'a>(
             "invalid AppId: no such application",
         ));
     };
-    // vendors.md C: the Timestamp may be at most 10 minutes off.
+    // docs/vendors/zim.md#common-parameters: the Timestamp may be at most 10 minutes off.
     if now.abs_diff(timestamp) > MAX_CLOCK_SKEW_SECONDS.unsigned_abs() {
         return refuse(codes::SIGNATURE_EXPIRED);
     }
@@ -334,7 +336,7 @@ fn authenticate<'a>(
         secrecy::ExposeSecret::expose_secret(&account.secret_key),
         timestamp,
     );
-    // vendors.md C: 32 lower-case hex digits over the very values in the query.
+    // docs/vendors/zim.md#signing: 32 lower-case hex digits over the very values in the query.
     if !constant_time_eq(claimed.as_bytes(), expected.as_bytes()) {
         return refuse(codes::INVALID_SIGNATURE);
     }
@@ -377,7 +379,7 @@ fn validate_body(body: Option<&Value>) -> Result<Vec<Candidate>, Refusal> {
         return invalid("the request body must be a JSON object");
     };
     let items = match body.get("UserInfo") {
-        // seed 001: UserInfo "Required: Yes".
+        // ZIM UserRegister (docs/vendors/zim.md#request): UserInfo "Required: Yes".
         None | Some(Value::Null) => return invalid("UserInfo is required"),
         Some(Value::Array(items)) => items,
         Some(_) => return invalid("UserInfo must be an array of users"),
@@ -385,7 +387,7 @@ fn validate_body(body: Option<&Value>) -> Result<Vec<Candidate>, Refusal> {
     if items.is_empty() {
         return invalid("UserInfo must hold at least one user");
     }
-    // seed 001: "Up to 100 users can be registered at a time."
+    // ZIM UserRegister (docs/vendors/zim.md#batch-size): "Up to 100 users can be registered at a time."
     if items.len() > MAX_USERS_PER_CALL {
         return Err(refusal(
             codes::USER_COUNT_EXCEEDS_LIMIT,
@@ -423,13 +425,14 @@ fn read_item(item: &Value) -> Candidate {
     }
 }
 
-/// seed 001 and vendors.md C field rules, each with its SubCode.
+/// ZIM UserRegister (docs/vendors/zim.md#field-rules) field rules, each with its SubCode.
 fn field_problem(user_id: &str, name: &str, avatar: &str) -> Option<(i64, &'static str)> {
     if user_id.is_empty() {
         return Some((codes::INVALID_PARAMETER, "UserId is required"));
     }
     if user_id.len() > MAX_USER_ID_BYTES {
-        // seed 001 sample response: SubCode 660000012, "user length limit".
+        // ZIM UserRegister sample response (docs/vendors/zim.md#examples): SubCode 660000012, "user
+        // length limit".
         return Some((codes::USER_ID_TOO_LONG, "user length limit"));
     }
     if !user_id.chars().all(is_user_id_char) {
@@ -470,7 +473,7 @@ fn plan<'a>(candidates: &'a [Candidate], exists: impl Fn(&str) -> bool) -> Plan<
     for candidate in candidates {
         let problem = candidate.problem.or_else(|| {
             let exists = exists(&candidate.user_id) || !taken.insert(&candidate.user_id);
-            // seed 001: 660700002 "The user already exists".
+            // ZIM UserRegister (docs/vendors/zim.md#repeats): 660700002 "The user already exists".
             exists.then_some((codes::USER_ALREADY_EXISTS, "user already exists"))
         });
         match problem {
@@ -486,7 +489,7 @@ fn plan<'a>(candidates: &'a [Candidate], exists: impl Fn(&str) -> bool) -> Plan<
 }
 
 /// The refusal of a call none of whose users registered: 660700002 when every
-/// one existed already (vendors.md C), else 660000002.
+/// one existed already (docs/vendors/zim.md#partial-failure), else 660000002.
 fn all_failed(error_list: &[ErrorEntry]) -> Refusal {
     let all_existed = error_list
         .iter()
@@ -582,7 +585,7 @@ mod tests {
 
     #[test]
     fn the_official_vector_authenticates() {
-        // vendors.md C: AppId 12345, nonce 4fd24687296dd9f3, ts 1615186943 -> 43e5cfcc...
+        // docs/vendors/zim.md#test-vector: AppId 12345, nonce 4fd24687296dd9f3, ts 1615186943 -> 43e5cfcc...
         let mut official = account(20);
         official.app_id = 12345;
         let uri = "/?Action=UserRegister&AppId=12345&SignatureNonce=4fd24687296dd9f3\
@@ -656,7 +659,7 @@ mod tests {
                 "{uri}"
             );
         }
-        // vendors.md C: a Timestamp more than 10 minutes off is expired.
+        // docs/vendors/zim.md#common-parameters: a Timestamp more than 10 minutes off is expired.
         assert_eq!(
             code_of_authentication(&good, now + 601).as_deref(),
             Some("100000004")
@@ -713,7 +716,8 @@ mod tests {
                 .as_deref(),
             Some("660000002")
         );
-        // seed 001: up to 100 users at a time; Return codes.mdx 660000011.
+        // ZIM UserRegister (docs/vendors/zim.md#batch-size): up to 100 users at a time; Return
+        // codes.mdx 660000011.
         let users = |count: usize| {
             let items: Vec<Value> = (0..count)
                 .map(|n| json!({"UserId": format!("u{n}")}))
@@ -726,8 +730,8 @@ mod tests {
 
     #[test]
     fn every_field_rule_has_its_sub_code() {
-        // seed 001 and vendors.md C: 660000012 UserId >32 B, 660700006 UserName >256 B,
-        // 660700007 UserAvatar >500 B; missing, mistyped or forbidden characters 660000002.
+        // ZIM UserRegister (docs/vendors/zim.md#field-rules): 660000012 UserId >32 B, 660700006
+        // UserName >256 B, 660700007 UserAvatar >500 B; missing, mistyped or forbidden characters 660000002.
         let problem = |item: Value| read_item(&item).problem.map(|(code, _)| code);
         assert_eq!(
             problem(json!({"UserId": "aaa", "UserName": "userNamea", "UserAvatar": "http"})),
@@ -941,7 +945,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_quota_answers_660700001_inside_http_200() {
-        // vendors.md C: 660700001 "UserRegister called too frequently".
+        // docs/vendors/zim.md#return-codes: 660700001 "UserRegister called too frequently".
         let shared = Shared::new(vec![account(2)]).unwrap();
         let vendor = Zim::new(ZimConfig {
             endpoint: "http://127.0.0.1:1".to_owned(),
