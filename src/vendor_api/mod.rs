@@ -9,6 +9,7 @@
 //! published examples.
 
 pub mod answer;
+mod canonical;
 mod endpoint;
 mod interface;
 mod outcome;

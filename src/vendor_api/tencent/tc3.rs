@@ -9,6 +9,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::vendor_api::canonical;
+
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -59,15 +61,7 @@ fn sorted_headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {
 /// The canonical request and the `SignedHeaders` list of docs/vendors/tencent-cloud-api.md#canonical-request.
 pub fn canonical_request(input: &SigningInput<'_>) -> (String, String) {
     let headers = sorted_headers(input.headers);
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
+    let (canonical_headers, signed_headers) = canonical::headers_and_signed_names(&headers);
     let request = format!(
         "{}\n/\n{}\n{}\n{}\n{}",
         input.method,

@@ -11,6 +11,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::vendor_api::canonical;
+
 use crate::vendor_api::BuildError;
 
 pub const ALGORITHM: &str = "HMAC-SHA256";
@@ -206,15 +208,7 @@ pub fn canonical_request(input: &SigningInput<'_>) -> (String, String) {
         })
         .collect();
     headers.sort();
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
+    let (canonical_headers, signed_headers) = canonical::headers_and_signed_names(&headers);
     let request = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         input.method,
