@@ -3,11 +3,9 @@
 //! as a dry run, which validates exactly as the real path does and calls no
 //! vendor.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
 use secrecy::SecretString;
 

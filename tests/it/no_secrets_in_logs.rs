@@ -3,15 +3,13 @@
 //! user's password, password hash or salt appears in any line, in text and
 //! JSON formats, after a user was registered at a target of every kind.
 
-mod common;
-
 use std::{
     io::Read,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
 use secrecy::SecretString;
 

@@ -1,11 +1,9 @@
 //! Users from concurrent callers to one target share vendor calls: fewer,
 //! fuller calls than requests, and each result goes back to its own caller.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use registrar::{api::pb, domain::VendorKind};
 
 #[tokio::test]

@@ -4,8 +4,6 @@
 //! and the simulator run in-process on loopback; assertions are on the
 //! results, the simulator's records and the audit store.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
@@ -16,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use registrar::{
     api::pb::{

@@ -4,19 +4,17 @@
 //! call that carries it; one that fails calls, for retries; one that is slow,
 //! for graceful shutdown.
 
-mod common;
-
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
-use common::{
+use crate::common::{
     tencent_sdk::{self, sdk_authorization},
     *,
 };
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use registrar::{
     api::pb,
     audit::{

@@ -3,13 +3,12 @@
 //! signature as ZEGO publishes it) run in-process on loopback; assertions are
 //! on what the vendor recorded and on each user's result.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex},
 };
 
+use crate::common::*;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -17,7 +16,6 @@ use axum::{
     http::{HeaderMap, Uri},
     routing::post,
 };
-use common::*;
 use md5::{Digest, Md5};
 use registrar::{
     api::pb,

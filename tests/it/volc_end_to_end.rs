@@ -2,20 +2,18 @@
 //! RTC simulator (or a tiny server of this test) run in-process on loopback;
 //! assertions are on what the vendor side recorded and on each user's result.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
+use crate::common::*;
 use axum::{
     Json, Router,
     extract::{Request, State},
     response::{IntoResponse, Response},
     routing::post,
 };
-use common::*;
 use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
 use secrecy::SecretString;
 use serde_json::{Value, json};

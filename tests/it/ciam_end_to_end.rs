@@ -4,15 +4,13 @@
 //! CIAM gateway and import jobs over real HTTP, driven by registrar's own
 //! CIAM vendor modules (the engine's job flow is tested with the engine).
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     time::Duration,
 };
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},

@@ -4,11 +4,9 @@
 //! job with `ListJobs` to its end and maps the job's failed users back.
 //! Assertions are on the jobs the simulator ran and the audit store's rows.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use registrar::{
     api::pb,
     audit::entity::vendor_call,

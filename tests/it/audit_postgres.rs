@@ -1,10 +1,8 @@
 //! The audit store on a real PostgreSQL: migrations, exact audit rows for a batch, no secret in any row.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use common::{postgres::TestPostgres, *};
+use crate::common::{postgres::TestPostgres, *};
 use registrar::{
     api::pb,
     audit::entity::{registration, vendor_call},

@@ -4,15 +4,13 @@
 //! user still gets exactly one result, every success is one the vendor
 //! holds, and every audit row ends with a final outcome.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use registrar::{
     api::{convert::outcome_from_proto, pb},
     audit::entity::{registration, vendor_call},

@@ -2,11 +2,9 @@
 //! simulator run in-process on loopback; assertions are on what the
 //! simulator recorded and what the audit store holds.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use registrar::{
     api::pb,
     audit::{RegistrationFilter, entity::registration},

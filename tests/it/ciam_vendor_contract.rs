@@ -5,15 +5,13 @@
 //! answers CreateUser, CreateApiImportUserJob and ListJobs with the shapes
 //! of seeds 003 and 004. Assertions are on what that vendor saw.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex},
 };
 
+use crate::common::{tencent_sdk::sdk_authorization, *};
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
-use common::{tencent_sdk::sdk_authorization, *};
 use registrar::api::pb;
 use serde_json::{Value, json};
 
@@ -155,7 +153,7 @@ fn user_with(n: usize, ciam: pb::CiamProfile) -> pb::User {
 
 #[test]
 fn the_sdk_signer_of_these_tests_reproduces_the_published_example() {
-    common::tencent_sdk::assert_reproduces_t3();
+    crate::common::tencent_sdk::assert_reproduces_t3();
 }
 
 #[tokio::test]
