@@ -14,32 +14,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
-use secrecy::SecretString;
+use registrar::{api::pb, domain::VendorKind};
 use serde_json::{Value, json};
 
-const APP_ID: u64 = 2_000_123;
-const ACCESS_KEY_ID: &str = "AKLTtestVolcRTC0000000000000000000000";
-const SECRET_ACCESS_KEY: &str = "test-volc-secret-access-key-never-logged";
-
-fn volc_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::VolcRtc,
-        app_id: APP_ID,
-        user_store_id: String::new(),
-        secret_id: ACCESS_KEY_ID.to_owned(),
-        secret_key: SecretString::from(SECRET_ACCESS_KEY),
-        qps,
-    }
-}
-
-/// A volc-rtc target with the test credentials; `extra` is appended TOML (e.g. `region`).
-fn volc_target(name: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"volc-rtc\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {APP_ID}\nsecret_id = \"{ACCESS_KEY_ID}\"\nsecret_key = \"{SECRET_ACCESS_KEY}\"\n{extra}\n"
-    )
-}
+const APP_ID: u64 = VOLC_APP_ID;
 
 /// A numeric user with a NickName, Tags and Ext of its own.
 fn rich_user(number: u64) -> pb::User {
@@ -56,18 +34,9 @@ fn rich_user(number: u64) -> pb::User {
     }
 }
 
-fn by_index(collected: &Collected) -> BTreeMap<u64, &pb::UserResult> {
-    collected
-        .results
-        .iter()
-        .map(|result| (result.index, result))
-        .collect()
-}
-
 #[tokio::test]
 async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
-    let simulator = start_simulator(vec![volc_account(50)]).await;
-    let mut registrar = Registrar::start(&volc_target("rtc", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     let users: Vec<pb::User> = (0..300).map(rich_user).collect();
 
     let collected = batch_register(&mut registrar.client, request(&["rtc"], users.clone()))
@@ -96,7 +65,7 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
 
     // every result registered, one per user
     assert_eq!(collected.results.len(), 300);
-    for (index, result) in by_index(&collected) {
+    for (index, result) in collected.by_index() {
         assert_eq!(result.outcome(), pb::Outcome::Registered, "{result:?}");
         assert_eq!(result.user_id, users[index as usize].user_id);
         assert_eq!(result.attempts, 1);
@@ -125,8 +94,7 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
 
 #[tokio::test]
 async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
-    let simulator = start_simulator(vec![volc_account(50)]).await;
-    let mut registrar = Registrar::start(&volc_target("rtc", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     let attributes = |count: usize| -> HashMap<String, String> {
         (0..count)
             .map(|n| (format!("k{n}"), "v".to_owned()))
@@ -166,7 +134,7 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
     let collected = batch_register(&mut registrar.client, request(&["rtc"], batch))
         .await
         .unwrap();
-    let results = by_index(&collected);
+    let results = collected.by_index();
     assert_eq!(results.len(), 8);
 
     let expected_rejections = [
@@ -198,15 +166,7 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
         ),
     ];
     for (index, code, message) in expected_rejections {
-        let result = results[&index];
-        assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
-        assert_eq!(result.error_code, code, "{result:?}");
-        assert!(
-            result.error_message.starts_with(message),
-            "{:?} should start with {message:?}",
-            result.error_message
-        );
-        assert_eq!(result.attempts, 0);
+        assert_rejected_starting(results[&index], code, message);
     }
     for index in [0, 7] {
         assert_eq!(results[&index].outcome(), pb::Outcome::Registered);
@@ -234,8 +194,7 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
 #[tokio::test]
 async fn registering_the_same_users_again_registers_them_again() {
     // seed 002: registration stores the users' data; a repeat overwrites it.
-    let simulator = start_simulator(vec![volc_account(50)]).await;
-    let mut registrar = Registrar::start(&volc_target("rtc", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     for round in 0..2 {
         let users: Vec<pb::User> = (0..30)
             .map(|n| pb::User {
@@ -261,13 +220,8 @@ async fn registering_the_same_users_again_registers_them_again() {
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
     // vendors.md D.4: QPS ≤ 50 per account, shared by all AppIds, so an app can see less.
-    let simulator = start_simulator(vec![volc_account(3)]).await;
-    let mut registrar = Registrar::start(&volc_target(
-        "rtc",
-        &simulator.endpoint(),
-        "qps = 50\nmax_attempts = 8",
-    ))
-    .await;
+    let (simulator, mut registrar) =
+        start_with_target(VOLC, 3, "rtc", "qps = 50\nmax_attempts = 8").await;
 
     let users: Vec<pb::User> = (0..120).map(rich_user).collect();
     let collected = batch_register(&mut registrar.client, request(&["rtc"], users))
@@ -452,7 +406,13 @@ fn check_signature(parts: &http::request::Parts, body: &[u8]) -> Result<(), Stri
     if x_date.len() != 16 || &x_date[8..9] != "T" || !x_date.ends_with('Z') {
         return Err(format!("X-Date {x_date:?} is not in the SDK layout"));
     }
-    let expected_scope = [ACCESS_KEY_ID, &x_date[..8], TINY_REGION, "rtc", "request"];
+    let expected_scope = [
+        VOLC_ACCESS_KEY_ID,
+        &x_date[..8],
+        TINY_REGION,
+        "rtc",
+        "request",
+    ];
     if scope != expected_scope {
         return Err(format!("credential {credential:?}"));
     }
@@ -482,7 +442,7 @@ fn check_signature(parts: &http::request::Parts, body: &[u8]) -> Result<(), Stri
         x_date: &x_date,
         region: TINY_REGION,
         service: "rtc",
-        secret_access_key: SECRET_ACCESS_KEY,
+        secret_access_key: VOLC_SECRET_ACCESS_KEY,
     });
     if signature != claimed {
         return Err("signature mismatch".to_owned());
@@ -560,12 +520,10 @@ fn the_independent_signer_reproduces_the_official_vector() {
 #[tokio::test]
 async fn an_independent_signer_v4_accepts_every_call_registrar_signs() {
     let tiny = Arc::new(Tiny::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new()
         .route("/", post(tiny_register_users))
         .with_state(tiny.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (endpoint, server) = serve_vendor(app).await;
     let mut registrar = Registrar::start(&volc_target(
         "rtc-sg",
         &endpoint,
