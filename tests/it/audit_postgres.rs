@@ -76,7 +76,7 @@ async fn a_batch_leaves_exact_audit_rows_in_postgres_and_no_secret() {
     // ground truth at the vendor: three accepted calls of 1000, 1000 and 500
     // users, each valid user once, no invalid user
     let calls = simulator.calls();
-    let mut sizes: Vec<usize> = calls.iter().map(|call| call.user_ids.len()).collect();
+    let mut sizes = call_sizes(&calls);
     sizes.sort_unstable();
     assert_eq!(sizes, [500, 1000, 1000]);
     assert!(calls.iter().all(|call| call.accepted()), "{calls:?}");

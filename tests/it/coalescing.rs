@@ -45,10 +45,7 @@ async fn concurrent_single_user_callers_share_fewer_fuller_calls() {
         calls.len() <= 20,
         "200 requests took {} calls: {:?}",
         calls.len(),
-        calls
-            .iter()
-            .map(|call| call.user_ids.len())
-            .collect::<Vec<_>>()
+        call_sizes(&calls)
     );
     assert_eq!(
         simulator

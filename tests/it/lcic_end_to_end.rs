@@ -22,15 +22,7 @@ async fn five_thousand_users_take_exactly_five_full_calls() {
 
     // the vendor saw exactly 5 accepted calls of 1000 users, every user once
     let calls = simulator.calls();
-    assert_eq!(
-        calls.len(),
-        5,
-        "{:?}",
-        calls
-            .iter()
-            .map(|call| call.user_ids.len())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(calls.len(), 5, "{:?}", call_sizes(&calls));
     assert!(
         calls
             .iter()

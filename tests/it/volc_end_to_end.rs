@@ -45,15 +45,7 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
 
     // seed 002: at most 20 users per call, so 300 users take 15 accepted calls
     let calls = simulator.calls();
-    assert_eq!(
-        calls.len(),
-        15,
-        "{:?}",
-        calls
-            .iter()
-            .map(|call| call.user_ids.len())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(calls.len(), 15, "{:?}", call_sizes(&calls));
     assert!(calls.iter().all(|call| call.accepted()
         && call.user_ids.len() <= 20
         && call.action == "RegisterUsers"));

@@ -58,7 +58,7 @@ async fn three_hundred_fifty_users_take_four_calls_of_at_most_one_hundred() {
 
     // seed 001: "Up to 100 users can be registered at a time"
     let calls = simulator.calls();
-    let mut sizes: Vec<usize> = calls.iter().map(|call| call.user_ids.len()).collect();
+    let mut sizes = call_sizes(&calls);
     sizes.sort_unstable();
     assert_eq!(sizes, vec![50, 100, 100, 100]);
     assert!(calls.iter().all(|call| call.accepted()

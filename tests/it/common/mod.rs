@@ -21,7 +21,7 @@ use registrar::{
     app,
     audit::AuditStore,
     config::{CliOverrides, Config},
-    sim::{SimAccount, SimConfig, Simulator, faults::SimFaults},
+    sim::{RecordedCall, SimAccount, SimConfig, Simulator, faults::SimFaults},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
@@ -71,6 +71,11 @@ pub async fn serve_vendor(app: axum::Router) -> (String, JoinHandle<()>) {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (endpoint, server)
+}
+
+/// How many users each recorded call carried, in the order of the calls.
+pub fn call_sizes(calls: &[RecordedCall]) -> Vec<usize> {
+    calls.iter().map(|call| call.user_ids.len()).collect()
 }
 
 /// A running registrar.
