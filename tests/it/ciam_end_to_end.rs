@@ -185,11 +185,7 @@ async fn users_breaking_ciam_rules_are_rejected_by_field_and_never_sent() {
     }
 
     // the simulator saw the two valid users only
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     assert_eq!(sent.len(), 2);
     assert_eq!(
         sent.into_iter().collect::<HashSet<_>>(),

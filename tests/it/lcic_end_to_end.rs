@@ -127,11 +127,7 @@ async fn invalid_users_are_rejected_with_the_rule_and_never_reach_the_vendor() {
     }
 
     // the vendor saw the three valid users only, once each
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     assert_eq!(sent.len(), 3);
     assert_eq!(
         sent.iter().collect::<HashSet<_>>(),

@@ -165,11 +165,7 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
     }
 
     // the vendor saw the two valid users only; the rejected ones are nowhere in its records
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     assert_eq!(
         sent.iter().map(String::as_str).collect::<HashSet<_>>(),
         HashSet::from(["1001", "1006"])

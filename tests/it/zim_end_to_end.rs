@@ -162,11 +162,7 @@ async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
     }
 
     // the vendor saw the three valid users only, once each
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     let valid = ["ok-1", "ok-2", "!#$%&()+-:;<=.>?@[]^_ {}|~"];
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert_eq!(

@@ -78,6 +78,15 @@ pub fn call_sizes(calls: &[RecordedCall]) -> Vec<usize> {
     calls.iter().map(|call| call.user_ids.len()).collect()
 }
 
+/// Every user id the simulator's recorded calls carried, call after call.
+pub fn sent_user_ids(simulator: &Simulator) -> Vec<String> {
+    simulator
+        .calls()
+        .into_iter()
+        .flat_map(|call| call.user_ids)
+        .collect()
+}
+
 /// A running registrar.
 pub struct Registrar {
     pub client: RegistrationServiceClient<Channel>,
