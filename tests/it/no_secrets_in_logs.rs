@@ -3,17 +3,14 @@
 //! user's password, password hash or salt appears in any line, in text and
 //! JSON formats, after a user was registered at a target of every kind.
 
-mod common;
-
 use std::{
     io::Read,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::*;
-use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
-use secrecy::SecretString;
+use crate::common::*;
+use registrar::api::pb;
 
 const ZIM_APP_ID: u64 = 1_234_567_001;
 const ZIM_SERVER_SECRET: &str = "test-zim-server-secret-never-logged";
@@ -39,36 +36,32 @@ const SECRETS: [&str; 7] = [
     SALT,
 ];
 
-fn account(vendor: VendorKind, app_id: u64, store: &str, id: &str, key: &str) -> SimAccount {
-    SimAccount {
-        vendor,
-        app_id,
-        user_store_id: store.to_owned(),
-        secret_id: id.to_owned(),
-        secret_key: SecretString::from(key),
-        qps: 20,
-    }
-}
+const LOG_ZIM: TestAccount = TestAccount {
+    app_id: ZIM_APP_ID,
+    secret_key: ZIM_SERVER_SECRET,
+    ..ZIM
+};
+const LOG_VOLC: TestAccount = TestAccount {
+    app_id: VOLC_APP_ID,
+    secret_id: VOLC_ACCESS_KEY_ID,
+    secret_key: VOLC_SECRET_KEY,
+    ..VOLC
+};
+const LOG_CIAM: TestAccount = TestAccount::ciam(7_101, CIAM_STORE, CIAM_SECRET_ID, CIAM_SECRET_KEY);
+const LOG_IMPORT: TestAccount =
+    TestAccount::ciam(7_102, IMPORT_STORE, CIAM_SECRET_ID, CIAM_SECRET_KEY).import();
 
 /// One target of each vendor kind, every secret taken from the environment.
 fn targets(endpoint: &str) -> String {
-    let lcic = lcic_target("lcic", endpoint, "").replace(
-        &format!("secret_key = \"{LCIC_SECRET_KEY}\""),
-        "secret_key = { env = \"TEST_LCIC_SECRET_KEY\" }",
-    );
-    format!(
-        "{lcic}\n\
-         [[targets]]\nname = \"zim\"\nvendor = \"zego-zim\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {ZIM_APP_ID}\nserver_secret = {{ env = \"TEST_ZIM_SECRET\" }}\n\n\
-         [[targets]]\nname = \"volc\"\nvendor = \"volc-rtc\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {VOLC_APP_ID}\nsecret_id = \"{VOLC_ACCESS_KEY_ID}\"\nsecret_key = {{ env = \"TEST_VOLC_SECRET\" }}\n\n\
-         [[targets]]\nname = \"ciam\"\nvendor = \"tencent-ciam\"\nendpoint = \"{endpoint}\"\n\
-         user_store_id = \"{CIAM_STORE}\"\nregion = \"ap-guangzhou\"\n\
-         secret_id = \"{CIAM_SECRET_ID}\"\nsecret_key = {{ env = \"TEST_CIAM_SECRET\" }}\n\n\
-         [[targets]]\nname = \"import\"\nvendor = \"tencent-ciam-import\"\nendpoint = \"{endpoint}\"\n\
-         user_store_id = \"{IMPORT_STORE}\"\nregion = \"ap-guangzhou\"\n\
-         secret_id = \"{CIAM_SECRET_ID}\"\nsecret_key = {{ env = \"TEST_CIAM_SECRET\" }}\n"
-    )
+    let env = |name: &str| format!("{{ env = \"{name}\" }}");
+    [
+        LCIC.target_with_secret("lcic", endpoint, &env("TEST_LCIC_SECRET_KEY"), ""),
+        LOG_ZIM.target_with_secret("zim", endpoint, &env("TEST_ZIM_SECRET"), ""),
+        LOG_VOLC.target_with_secret("volc", endpoint, &env("TEST_VOLC_SECRET"), ""),
+        LOG_CIAM.target_with_secret("ciam", endpoint, &env("TEST_CIAM_SECRET"), ""),
+        LOG_IMPORT.target_with_secret("import", endpoint, &env("TEST_CIAM_SECRET"), ""),
+    ]
+    .join("\n")
 }
 
 /// A user every vendor accepts: a numeric id (Volcengine), a CIAM profile
@@ -95,28 +88,10 @@ fn user_for_every_vendor() -> pb::User {
 async fn run_and_collect_logs(log_format: &str) -> String {
     let simulator = start_simulator(vec![
         lcic_account(20),
-        account(VendorKind::ZegoZim, ZIM_APP_ID, "", "", ZIM_SERVER_SECRET),
-        account(
-            VendorKind::VolcRtc,
-            VOLC_APP_ID,
-            "",
-            VOLC_ACCESS_KEY_ID,
-            VOLC_SECRET_KEY,
-        ),
-        account(
-            VendorKind::TencentCiam,
-            7_101,
-            CIAM_STORE,
-            CIAM_SECRET_ID,
-            CIAM_SECRET_KEY,
-        ),
-        account(
-            VendorKind::TencentCiamImport,
-            7_102,
-            IMPORT_STORE,
-            CIAM_SECRET_ID,
-            CIAM_SECRET_KEY,
-        ),
+        LOG_ZIM.sim(20),
+        LOG_VOLC.sim(20),
+        LOG_CIAM.sim(20),
+        LOG_IMPORT.sim(20),
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -1,19 +1,15 @@
 //! Users from concurrent callers to one target share vendor calls: fewer,
 //! fuller calls than requests, and each result goes back to its own caller.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use registrar::{api::pb, domain::VendorKind};
 
 #[tokio::test]
 async fn concurrent_single_user_callers_share_fewer_fuller_calls() {
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
     // a quota of 5 calls per second: callers arriving while a call waits for its permit join it
-    let mut registrar =
-        Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 5")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "qps = 5").await;
 
     let callers: Vec<_> = (0..200)
         .map(|caller| {
@@ -49,10 +45,7 @@ async fn concurrent_single_user_callers_share_fewer_fuller_calls() {
         calls.len() <= 20,
         "200 requests took {} calls: {:?}",
         calls.len(),
-        calls
-            .iter()
-            .map(|call| call.user_ids.len())
-            .collect::<Vec<_>>()
+        call_sizes(&calls)
     );
     assert_eq!(
         simulator
@@ -65,9 +58,7 @@ async fn concurrent_single_user_callers_share_fewer_fuller_calls() {
 
 #[tokio::test]
 async fn the_same_user_from_two_callers_never_shares_a_call() {
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
-    let mut registrar =
-        Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 2")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "qps = 2").await;
     let callers: Vec<_> = (0..6)
         .map(|_| {
             let mut client = registrar.client.clone();

@@ -4,11 +4,9 @@
 //! job with `ListJobs` to its end and maps the job's failed users back.
 //! Assertions are on the jobs the simulator ran and the audit store's rows.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use registrar::{
     api::pb,
     audit::entity::vendor_call,
@@ -16,7 +14,6 @@ use registrar::{
     sim::{SimAccount, SimJobRecord},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use secrecy::SecretString;
 
 const APP_ID: u64 = 8_001;
 const STORE: &str = "import-store-0001";
@@ -24,23 +21,14 @@ const SECRET_ID: &str = "AKIDtestCIAMIMPORT000000000000000000";
 const SECRET_KEY: &str = "test-ciam-import-secret-key";
 const PASSWORD_HASH: &str = "5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8";
 
+const IMPORT: TestAccount = TestAccount::ciam(APP_ID, STORE, SECRET_ID, SECRET_KEY).import();
+
 fn import_account() -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::TencentCiamImport,
-        app_id: APP_ID,
-        user_store_id: STORE.to_owned(),
-        secret_id: SECRET_ID.to_owned(),
-        secret_key: SecretString::from(SECRET_KEY),
-        qps: 20,
-    }
+    IMPORT.sim(20)
 }
 
 fn import_target(name: &str, endpoint: &str, max_batch: usize) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"tencent-ciam-import\"\nendpoint = \"{endpoint}\"\n\
-         user_store_id = \"{STORE}\"\nregion = \"ap-guangzhou\"\n\
-         secret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\nmax_batch = {max_batch}\n"
-    )
+    IMPORT.target(name, endpoint, &format!("max_batch = {max_batch}"))
 }
 
 /// A user to import: identified by its UserName, carrying a SHA1 password hash.
@@ -275,11 +263,7 @@ async fn users_breaking_import_rules_are_rejected_by_field_and_never_reach_a_job
         .await
         .unwrap();
 
-    let results: BTreeMap<u64, &pb::UserResult> = collected
-        .results
-        .iter()
-        .map(|result| (result.index, result))
-        .collect();
+    let results = collected.by_index();
     assert_eq!(results.len(), 8);
     let rejected =
         |index: u64, code: &str, message: &str| assert_rejected(results[&index], code, message);

@@ -2,46 +2,22 @@
 //! RTC simulator (or a tiny server of this test) run in-process on loopback;
 //! assertions are on what the vendor side recorded and on each user's result.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
+use crate::common::*;
 use axum::{
     Json, Router,
     extract::{Request, State},
     response::{IntoResponse, Response},
     routing::post,
 };
-use common::*;
-use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
-use secrecy::SecretString;
+use registrar::{api::pb, domain::VendorKind};
 use serde_json::{Value, json};
 
-const APP_ID: u64 = 2_000_123;
-const ACCESS_KEY_ID: &str = "AKLTtestVolcRTC0000000000000000000000";
-const SECRET_ACCESS_KEY: &str = "test-volc-secret-access-key-never-logged";
-
-fn volc_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::VolcRtc,
-        app_id: APP_ID,
-        user_store_id: String::new(),
-        secret_id: ACCESS_KEY_ID.to_owned(),
-        secret_key: SecretString::from(SECRET_ACCESS_KEY),
-        qps,
-    }
-}
-
-/// A volc-rtc target with the test credentials; `extra` is appended TOML (e.g. `region`).
-fn volc_target(name: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"volc-rtc\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {APP_ID}\nsecret_id = \"{ACCESS_KEY_ID}\"\nsecret_key = \"{SECRET_ACCESS_KEY}\"\n{extra}\n"
-    )
-}
+const APP_ID: u64 = VOLC_APP_ID;
 
 /// A numeric user with a NickName, Tags and Ext of its own.
 fn rich_user(number: u64) -> pb::User {
@@ -58,18 +34,9 @@ fn rich_user(number: u64) -> pb::User {
     }
 }
 
-fn by_index(collected: &Collected) -> BTreeMap<u64, &pb::UserResult> {
-    collected
-        .results
-        .iter()
-        .map(|result| (result.index, result))
-        .collect()
-}
-
 #[tokio::test]
 async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
-    let simulator = start_simulator(vec![volc_account(50)]).await;
-    let mut registrar = Registrar::start(&volc_target("rtc", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     let users: Vec<pb::User> = (0..300).map(rich_user).collect();
 
     let collected = batch_register(&mut registrar.client, request(&["rtc"], users.clone()))
@@ -78,15 +45,7 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
 
     // seed 002: at most 20 users per call, so 300 users take 15 accepted calls
     let calls = simulator.calls();
-    assert_eq!(
-        calls.len(),
-        15,
-        "{:?}",
-        calls
-            .iter()
-            .map(|call| call.user_ids.len())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(calls.len(), 15, "{:?}", call_sizes(&calls));
     assert!(calls.iter().all(|call| call.accepted()
         && call.user_ids.len() <= 20
         && call.action == "RegisterUsers"));
@@ -98,7 +57,7 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
 
     // every result registered, one per user
     assert_eq!(collected.results.len(), 300);
-    for (index, result) in by_index(&collected) {
+    for (index, result) in collected.by_index() {
         assert_eq!(result.outcome(), pb::Outcome::Registered, "{result:?}");
         assert_eq!(result.user_id, users[index as usize].user_id);
         assert_eq!(result.attempts, 1);
@@ -127,8 +86,7 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
 
 #[tokio::test]
 async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
-    let simulator = start_simulator(vec![volc_account(50)]).await;
-    let mut registrar = Registrar::start(&volc_target("rtc", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     let attributes = |count: usize| -> HashMap<String, String> {
         (0..count)
             .map(|n| (format!("k{n}"), "v".to_owned()))
@@ -168,7 +126,7 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
     let collected = batch_register(&mut registrar.client, request(&["rtc"], batch))
         .await
         .unwrap();
-    let results = by_index(&collected);
+    let results = collected.by_index();
     assert_eq!(results.len(), 8);
 
     let expected_rejections = [
@@ -200,26 +158,14 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
         ),
     ];
     for (index, code, message) in expected_rejections {
-        let result = results[&index];
-        assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
-        assert_eq!(result.error_code, code, "{result:?}");
-        assert!(
-            result.error_message.starts_with(message),
-            "{:?} should start with {message:?}",
-            result.error_message
-        );
-        assert_eq!(result.attempts, 0);
+        assert_rejected_starting(results[&index], code, message);
     }
     for index in [0, 7] {
         assert_eq!(results[&index].outcome(), pb::Outcome::Registered);
     }
 
     // the vendor saw the two valid users only; the rejected ones are nowhere in its records
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     assert_eq!(
         sent.iter().map(String::as_str).collect::<HashSet<_>>(),
         HashSet::from(["1001", "1006"])
@@ -236,8 +182,7 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
 #[tokio::test]
 async fn registering_the_same_users_again_registers_them_again() {
     // seed 002: registration stores the users' data; a repeat overwrites it.
-    let simulator = start_simulator(vec![volc_account(50)]).await;
-    let mut registrar = Registrar::start(&volc_target("rtc", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     for round in 0..2 {
         let users: Vec<pb::User> = (0..30)
             .map(|n| pb::User {
@@ -263,13 +208,8 @@ async fn registering_the_same_users_again_registers_them_again() {
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
     // vendors.md D.4: QPS ≤ 50 per account, shared by all AppIds, so an app can see less.
-    let simulator = start_simulator(vec![volc_account(3)]).await;
-    let mut registrar = Registrar::start(&volc_target(
-        "rtc",
-        &simulator.endpoint(),
-        "qps = 50\nmax_attempts = 8",
-    ))
-    .await;
+    let (simulator, mut registrar) =
+        start_with_target(VOLC, 3, "rtc", "qps = 50\nmax_attempts = 8").await;
 
     let users: Vec<pb::User> = (0..120).map(rich_user).collect();
     let collected = batch_register(&mut registrar.client, request(&["rtc"], users))
@@ -454,7 +394,13 @@ fn check_signature(parts: &http::request::Parts, body: &[u8]) -> Result<(), Stri
     if x_date.len() != 16 || &x_date[8..9] != "T" || !x_date.ends_with('Z') {
         return Err(format!("X-Date {x_date:?} is not in the SDK layout"));
     }
-    let expected_scope = [ACCESS_KEY_ID, &x_date[..8], TINY_REGION, "rtc", "request"];
+    let expected_scope = [
+        VOLC_ACCESS_KEY_ID,
+        &x_date[..8],
+        TINY_REGION,
+        "rtc",
+        "request",
+    ];
     if scope != expected_scope {
         return Err(format!("credential {credential:?}"));
     }
@@ -484,7 +430,7 @@ fn check_signature(parts: &http::request::Parts, body: &[u8]) -> Result<(), Stri
         x_date: &x_date,
         region: TINY_REGION,
         service: "rtc",
-        secret_access_key: SECRET_ACCESS_KEY,
+        secret_access_key: VOLC_SECRET_ACCESS_KEY,
     });
     if signature != claimed {
         return Err("signature mismatch".to_owned());
@@ -562,12 +508,10 @@ fn the_independent_signer_reproduces_the_official_vector() {
 #[tokio::test]
 async fn an_independent_signer_v4_accepts_every_call_registrar_signs() {
     let tiny = Arc::new(Tiny::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new()
         .route("/", post(tiny_register_users))
         .with_state(tiny.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (endpoint, server) = serve_vendor(app).await;
     let mut registrar = Registrar::start(&volc_target(
         "rtc-sg",
         &endpoint,

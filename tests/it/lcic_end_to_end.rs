@@ -2,11 +2,9 @@
 //! simulator run in-process on loopback; assertions are on what the
 //! simulator recorded and what the audit store holds.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use registrar::{
     api::pb,
     audit::{RegistrationFilter, entity::registration},
@@ -16,8 +14,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 #[tokio::test]
 async fn five_thousand_users_take_exactly_five_full_calls() {
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
-    let mut registrar = Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "").await;
 
     let collected = batch_register(&mut registrar.client, request(&["lcic"], users("u", 5000)))
         .await
@@ -25,15 +22,7 @@ async fn five_thousand_users_take_exactly_five_full_calls() {
 
     // the vendor saw exactly 5 accepted calls of 1000 users, every user once
     let calls = simulator.calls();
-    assert_eq!(
-        calls.len(),
-        5,
-        "{:?}",
-        calls
-            .iter()
-            .map(|call| call.user_ids.len())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(calls.len(), 5, "{:?}", call_sizes(&calls));
     assert!(
         calls
             .iter()
@@ -83,16 +72,7 @@ async fn five_thousand_users_take_exactly_five_full_calls() {
         .await
         .unwrap();
     assert_eq!(rows, 5000);
-    let batch = registrar
-        .client
-        .get_batch(pb::GetBatchRequest {
-            batch_id: batch_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batch
-        .unwrap();
+    let batch = registrar.get_batch(&batch_id).await;
     assert_eq!(batch.state(), pb::BatchState::Completed);
     assert_eq!(batch.user_count, 5000);
     assert_eq!(batch.counts[0].registered, 5000);
@@ -117,8 +97,7 @@ async fn five_thousand_users_take_exactly_five_full_calls() {
 
 #[tokio::test]
 async fn invalid_users_are_rejected_with_the_rule_and_never_reach_the_vendor() {
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
-    let mut registrar = Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "").await;
 
     let batch = vec![
         user("ok-1"),
@@ -131,11 +110,7 @@ async fn invalid_users_are_rejected_with_the_rule_and_never_reach_the_vendor() {
         .await
         .unwrap();
 
-    let by_index: BTreeMap<u64, &pb::UserResult> = collected
-        .results
-        .iter()
-        .map(|result| (result.index, result))
-        .collect();
+    let by_index = collected.by_index();
     assert_eq!(by_index.len(), 5);
     assert_eq!(by_index[&1].outcome(), pb::Outcome::Rejected);
     assert_eq!(by_index[&1].error_code, "validation.required");
@@ -152,11 +127,7 @@ async fn invalid_users_are_rejected_with_the_rule_and_never_reach_the_vendor() {
     }
 
     // the vendor saw the three valid users only, once each
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     assert_eq!(sent.len(), 3);
     assert_eq!(
         sent.iter().collect::<HashSet<_>>(),
@@ -260,8 +231,7 @@ async fn malformed_requests_get_invalid_argument_naming_the_problem() {
 #[tokio::test]
 async fn a_stream_registers_chunks_and_pages_through_the_audit_rows() {
     use pb::batch_register_stream_request::Message;
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
-    let mut registrar = Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "").await;
 
     let mut messages = vec![pb::BatchRegisterStreamRequest {
         message: Some(Message::Header(pb::BatchHeader {
@@ -313,33 +283,16 @@ async fn a_stream_registers_chunks_and_pages_through_the_audit_rows() {
     );
 
     // ListRegistrations pages through all 1500 rows exactly once
+    let pages = registrar
+        .list_registration_pages(&summary.batch_id, 400)
+        .await;
     let mut seen = HashSet::new();
-    let mut page_token = String::new();
-    let mut pages = 0;
-    loop {
-        let page = registrar
-            .client
-            .list_registrations(pb::ListRegistrationsRequest {
-                batch_id: summary.batch_id.clone(),
-                page_size: 400,
-                page_token: page_token.clone(),
-                ..pb::ListRegistrationsRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        pages += 1;
-        for row in &page.registrations {
-            assert!(seen.insert(row.index), "index {} twice", row.index);
-            assert_eq!(row.outcome(), pb::Outcome::Registered);
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
+    for row in pages.iter().flatten() {
+        assert!(seen.insert(row.index), "index {} twice", row.index);
+        assert_eq!(row.outcome(), pb::Outcome::Registered);
     }
     assert_eq!(seen.len(), 1500);
-    assert_eq!(pages, 4);
+    assert_eq!(pages.len(), 4);
 
     // and filters by user id and outcome
     let one = registrar
@@ -358,8 +311,7 @@ async fn a_stream_registers_chunks_and_pages_through_the_audit_rows() {
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_replays_from_the_audit_store() {
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
-    let mut registrar = Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "").await;
     let mut first = request(&["lcic"], users("k", 30));
     first.idempotency_key = "import-2026-11-21".to_owned();
 
@@ -392,8 +344,7 @@ async fn a_repeated_idempotency_key_replays_from_the_audit_store() {
 #[tokio::test]
 async fn registering_the_same_users_again_registers_them_again() {
     // seed 000: "If a user ID already exists, the existing one will be overwritten."
-    let simulator = start_simulator(vec![lcic_account(20)]).await;
-    let mut registrar = Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "").await;
     for _ in 0..2 {
         let collected = batch_register(
             &mut registrar.client,
@@ -412,12 +363,12 @@ async fn registering_the_same_users_again_registers_them_again() {
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
     // vendors.md B.1: LCIC's SDK text says 10 req/s where the page says 20.
-    let simulator = start_simulator(vec![lcic_account(3)]).await;
-    let mut registrar = Registrar::start(&lcic_target(
+    let (simulator, mut registrar) = start_with_target(
+        LCIC,
+        3,
         "lcic",
-        &simulator.endpoint(),
         "qps = 20\nmax_batch = 10\nmax_attempts = 8",
-    ))
+    )
     .await;
 
     let collected = batch_register(&mut registrar.client, request(&["lcic"], users("q", 60)))
@@ -450,13 +401,7 @@ async fn list_targets_reports_kind_cap_and_quota() {
         "qps = 10\nmax_batch = 500",
     ))
     .await;
-    let targets = registrar
-        .client
-        .list_targets(pb::ListTargetsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .targets;
+    let targets = registrar.list_targets().await;
     assert_eq!(targets.len(), 1);
     assert_eq!(targets[0].name, "classrooms");
     assert_eq!(targets[0].vendor(), pb::VendorKind::TencentLcic);

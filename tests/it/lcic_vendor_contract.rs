@@ -4,19 +4,17 @@
 //! call that carries it; one that fails calls, for retries; one that is slow,
 //! for graceful shutdown.
 
-mod common;
-
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
-use common::{
+use crate::common::{
     tencent_sdk::{self, sdk_authorization},
     *,
 };
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use registrar::{
     api::pb,
     audit::{
@@ -148,11 +146,8 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
 }
 
 async fn start_vendor(vendor: Vendor) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new().route("/", post(answer)).with_state(vendor);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve_vendor(app).await.0
 }
 
 #[test]
@@ -268,13 +263,7 @@ async fn an_unreachable_vendor_fails_users_without_losing_them() {
             .all(|result| result.outcome() == pb::Outcome::Failed
                 && result.error_code == "registrar.ConnectFailed")
     );
-    let targets = registrar
-        .client
-        .list_targets(pb::ListTargetsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .targets;
+    let targets = registrar.list_targets().await;
     assert_eq!(targets[0].health(), pb::TargetHealth::Failing);
     registrar.stop().await;
 }

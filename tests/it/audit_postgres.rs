@@ -1,10 +1,8 @@
 //! The audit store on a real PostgreSQL: migrations, exact audit rows for a batch, no secret in any row.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use common::{postgres::TestPostgres, *};
+use crate::common::{postgres::TestPostgres, *};
 use registrar::{
     api::pb,
     audit::entity::{registration, vendor_call},
@@ -78,7 +76,7 @@ async fn a_batch_leaves_exact_audit_rows_in_postgres_and_no_secret() {
     // ground truth at the vendor: three accepted calls of 1000, 1000 and 500
     // users, each valid user once, no invalid user
     let calls = simulator.calls();
-    let mut sizes: Vec<usize> = calls.iter().map(|call| call.user_ids.len()).collect();
+    let mut sizes = call_sizes(&calls);
     sizes.sort_unstable();
     assert_eq!(sizes, [500, 1000, 1000]);
     assert!(calls.iter().all(|call| call.accepted()), "{calls:?}");
@@ -189,16 +187,7 @@ async fn a_batch_leaves_exact_audit_rows_in_postgres_and_no_secret() {
     assert_eq!(call_sizes, [500, 1000, 1000]);
 
     // GetBatch over gRPC reports the same
-    let batch = registrar
-        .client
-        .get_batch(pb::GetBatchRequest {
-            batch_id: batch_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batch
-        .unwrap();
+    let batch = registrar.get_batch(&batch_id).await;
     assert_eq!(batch.state(), pb::BatchState::Completed);
     assert_eq!(batch.user_count, 2502);
     assert_eq!(batch.counts.len(), 1);
@@ -215,40 +204,21 @@ async fn a_batch_leaves_exact_audit_rows_in_postgres_and_no_secret() {
     assert!(batch.finish_time.is_some());
 
     // ListRegistrations pages through every row once, as PostgreSQL holds it
+    let pages = registrar.list_registration_pages(&batch_id, 1000).await;
     let mut seen = BTreeSet::new();
-    let mut page_token = String::new();
-    let mut pages = 0;
-    loop {
-        let page = registrar
-            .client
-            .list_registrations(pb::ListRegistrationsRequest {
-                batch_id: batch_id.clone(),
-                page_size: 1000,
-                page_token: page_token.clone(),
-                ..pb::ListRegistrationsRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        pages += 1;
-        for listed in &page.registrations {
-            assert!(seen.insert(listed.index), "index {} twice", listed.index);
-            let stored = by_index[&listed.index];
-            assert_eq!(listed.user_id, stored.user_id);
-            let outcome = match listed.outcome() {
-                pb::Outcome::Registered => "registered",
-                pb::Outcome::Rejected => "rejected",
-                other => panic!("unexpected outcome {other:?} at {}", listed.index),
-            };
-            assert_eq!(outcome, stored.outcome);
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
+    for listed in pages.iter().flatten() {
+        assert!(seen.insert(listed.index), "index {} twice", listed.index);
+        let stored = by_index[&listed.index];
+        assert_eq!(listed.user_id, stored.user_id);
+        let outcome = match listed.outcome() {
+            pb::Outcome::Registered => "registered",
+            pb::Outcome::Rejected => "rejected",
+            other => panic!("unexpected outcome {other:?} at {}", listed.index),
+        };
+        assert_eq!(outcome, stored.outcome);
     }
     assert_eq!(seen.len(), 2502);
-    assert_eq!(pages, 3);
+    assert_eq!(pages.len(), 3);
 
     // no secret anywhere: every row of every table, as text
     let mut dump = String::new();

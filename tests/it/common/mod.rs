@@ -7,8 +7,11 @@
 
 pub mod postgres;
 pub mod tencent_sdk;
+pub mod vendors;
 
-use std::{net::SocketAddr, time::Duration};
+pub use vendors::*;
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use registrar::{
     api::{
@@ -18,35 +21,10 @@ use registrar::{
     app,
     audit::AuditStore,
     config::{CliOverrides, Config},
-    domain::VendorKind,
-    sim::{SimAccount, SimConfig, Simulator},
+    sim::{RecordedCall, SimAccount, SimConfig, Simulator, faults::SimFaults},
 };
-use secrecy::SecretString;
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
-
-pub const LCIC_APP_ID: u64 = 1_400_000_042;
-pub const LCIC_SECRET_ID: &str = "AKIDtestLCIC000000000000000000000000";
-pub const LCIC_SECRET_KEY: &str = "test-lcic-secret-key-never-logged";
-
-pub fn lcic_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::TencentLcic,
-        app_id: LCIC_APP_ID,
-        user_store_id: String::new(),
-        secret_id: LCIC_SECRET_ID.to_owned(),
-        secret_key: SecretString::from(LCIC_SECRET_KEY),
-        qps,
-    }
-}
-
-/// An LCIC target at `endpoint` with the test credentials; `extra` is appended TOML.
-pub fn lcic_target(name: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"tencent-lcic\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {LCIC_APP_ID}\nsecret_id = \"{LCIC_SECRET_ID}\"\nsecret_key = \"{LCIC_SECRET_KEY}\"\n{extra}\n"
-    )
-}
 
 pub async fn start_simulator(accounts: Vec<SimAccount>) -> Simulator {
     Simulator::start(SimConfig {
@@ -55,6 +33,58 @@ pub async fn start_simulator(accounts: Vec<SimAccount>) -> Simulator {
     })
     .await
     .expect("simulator starts")
+}
+
+/// The simulator holding `accounts`, misbehaving as `faults` says.
+pub async fn start_simulator_with_faults(
+    accounts: Vec<SimAccount>,
+    faults: SimFaults,
+) -> Simulator {
+    Simulator::start_with_faults(
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            accounts,
+        },
+        faults,
+    )
+    .await
+    .expect("simulator starts")
+}
+
+/// The simulator holding `account` at `qps` calls a second, and a registrar
+/// with one target `name` for that account (`extra` is appended TOML).
+pub async fn start_with_target(
+    account: TestAccount,
+    qps: u32,
+    name: &str,
+    extra: &str,
+) -> (Simulator, Registrar) {
+    let simulator = start_simulator(vec![account.sim(qps)]).await;
+    let registrar = Registrar::start(&account.target(name, &simulator.endpoint(), extra)).await;
+    (simulator, registrar)
+}
+
+/// A vendor written in a test, serving `app` on a free loopback port: its
+/// endpoint, and the task to abort when the test is done with it.
+pub async fn serve_vendor(app: axum::Router) -> (String, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (endpoint, server)
+}
+
+/// How many users each recorded call carried, in the order of the calls.
+pub fn call_sizes(calls: &[RecordedCall]) -> Vec<usize> {
+    calls.iter().map(|call| call.user_ids.len()).collect()
+}
+
+/// Every user id the simulator's recorded calls carried, call after call.
+pub fn sent_user_ids(simulator: &Simulator) -> Vec<String> {
+    simulator
+        .calls()
+        .into_iter()
+        .flat_map(|call| call.user_ids)
+        .collect()
 }
 
 /// A running registrar.
@@ -120,6 +150,60 @@ impl Registrar {
         }
     }
 
+    /// The batch as `GetBatch` reports it.
+    pub async fn get_batch(&self, batch_id: &str) -> pb::Batch {
+        self.client
+            .clone()
+            .get_batch(pb::GetBatchRequest {
+                batch_id: batch_id.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .batch
+            .unwrap()
+    }
+
+    /// The targets as `ListTargets` reports them.
+    pub async fn list_targets(&self) -> Vec<pb::Target> {
+        self.client
+            .clone()
+            .list_targets(pb::ListTargetsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .targets
+    }
+
+    /// Every page `ListRegistrations` returns for the batch, `page_size` rows
+    /// a page, following the page tokens to the last page.
+    pub async fn list_registration_pages(
+        &self,
+        batch_id: &str,
+        page_size: u32,
+    ) -> Vec<Vec<pb::Registration>> {
+        let mut client = self.client.clone();
+        let mut pages = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .list_registrations(pb::ListRegistrationsRequest {
+                    batch_id: batch_id.to_owned(),
+                    page_size,
+                    page_token: page_token.clone(),
+                    ..pb::ListRegistrationsRequest::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            pages.push(page.registrations);
+            if page.next_page_token.is_empty() {
+                return pages;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     /// Sends SIGTERM's equivalent and waits for the drain to end.
     pub async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -155,6 +239,18 @@ pub fn assert_rejected(result: &pb::UserResult, code: &str, message: &str) {
     assert_eq!(result.attempts, 0, "{result:?}");
 }
 
+/// As [`assert_rejected`], with a message that starts with `message`.
+pub fn assert_rejected_starting(result: &pb::UserResult, code: &str, message: &str) {
+    assert_eq!(result.outcome(), pb::Outcome::Rejected, "{result:?}");
+    assert_eq!(result.error_code, code, "{result:?}");
+    assert!(
+        result.error_message.starts_with(message),
+        "{:?} should start with {message:?}",
+        result.error_message
+    );
+    assert_eq!(result.attempts, 0, "{result:?}");
+}
+
 pub fn user(user_id: impl Into<String>) -> pb::User {
     pb::User {
         user_id: user_id.into(),
@@ -178,6 +274,14 @@ pub struct Collected {
 impl Collected {
     pub fn batch_id(&self) -> String {
         self.summary.as_ref().expect("a summary").batch_id.clone()
+    }
+
+    /// The results by index; for a batch of one target, one each.
+    pub fn by_index(&self) -> BTreeMap<u64, &pb::UserResult> {
+        self.results
+            .iter()
+            .map(|result| (result.index, result))
+            .collect()
     }
 
     pub fn with_outcome(&self, outcome: pb::Outcome) -> Vec<&pb::UserResult> {

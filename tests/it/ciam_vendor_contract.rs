@@ -5,15 +5,13 @@
 //! answers CreateUser, CreateApiImportUserJob and ListJobs with the shapes
 //! of seeds 003 and 004. Assertions are on what that vendor saw.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex},
 };
 
+use crate::common::{tencent_sdk::sdk_authorization, *};
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
-use common::{tencent_sdk::sdk_authorization, *};
 use registrar::api::pb;
 use serde_json::{Value, json};
 
@@ -124,22 +122,19 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
 
 async fn start_vendor() -> (Vendor, String) {
     let vendor = Vendor::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/", post(answer))
         .with_state(vendor.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (vendor, format!("http://{addr}"))
+    let (endpoint, _server) = serve_vendor(app).await;
+    (vendor, endpoint)
 }
 
-fn target(name: &str, vendor: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"{vendor}\"\nendpoint = \"{endpoint}\"\n\
-         user_store_id = \"{STORE}\"\nregion = \"{REGION}\"\n\
-         secret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\n{extra}\n"
-    )
-}
+/// The vendor's user store in its region; the vendor ignores the app id.
+const CIAM: TestAccount = TestAccount {
+    region: REGION,
+    ..TestAccount::ciam(0, STORE, SECRET_ID, SECRET_KEY)
+};
+const IMPORT: TestAccount = CIAM.import();
 
 fn user_with(n: usize, ciam: pb::CiamProfile) -> pb::User {
     pb::User {
@@ -155,13 +150,13 @@ fn user_with(n: usize, ciam: pb::CiamProfile) -> pb::User {
 
 #[test]
 fn the_sdk_signer_of_these_tests_reproduces_the_published_example() {
-    common::tencent_sdk::assert_reproduces_t3();
+    crate::common::tencent_sdk::assert_reproduces_t3();
 }
 
 #[tokio::test]
 async fn create_user_calls_signed_the_sdk_way_are_accepted() {
     let (vendor, endpoint) = start_vendor().await;
-    let mut registrar = Registrar::start(&target("ciam", "tencent-ciam", &endpoint, "")).await;
+    let mut registrar = Registrar::start(&CIAM.target("ciam", &endpoint, "")).await;
     let batch = (0..20)
         .map(|n| {
             user_with(
@@ -194,13 +189,8 @@ async fn create_user_calls_signed_the_sdk_way_are_accepted() {
 #[tokio::test]
 async fn import_jobs_signed_the_sdk_way_are_accepted_and_followed_to_their_end() {
     let (vendor, endpoint) = start_vendor().await;
-    let mut registrar = Registrar::start(&target(
-        "import",
-        "tencent-ciam-import",
-        &endpoint,
-        "max_batch = 1000",
-    ))
-    .await;
+    let mut registrar =
+        Registrar::start(&IMPORT.target("import", &endpoint, "max_batch = 1000")).await;
     let batch = (0..1500)
         .map(|n| {
             user_with(

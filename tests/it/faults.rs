@@ -4,77 +4,19 @@
 //! user still gets exactly one result, every success is one the vendor
 //! holds, and every audit row ends with a final outcome.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use registrar::{
     api::{convert::outcome_from_proto, pb},
     audit::entity::{registration, vendor_call},
     domain::{Outcome, VendorKind},
-    sim::{SimAccount, SimConfig, Simulator, faults::SimFaults},
+    sim::faults::SimFaults,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use secrecy::SecretString;
-
-const ZIM_APP_ID: u64 = 1_234_567_890;
-const ZIM_SERVER_SECRET: &str = "test-zim-server-secret-never-logged";
-const VOLC_APP_ID: u64 = 2_000_123;
-const VOLC_ACCESS_KEY_ID: &str = "AKLTtestVolcRTC0000000000000000000000";
-const VOLC_SECRET_ACCESS_KEY: &str = "test-volc-secret-access-key-never-logged";
-
-fn zim_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::ZegoZim,
-        app_id: ZIM_APP_ID,
-        user_store_id: String::new(),
-        secret_id: String::new(),
-        secret_key: SecretString::from(ZIM_SERVER_SECRET),
-        qps,
-    }
-}
-
-fn zim_target(name: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"zego-zim\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {ZIM_APP_ID}\nserver_secret = \"{ZIM_SERVER_SECRET}\"\n{extra}\n"
-    )
-}
-
-fn volc_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::VolcRtc,
-        app_id: VOLC_APP_ID,
-        user_store_id: String::new(),
-        secret_id: VOLC_ACCESS_KEY_ID.to_owned(),
-        secret_key: SecretString::from(VOLC_SECRET_ACCESS_KEY),
-        qps,
-    }
-}
-
-fn volc_target(name: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"volc-rtc\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {VOLC_APP_ID}\nsecret_id = \"{VOLC_ACCESS_KEY_ID}\"\nsecret_key = \"{VOLC_SECRET_ACCESS_KEY}\"\n{extra}\n"
-    )
-}
-
-async fn start_faulty_simulator(accounts: Vec<SimAccount>, faults: SimFaults) -> Simulator {
-    Simulator::start_with_faults(
-        SimConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            accounts,
-        },
-        faults,
-    )
-    .await
-    .expect("simulator starts")
-}
 
 /// Users every vendor accepts: Volcengine wants numeric ids.
 fn numeric_users(count: u64) -> Vec<pb::User> {
@@ -139,7 +81,7 @@ async fn a_fifth_of_calls_faulted_at_three_vendors_every_user_still_gets_one_tru
         no_answer_for: Duration::from_secs(2),
         ..SimFaults::spread(0.2)
     };
-    let simulator = start_faulty_simulator(
+    let simulator = start_simulator_with_faults(
         vec![lcic_account(20), zim_account(20), volc_account(50)],
         faults,
     )
@@ -269,7 +211,7 @@ async fn a_fifth_of_calls_faulted_at_three_vendors_every_user_still_gets_one_tru
 #[tokio::test]
 async fn a_vendor_that_never_answers_fails_every_user_as_a_timeout_after_its_attempts() {
     let no_answer_for = Duration::from_secs(20);
-    let simulator = start_faulty_simulator(
+    let simulator = start_simulator_with_faults(
         vec![lcic_account(20)],
         SimFaults {
             no_answer: 1.0,

@@ -4,11 +4,8 @@
 //! and the simulator run in-process on loopback; assertions are on the
 //! results, the simulator's records and the audit store.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -16,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use registrar::{
     api::pb::{
@@ -24,7 +21,7 @@ use registrar::{
     },
     audit::{BatchState, entity::registration},
     domain::{Outcome, VendorKind},
-    sim::{SimConfig, Simulator, faults::SimFaults},
+    sim::{Simulator, faults::SimFaults},
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::sync::mpsc;
@@ -75,6 +72,29 @@ async fn next_event(responses: &mut Streaming<pb::BatchRegisterStreamResponse>) 
     message.map(|response| response.event.expect("an event"))
 }
 
+/// Opens a `BatchRegisterStream` that sends `input`: its responses.
+async fn open_stream(
+    registrar: &mut Registrar,
+    input: impl futures::Stream<Item = pb::BatchRegisterStreamRequest> + Send + 'static,
+) -> Streaming<pb::BatchRegisterStreamResponse> {
+    registrar
+        .client
+        .batch_register_stream(input)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The first event of a response stream, which must be a result.
+async fn first_result(
+    responses: &mut Streaming<pb::BatchRegisterStreamResponse>,
+) -> pb::UserResult {
+    let Some(Event::Result(first)) = next_event(responses).await else {
+        panic!("the first event is a result");
+    };
+    first
+}
+
 /// Reads the rest of a stream: its results and its summary.
 async fn read_to_end(
     responses: &mut Streaming<pb::BatchRegisterStreamResponse>,
@@ -110,10 +130,7 @@ fn assert_one_result_per_user(results: &[pb::UserResult], users: usize) {
 
 /// An LCIC target with a quota far above what these tests send, so the vendor is never the bottleneck.
 async fn fast_lcic() -> (Simulator, Registrar) {
-    let simulator = start_simulator(vec![lcic_account(1000)]).await;
-    let registrar =
-        Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 1000")).await;
-    (simulator, registrar)
+    start_with_target(LCIC, 1000, "lcic", "qps = 1000").await
 }
 
 #[tokio::test]
@@ -123,16 +140,9 @@ async fn results_stream_back_while_the_input_still_arrives() {
     input.send(header(&["lcic"])).await.unwrap();
     input.send(chunk(numbered(0, 50))).await.unwrap();
 
-    let mut responses = registrar
-        .client
-        .batch_register_stream(ReceiverStream::new(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = open_stream(&mut registrar, ReceiverStream::new(requests)).await;
     // the second chunk is sent only once a result of the first is back
-    let Some(Event::Result(first)) = next_event(&mut responses).await else {
-        panic!("the first event is a result");
-    };
+    let first = first_result(&mut responses).await;
     assert!(first.index < 50, "{first:?}");
     let calls_before_second_chunk = simulator.calls();
     input.send(chunk(numbered(50, 50))).await.unwrap();
@@ -188,12 +198,7 @@ async fn a_caller_that_stops_reading_stops_the_server_reading_its_input() {
     });
     let input = futures::stream::iter([header(&["lcic"])]).chain(chunks);
 
-    let mut responses = registrar
-        .client
-        .batch_register_stream(input)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = open_stream(&mut registrar, input).await;
     // read nothing: the input stalls once the batch's outstanding users, the
     // result buffers and the HTTP/2 windows are full (a busy machine may need
     // more than the first two seconds to get there)
@@ -257,17 +262,10 @@ async fn a_caller_that_reads_nothing_never_holds_back_a_caller_sharing_its_vendo
     const CHUNK: usize = 700;
     // one call a second: the last call forms two seconds in, from the first
     // caller's last users and the second caller's users queued by then
-    let simulator = start_simulator(vec![lcic_account(1000)]).await;
-    let mut registrar =
-        Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 1")).await;
+    let (simulator, mut registrar) = start_with_target(LCIC, 1000, "lcic", "qps = 1").await;
     let chunks = (0..CHUNKS).map(|n| chunk(numbered(n * CHUNK, CHUNK)));
     let input = futures::stream::iter([header(&["lcic"])]).chain(futures::stream::iter(chunks));
-    let mut silent = registrar
-        .client
-        .batch_register_stream(input)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut silent = open_stream(&mut registrar, input).await;
     // the first caller reads nothing; once its first call has left...
     tokio::time::timeout(STEP, async {
         while simulator.calls().is_empty() {
@@ -313,18 +311,14 @@ async fn a_caller_that_reads_nothing_never_holds_back_a_caller_sharing_its_vendo
 #[tokio::test]
 async fn a_caller_that_goes_away_loses_nothing_the_server_accepted() {
     // a slow vendor: calls take 300 ms and the quota is 20 calls a second
-    let simulator = Simulator::start_with_faults(
-        SimConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            accounts: vec![lcic_account(20)],
-        },
+    let simulator = start_simulator_with_faults(
+        vec![lcic_account(20)],
         SimFaults {
             latency: Duration::from_millis(300),
             ..SimFaults::default()
         },
     )
-    .await
-    .expect("simulator starts");
+    .await;
     let mut registrar =
         Registrar::start(&lcic_target("lcic", &simulator.endpoint(), "qps = 20")).await;
     let (input, requests) = mpsc::channel(8);
@@ -332,15 +326,8 @@ async fn a_caller_that_goes_away_loses_nothing_the_server_accepted() {
     for n in 0..5 {
         input.send(chunk(numbered(n * 1000, 1000))).await.unwrap();
     }
-    let mut responses = registrar
-        .client
-        .batch_register_stream(ReceiverStream::new(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(Event::Result(first)) = next_event(&mut responses).await else {
-        panic!("the first event is a result");
-    };
+    let mut responses = open_stream(&mut registrar, ReceiverStream::new(requests)).await;
+    let first = first_result(&mut responses).await;
     let batch_id = first.batch_id.clone();
     // the caller goes away: it reads no more and sends no more
     drop(responses);

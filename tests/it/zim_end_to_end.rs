@@ -3,13 +3,12 @@
 //! signature as ZEGO publishes it) run in-process on loopback; assertions are
 //! on what the vendor recorded and on each user's result.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex},
 };
 
+use crate::common::*;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -17,37 +16,11 @@ use axum::{
     http::{HeaderMap, Uri},
     routing::post,
 };
-use common::*;
 use md5::{Digest, Md5};
-use registrar::{
-    api::pb,
-    domain::VendorKind,
-    sim::{RegisteredUser, SimAccount},
-};
-use secrecy::SecretString;
+use registrar::{api::pb, domain::VendorKind, sim::RegisteredUser};
 use serde_json::{Value, json};
 
-const APP_ID: u64 = 1_234_567_890;
-const SERVER_SECRET: &str = "test-zim-server-secret-never-logged";
-
-fn zim_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::ZegoZim,
-        app_id: APP_ID,
-        user_store_id: String::new(),
-        secret_id: String::new(),
-        secret_key: SecretString::from(SERVER_SECRET),
-        qps,
-    }
-}
-
-/// A ZIM target at `endpoint` with the test AppId and ServerSecret; `extra` is appended TOML.
-fn zim_target(name: &str, endpoint: &str, extra: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"zego-zim\"\nendpoint = \"{endpoint}\"\n\
-         app_id = {APP_ID}\nserver_secret = \"{SERVER_SECRET}\"\n{extra}\n"
-    )
-}
+const APP_ID: u64 = ZIM_APP_ID;
 
 fn described(user_id: &str, display_name: &str, avatar_url: &str) -> pb::User {
     pb::User {
@@ -56,14 +29,6 @@ fn described(user_id: &str, display_name: &str, avatar_url: &str) -> pb::User {
         avatar_url: avatar_url.to_owned(),
         ..pb::User::default()
     }
-}
-
-fn by_index(collected: &Collected) -> BTreeMap<u64, &pb::UserResult> {
-    collected
-        .results
-        .iter()
-        .map(|result| (result.index, result))
-        .collect()
 }
 
 fn held_by_id(users: Vec<RegisteredUser>) -> BTreeMap<String, RegisteredUser> {
@@ -75,8 +40,7 @@ fn held_by_id(users: Vec<RegisteredUser>) -> BTreeMap<String, RegisteredUser> {
 
 #[tokio::test]
 async fn three_hundred_fifty_users_take_four_calls_of_at_most_one_hundred() {
-    let simulator = start_simulator(vec![zim_account(20)]).await;
-    let mut registrar = Registrar::start(&zim_target("zim", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(ZIM, 20, "zim", "").await;
     // names of up to 80 Chinese characters (240 bytes) are within ZIM's 256-byte limit
     let sent: Vec<pb::User> = (0..350)
         .map(|n| {
@@ -94,7 +58,7 @@ async fn three_hundred_fifty_users_take_four_calls_of_at_most_one_hundred() {
 
     // seed 001: "Up to 100 users can be registered at a time"
     let calls = simulator.calls();
-    let mut sizes: Vec<usize> = calls.iter().map(|call| call.user_ids.len()).collect();
+    let mut sizes = call_sizes(&calls);
     sizes.sort_unstable();
     assert_eq!(sizes, vec![50, 100, 100, 100]);
     assert!(calls.iter().all(|call| call.accepted()
@@ -106,7 +70,7 @@ async fn three_hundred_fifty_users_take_four_calls_of_at_most_one_hundred() {
     assert_eq!(collected.with_outcome(pb::Outcome::Registered).len(), 350);
     let held = held_by_id(simulator.registered(VendorKind::ZegoZim, APP_ID));
     assert_eq!(held.len(), 350);
-    for (index, result) in by_index(&collected) {
+    for (index, result) in collected.by_index() {
         let user = &sent[index as usize];
         assert_eq!(result.user_id, user.user_id);
         assert_eq!(result.outcome(), pb::Outcome::Registered);
@@ -126,8 +90,7 @@ async fn three_hundred_fifty_users_take_four_calls_of_at_most_one_hundred() {
 
 #[tokio::test]
 async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
-    let simulator = start_simulator(vec![zim_account(20)]).await;
-    let mut registrar = Registrar::start(&zim_target("zim", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(ZIM, 20, "zim", "").await;
     let long_avatar = format!("https://cdn.example.com/{}", "a".repeat(477));
     assert_eq!(long_avatar.len(), 501);
     let batch = vec![
@@ -151,7 +114,7 @@ async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
         .await
         .unwrap();
 
-    let results = by_index(&collected);
+    let results = collected.by_index();
     assert_eq!(results.len(), 9);
     let expected_rejections: [(u64, &str, &str); 6] = [
         (
@@ -186,15 +149,7 @@ async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
         ),
     ];
     for (index, code, message) in expected_rejections {
-        let result = results[&index];
-        assert_eq!(result.outcome(), pb::Outcome::Rejected, "{index}");
-        assert_eq!(result.error_code, code, "{index}");
-        assert!(
-            result.error_message.starts_with(message),
-            "{index}: {}",
-            result.error_message
-        );
-        assert_eq!(result.attempts, 0);
+        assert_rejected_starting(results[&index], code, message);
     }
     assert!(results[&3].error_message.contains("'*'"));
     assert!(results[&4].error_message.contains("'/'"));
@@ -207,11 +162,7 @@ async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
     }
 
     // the vendor saw the three valid users only, once each
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     let valid = ["ok-1", "ok-2", "!#$%&()+-:;<=.>?@[]^_ {}|~"];
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert_eq!(
@@ -229,8 +180,7 @@ async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
 
 #[tokio::test]
 async fn registering_the_same_users_again_reports_them_as_already_existing() {
-    let simulator = start_simulator(vec![zim_account(20)]).await;
-    let mut registrar = Registrar::start(&zim_target("zim", &simulator.endpoint(), "")).await;
+    let (simulator, mut registrar) = start_with_target(ZIM, 20, "zim", "").await;
     let first_names = |n: usize| described(&format!("again-{n}"), &format!("first {n}"), "");
 
     let first = batch_register(
@@ -265,7 +215,7 @@ async fn registering_the_same_users_again_reports_them_as_already_existing() {
     let third = batch_register(&mut registrar.client, request(&["zim"], mixed))
         .await
         .unwrap();
-    let results = by_index(&third);
+    let results = third.by_index();
     assert_eq!(results[&0].outcome(), pb::Outcome::AlreadyExists);
     assert_eq!(results[&1].outcome(), pb::Outcome::Registered);
     assert_eq!(results[&2].outcome(), pb::Outcome::AlreadyExists);
@@ -291,13 +241,8 @@ async fn registering_the_same_users_again_reports_them_as_already_existing() {
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
     // vendors.md C: 660700001 "UserRegister called too frequently", inside HTTP 200
-    let simulator = start_simulator(vec![zim_account(3)]).await;
-    let mut registrar = Registrar::start(&zim_target(
-        "zim",
-        &simulator.endpoint(),
-        "qps = 20\nmax_batch = 10\nmax_attempts = 8",
-    ))
-    .await;
+    let (simulator, mut registrar) =
+        start_with_target(ZIM, 3, "zim", "qps = 20\nmax_batch = 10\nmax_attempts = 8").await;
 
     let collected = batch_register(&mut registrar.client, request(&["zim"], users("q", 60)))
         .await
@@ -377,7 +322,12 @@ async fn zego_gateway(
     if (chrono::Utc::now().timestamp() - timestamp).abs() > 600 {
         problems.push(format!("the timestamp is off: {timestamp}"));
     }
-    let expected = published_signature(&param("AppId"), &nonce, SERVER_SECRET, &param("Timestamp"));
+    let expected = published_signature(
+        &param("AppId"),
+        &nonce,
+        ZIM_SERVER_SECRET,
+        &param("Timestamp"),
+    );
     let signed = param("Signature") == expected;
     if !signed {
         problems.push(format!(
@@ -430,9 +380,7 @@ async fn calls_are_signed_exactly_as_zego_publishes_the_algorithm() {
     let app = Router::new()
         .route("/", post(zego_gateway))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (endpoint, server) = serve_vendor(app).await;
     let mut registrar = Registrar::start(&zim_target("zim", &endpoint, "max_batch = 20")).await;
 
     let collected = batch_register(

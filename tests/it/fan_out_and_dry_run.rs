@@ -3,56 +3,47 @@
 //! as a dry run, which validates exactly as the real path does and calls no
 //! vendor.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use registrar::{api::pb, domain::VendorKind, sim::SimAccount};
-use secrecy::SecretString;
 
 const ZIM_APP_ID: u64 = 5_001;
 const VOLC_APP_ID: u64 = 6_001;
 const CIAM_APP_ID: u64 = 7_001;
 const CIAM_STORE: &str = "fan-out-store";
 
+const CHAT: TestAccount = TestAccount {
+    app_id: ZIM_APP_ID,
+    secret_key: "zim-server-secret",
+    ..ZIM
+};
+const RTC: TestAccount = TestAccount {
+    app_id: VOLC_APP_ID,
+    secret_id: "AKLTfanout",
+    secret_key: "volc-secret",
+    ..VOLC
+};
+const IDENTITY: TestAccount =
+    TestAccount::ciam(CIAM_APP_ID, CIAM_STORE, "AKIDfanoutCIAM", "ciam-secret");
+
 fn accounts() -> Vec<SimAccount> {
-    let account = |vendor, app_id, user_store_id: &str, secret_id: &str, key: &str| SimAccount {
-        vendor,
-        app_id,
-        user_store_id: user_store_id.to_owned(),
-        secret_id: secret_id.to_owned(),
-        secret_key: SecretString::from(key),
-        qps: 50,
-    };
     vec![
         lcic_account(20),
-        account(VendorKind::ZegoZim, ZIM_APP_ID, "", "", "zim-server-secret"),
-        account(
-            VendorKind::VolcRtc,
-            VOLC_APP_ID,
-            "",
-            "AKLTfanout",
-            "volc-secret",
-        ),
-        account(
-            VendorKind::TencentCiam,
-            CIAM_APP_ID,
-            CIAM_STORE,
-            "AKIDfanoutCIAM",
-            "ciam-secret",
-        ),
+        CHAT.sim(50),
+        RTC.sim(50),
+        IDENTITY.sim(50),
     ]
 }
 
 fn targets(endpoint: &str) -> String {
-    format!(
-        "{lcic}\n\
-         [[targets]]\nname = \"chat\"\nvendor = \"zego-zim\"\nendpoint = \"{endpoint}\"\napp_id = {ZIM_APP_ID}\nserver_secret = \"zim-server-secret\"\n\n\
-         [[targets]]\nname = \"rtc\"\nvendor = \"volc-rtc\"\nendpoint = \"{endpoint}\"\napp_id = {VOLC_APP_ID}\nsecret_id = \"AKLTfanout\"\nsecret_key = \"volc-secret\"\n\n\
-         [[targets]]\nname = \"identity\"\nvendor = \"tencent-ciam\"\nendpoint = \"{endpoint}\"\nuser_store_id = \"{CIAM_STORE}\"\nregion = \"ap-guangzhou\"\nsecret_id = \"AKIDfanoutCIAM\"\nsecret_key = \"ciam-secret\"\nqps = 50\n",
-        lcic = lcic_target("classroom", endpoint, "")
-    )
+    [
+        LCIC.target("classroom", endpoint, ""),
+        CHAT.target("chat", endpoint, ""),
+        RTC.target("rtc", endpoint, ""),
+        IDENTITY.target("identity", endpoint, "qps = 50"),
+    ]
+    .join("\n")
 }
 
 /// Numeric ids (Volcengine needs them) and a CIAM profile (CIAM needs one).
@@ -213,16 +204,7 @@ async fn a_dry_run_validates_like_the_real_path_and_calls_no_vendor() {
     assert_eq!(rejections(&dry), rejections(&real));
 
     // the audit store keeps the dry run, marked as one
-    let batch = registrar
-        .client
-        .get_batch(pb::GetBatchRequest {
-            batch_id: summary.batch_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batch
-        .unwrap();
+    let batch = registrar.get_batch(&summary.batch_id).await;
     assert!(batch.dry_run);
     assert_eq!(batch.state(), pb::BatchState::Completed);
     let validated: u64 = batch.counts.iter().map(|counts| counts.validated).sum();

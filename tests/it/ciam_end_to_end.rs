@@ -4,15 +4,13 @@
 //! CIAM gateway and import jobs over real HTTP, driven by registrar's own
 //! CIAM vendor modules (the engine's job flow is tested with the engine).
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     time::Duration,
 };
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -22,7 +20,7 @@ use registrar::{
     api::pb,
     audit::entity::{batch, registration, vendor_call},
     domain::{CiamProfile, PasswordHashType, SaltLocation, User, VendorKind},
-    sim::{SimAccount, Simulator},
+    sim::Simulator,
     vendor_api::{
         AttemptContext, JobApi, JobStatus, Submission, VendorApi, VendorOutcome,
         tencent::ciam::{CiamConfig, CiamCreateUser},
@@ -41,34 +39,9 @@ const REGION: &str = "ap-guangzhou";
 const SECRET_ID: &str = "AKIDtestCIAM000000000000000000000000";
 const SECRET_KEY: &str = "test-ciam-secret-key-never-logged";
 
-fn ciam_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::TencentCiam,
-        app_id: CIAM_APP_ID,
-        user_store_id: STORE.to_owned(),
-        secret_id: SECRET_ID.to_owned(),
-        secret_key: SecretString::from(SECRET_KEY),
-        qps,
-    }
-}
-
-fn import_account(qps: u32) -> SimAccount {
-    SimAccount {
-        vendor: VendorKind::TencentCiamImport,
-        app_id: IMPORT_APP_ID,
-        user_store_id: IMPORT_STORE.to_owned(),
-        ..ciam_account(qps)
-    }
-}
-
-/// A `tencent-ciam` target at `endpoint` (max_batch defaults to 1).
-fn ciam_target(name: &str, endpoint: &str) -> String {
-    format!(
-        "[[targets]]\nname = \"{name}\"\nvendor = \"tencent-ciam\"\nendpoint = \"{endpoint}\"\n\
-         user_store_id = \"{STORE}\"\nregion = \"{REGION}\"\n\
-         secret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\n"
-    )
-}
+const CIAM: TestAccount = TestAccount::ciam(CIAM_APP_ID, STORE, SECRET_ID, SECRET_KEY);
+const IMPORT: TestAccount =
+    TestAccount::ciam(IMPORT_APP_ID, IMPORT_STORE, SECRET_ID, SECRET_KEY).import();
 
 fn password_of(n: usize) -> String {
     format!("pw-{n:04}-Secret!Horse")
@@ -100,20 +73,11 @@ fn ciam_user(prefix: &str, n: usize) -> pb::User {
     }
 }
 
-fn by_index(collected: &Collected) -> BTreeMap<u64, &pb::UserResult> {
-    collected
-        .results
-        .iter()
-        .map(|result| (result.index, result))
-        .collect()
-}
-
 #[tokio::test]
 async fn two_hundred_users_take_two_hundred_calls_of_one_user_and_register_user_by_user() {
     // a few hundred users at the vendor quota of 20 calls per second: ten seconds
     const USERS: usize = 200;
-    let simulator = start_simulator(vec![ciam_account(20)]).await;
-    let mut registrar = Registrar::start(&ciam_target("ciam", &simulator.endpoint())).await;
+    let (simulator, mut registrar) = start_with_target(CIAM, 20, "ciam", "").await;
     let batch: Vec<pb::User> = (0..USERS).map(|n| ciam_user("a", n)).collect();
 
     let collected = batch_register(&mut registrar.client, request(&["ciam"], batch))
@@ -170,8 +134,7 @@ async fn two_hundred_users_take_two_hundred_calls_of_one_user_and_register_user_
 
 #[tokio::test]
 async fn users_breaking_ciam_rules_are_rejected_by_field_and_never_sent() {
-    let simulator = start_simulator(vec![ciam_account(20)]).await;
-    let mut registrar = Registrar::start(&ciam_target("ciam", &simulator.endpoint())).await;
+    let (simulator, mut registrar) = start_with_target(CIAM, 20, "ciam", "").await;
     let mut no_ciam = ciam_user("m", 1);
     no_ciam.ciam = None;
     let mut no_email = ciam_user("m", 2);
@@ -193,7 +156,7 @@ async fn users_breaking_ciam_rules_are_rejected_by_field_and_never_sent() {
         .await
         .unwrap();
 
-    let results = by_index(&collected);
+    let results = collected.by_index();
     assert_eq!(results.len(), 6);
     let rejected =
         |index: u64, code: &str, message: &str| assert_rejected(results[&index], code, message);
@@ -222,11 +185,7 @@ async fn users_breaking_ciam_rules_are_rejected_by_field_and_never_sent() {
     }
 
     // the simulator saw the two valid users only
-    let sent: Vec<String> = simulator
-        .calls()
-        .into_iter()
-        .flat_map(|call| call.user_ids)
-        .collect();
+    let sent = sent_user_ids(&simulator);
     assert_eq!(sent.len(), 2);
     assert_eq!(
         sent.into_iter().collect::<HashSet<_>>(),
@@ -237,8 +196,7 @@ async fn users_breaking_ciam_rules_are_rejected_by_field_and_never_sent() {
 
 #[tokio::test]
 async fn registering_the_same_users_again_reports_them_as_existing() {
-    let simulator = start_simulator(vec![ciam_account(20)]).await;
-    let mut registrar = Registrar::start(&ciam_target("ciam", &simulator.endpoint())).await;
+    let (simulator, mut registrar) = start_with_target(CIAM, 20, "ciam", "").await;
     let batch: Vec<pb::User> = (0..8).map(|n| ciam_user("r", n)).collect();
 
     let first = batch_register(&mut registrar.client, request(&["ciam"], batch.clone()))
@@ -283,8 +241,7 @@ async fn registering_the_same_users_again_reports_them_as_existing() {
 
 #[tokio::test]
 async fn passwords_reach_the_vendor_and_no_audit_row_or_simulator_memory() {
-    let simulator = start_simulator(vec![ciam_account(20)]).await;
-    let mut registrar = Registrar::start(&ciam_target("ciam", &simulator.endpoint())).await;
+    let (simulator, mut registrar) = start_with_target(CIAM, 20, "ciam", "").await;
     let mut batch: Vec<pb::User> = (0..6).map(|n| ciam_user("p", n)).collect();
     // a rejected user with a password, and (on the second pass) existing users
     batch[5].ciam.as_mut().unwrap().email.clear();
@@ -394,7 +351,7 @@ fn domain_user(user_name: &str) -> User {
 
 #[tokio::test]
 async fn the_simulated_gateway_checks_signature_region_and_store() {
-    let simulator = start_simulator(vec![ciam_account(100)]).await;
+    let simulator = start_simulator(vec![CIAM.sim(100)]).await;
     let client = http_client();
     let create = |user_store_id: &str, secret_key: &str| {
         CiamCreateUser::new(config(&simulator, user_store_id, secret_key))
@@ -496,7 +453,7 @@ async fn poll_until_finished(
 
 #[tokio::test]
 async fn simulated_import_jobs_run_to_completion_two_at_a_time() {
-    let simulator = start_simulator(vec![import_account(100)]).await;
+    let simulator = start_simulator(vec![IMPORT.sim(100)]).await;
     let client = http_client();
     let module = CiamImport::new(config(&simulator, IMPORT_STORE, SECRET_KEY));
     let (one, two) = (

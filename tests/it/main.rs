@@ -1,0 +1,18 @@
+//! The integration tests, one binary: a module per area, the shared harness in `common`.
+
+mod common;
+
+mod audit_postgres;
+mod ciam_end_to_end;
+mod ciam_import_end_to_end;
+mod ciam_vendor_contract;
+mod coalescing;
+mod fan_out_and_dry_run;
+mod faults;
+mod lcic_end_to_end;
+mod lcic_vendor_contract;
+mod no_secrets_in_logs;
+mod sim_lcic;
+mod streams;
+mod volc_end_to_end;
+mod zim_end_to_end;
