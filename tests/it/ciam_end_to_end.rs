@@ -84,7 +84,7 @@ async fn two_hundred_users_take_two_hundred_calls_of_one_user_and_register_user_
         .await
         .unwrap();
 
-    // seed 003: one user per CreateUser call
+    // CIAM CreateUser (docs/vendors/ciam.md#batch-size): one user per CreateUser call
     let calls = simulator.calls();
     assert_eq!(calls.len(), USERS);
     assert!(
@@ -95,7 +95,7 @@ async fn two_hundred_users_take_two_hundred_calls_of_one_user_and_register_user_
     let sent: HashSet<String> = calls.iter().map(|call| call.user_ids[0].clone()).collect();
     let expected: HashSet<String> = (0..USERS).map(|n| format!("aname{n}")).collect();
     assert_eq!(sent, expected, "every user once, by its UserName");
-    // the vendor's quota was respected (vendors.md B.2: 20 requests per second)
+    // the vendor's quota was respected (docs/vendors/ciam.md#quota: 20 requests per second)
     assert!(simulator.max_calls_in_any_second(VendorKind::TencentCiam, CIAM_APP_ID) <= 20);
 
     // each user registered with the UserId the vendor generated for it
@@ -207,7 +207,8 @@ async fn registering_the_same_users_again_reports_them_as_existing() {
         .unwrap();
 
     assert_eq!(first.with_outcome(pb::Outcome::Registered).len(), 8);
-    // seed 003: FailedOperation.UserNameAlreadyExists "The user name already exists."
+    // CIAM CreateUser (docs/vendors/ciam.md#error-codes): FailedOperation.UserNameAlreadyExists
+    // "The user name already exists."
     assert_eq!(second.results.len(), 8);
     for result in &second.results {
         assert_eq!(result.outcome(), pb::Outcome::AlreadyExists, "{result:?}");
@@ -359,7 +360,8 @@ async fn the_simulated_gateway_checks_signature_region_and_store() {
     let user = domain_user("gate");
     let attempt = AttemptContext::now;
 
-    // seed 003 "Region Yes": without X-TC-Region (not a signed header) the call is refused
+    // CIAM CreateUser "Region Yes" (docs/vendors/ciam.md#endpoint): without X-TC-Region (not a
+    // signed header) the call is refused
     let mut no_region = create(STORE, SECRET_KEY)
         .build_request(&[&user], &attempt())
         .unwrap();
@@ -460,7 +462,8 @@ async fn simulated_import_jobs_run_to_completion_two_at_a_time() {
         import_user("one", Some(PasswordHashType::Sha1)),
         import_user("two", Some(PasswordHashType::Bcrypt)),
     );
-    // B.2: Password without PasswordEncryptTypeEnum reads as plaintext; the job fails that user
+    // docs/vendors/ciam-import.md#password-hash-and-salt: Password without PasswordEncryptTypeEnum
+    // reads as plaintext; the job fails that user
     let untyped = import_user("untyped", None);
     let first_users = [&one, &two];
     let second_users = [&two, &untyped];
@@ -473,7 +476,7 @@ async fn simulated_import_jobs_run_to_completion_two_at_a_time() {
     else {
         panic!("the second job starts");
     };
-    // B.2: at most two jobs PENDING or PROCESSING per user store
+    // docs/vendors/ciam-import.md#concurrent-job-limit: at most two jobs PENDING or PROCESSING per user store
     let busy = submit(&client, &module, &[&one]).await;
     assert!(
         matches!(&busy, Submission::Busy { code, .. } if code == "FailedOperation.DataFlowTooManyRequests"),

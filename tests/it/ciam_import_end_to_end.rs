@@ -126,7 +126,8 @@ async fn users_that_already_exist_come_back_from_the_job_as_already_exists() {
         .await
         .unwrap();
 
-    // vendors.md B.2: a COMPLETED job names its FailedUsers; everyone else is registered
+    // docs/vendors/ciam-import.md#matching-failed-users: a COMPLETED job names its FailedUsers;
+    // everyone else is registered
     let second: Vec<pb::User> = (5..15).map(|n| import_user("e", n)).collect();
     let collected = batch_register(&mut registrar.client, request(&["import"], second))
         .await
@@ -192,7 +193,8 @@ async fn a_busy_vendor_makes_registrar_wait_for_a_running_job_not_fail() {
     let jobs = simulator.jobs(VendorKind::TencentCiamImport, APP_ID);
     assert_eq!(jobs.len(), 6);
     assert!(SimJobRecord::max_running(&jobs) <= 2);
-    // vendors.md B.2: FailedOperation.DataFlowTooManyRequests was answered and waited out
+    // docs/vendors/ciam-import.md#concurrent-job-limit: FailedOperation.DataFlowTooManyRequests was
+    // answered and waited out
     let busy = simulator
         .calls()
         .iter()
@@ -230,12 +232,14 @@ async fn users_breaking_import_rules_are_rejected_by_field_and_never_reach_a_job
         Registrar::start(&import_target("import", &simulator.endpoint(), 1000)).await;
     let mut no_profile = import_user("r", 1);
     no_profile.ciam = None;
-    // vendors.md B.2 ImportUser: at least one of UserName, PhoneNumber, Email is required
+    // docs/vendors/ciam-import.md#identifiers ImportUser: at least one of UserName, PhoneNumber,
+    // Email is required
     let mut no_identifier = import_user("r", 2);
     let profile = no_identifier.ciam.as_mut().unwrap();
     profile.user_name.clear();
     profile.email.clear();
-    // vendors.md B.2: an import carries a password hash with its type, never plaintext
+    // docs/vendors/ciam-import.md#password-hash-and-salt: an import carries a password hash with
+    // its type, never plaintext
     let mut plaintext = import_user("r", 3);
     let profile = plaintext.ciam.as_mut().unwrap();
     profile.password_hash.clear();
@@ -244,7 +248,7 @@ async fn users_breaking_import_rules_are_rejected_by_field_and_never_reach_a_job
     let mut untyped_hash = import_user("r", 4);
     untyped_hash.ciam.as_mut().unwrap().password_hash_type =
         pb::PasswordHashType::Unspecified.into();
-    // vendors.md B.2 SaltLocationRule: a salt needs its location
+    // docs/vendors/ciam-import.md#password-hash-and-salt SaltLocationRule: a salt needs its location
     let mut unplaced_salt = import_user("r", 5);
     unplaced_salt.ciam.as_mut().unwrap().salt_value = "pepper".to_owned();
     let duplicate = import_user("r", 0);

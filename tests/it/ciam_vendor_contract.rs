@@ -3,7 +3,8 @@
 //! each call's TC3 signature the way tencentcloud-sdk-go computes it (service
 //! `ciam`), the X-TC-Region CIAM requires and the action's version, and
 //! answers CreateUser, CreateApiImportUserJob and ListJobs with the shapes
-//! of seeds 003 and 004. Assertions are on what that vendor saw.
+//! of CIAM CreateUser and CreateApiImportUserJob (docs/vendors/ciam.md#examples,
+//! docs/vendors/ciam-import.md#examples). Assertions are on what that vendor saw.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -58,7 +59,8 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
     if header("authorization") != expected {
         problems.push(format!("{action}: signature differs from the SDK's"));
     }
-    // seed 003 "Region Yes"; vendors.md B.2: version 2022-03-31
+    // CIAM CreateUser "Region Yes" (docs/vendors/ciam.md#endpoint); docs/vendors/ciam.md#endpoint:
+    // version 2022-03-31
     if header("x-tc-region") != REGION {
         problems.push(format!("{action}: X-TC-Region {:?}", header("x-tc-region")));
     }
@@ -79,13 +81,15 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
     seen.actions.push(action.clone());
     let request_id = format!("req-{}", seen.actions.len());
     match action.as_str() {
-        // seed 003 output example: {"Response":{"User":{"UserId":..,"UserName":..},"RequestId":..}}
+        // CIAM CreateUser output example (docs/vendors/ciam.md#examples):
+        // {"Response":{"User":{"UserId":..,"UserName":..},"RequestId":..}}
         "CreateUser" => {
             let user_name = request["UserName"].as_str().unwrap_or_default().to_owned();
             seen.created.push(user_name.clone());
             json!({"Response": {"User": {"UserId": format!("ciam-{user_name}"), "UserName": user_name}, "RequestId": request_id}})
         }
-        // seed 004 output example: {"Response":{"Job":{"Id":..,"Status":"PENDING",..},"RequestId":..}}
+        // CIAM CreateApiImportUserJob output example (docs/vendors/ciam-import.md#examples):
+        // {"Response":{"Job":{"Id":..,"Status":"PENDING",..},"RequestId":..}}
         "CreateApiImportUserJob" => {
             let user_names = request["DataFlowUserCreateList"]
                 .as_array()
@@ -100,7 +104,8 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
             seen.jobs.insert(job_id.clone(), user_names);
             json!({"Response": {"Job": {"Id": job_id, "Status": "PENDING", "Type": "IMPORT_USER"}, "RequestId": request_id}})
         }
-        // B.2 ListJobs: JobSet []Job; every job listed has finished without failed users
+        // docs/vendors/ciam-import.md#listjobs ListJobs: JobSet []Job; every job listed has
+        // finished without failed users
         "ListJobs" => {
             let job_set: Vec<Value> = request["JobIds"]
                 .as_array()

@@ -343,7 +343,8 @@ async fn a_repeated_idempotency_key_replays_from_the_audit_store() {
 
 #[tokio::test]
 async fn registering_the_same_users_again_registers_them_again() {
-    // seed 000: "If a user ID already exists, the existing one will be overwritten."
+    // LCIC BatchRegister (docs/vendors/lcic.md#repeats): "If a user ID already exists, the existing
+    // one will be overwritten."
     let (simulator, mut registrar) = start_with_target(LCIC, 20, "lcic", "").await;
     for _ in 0..2 {
         let collected = batch_register(
@@ -362,7 +363,7 @@ async fn registering_the_same_users_again_registers_them_again() {
 
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
-    // vendors.md B.1: LCIC's SDK text says 10 req/s where the page says 20.
+    // docs/vendors/lcic.md#quota: LCIC's SDK text says 10 req/s where the page says 20.
     let (simulator, mut registrar) = start_with_target(
         LCIC,
         3,

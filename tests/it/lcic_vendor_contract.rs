@@ -183,7 +183,7 @@ async fn calls_signed_the_sdk_way_are_accepted_and_rows_precede_calls() {
 
 #[tokio::test]
 async fn a_retryable_vendor_error_is_retried_with_a_fresh_signature() {
-    // vendors.md A.3: InternalError is retryable (policy).
+    // docs/vendors/tencent-cloud-api.md#error-codes: InternalError is retryable (policy).
     let vendor = Vendor::new(2, Duration::ZERO);
     let endpoint = start_vendor(vendor.clone()).await;
     let mut registrar = Registrar::start(&lcic_target("lcic", &endpoint, "max_attempts = 4")).await;

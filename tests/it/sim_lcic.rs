@@ -180,7 +180,8 @@ async fn a_valid_call_registers_its_users_and_answers_the_documented_shape() {
     let (status, body) = register(&client, &api, &sent).await;
     assert_eq!(status, http::StatusCode::OK);
 
-    // seed 000 "Output Example": Users[{SdkAppId, UserId, OriginId}] and a RequestId.
+    // LCIC BatchRegister "Output Example" (docs/vendors/lcic.md#examples): Users[{SdkAppId, UserId,
+    // OriginId}] and a RequestId.
     let answer: Value = serde_json::from_slice(&body).unwrap();
     let listed = answer["Response"]["Users"].as_array().unwrap();
     assert_eq!(listed.len(), 3);
@@ -244,7 +245,8 @@ async fn registering_again_overwrites_keeps_the_user_id_and_counts_registrations
 
     let first: Value = serde_json::from_slice(&first).unwrap();
     let second: Value = serde_json::from_slice(&second).unwrap();
-    // seed 000: "If a user ID already exists, the existing one will be overwritten."
+    // LCIC BatchRegister (docs/vendors/lcic.md#repeats): "If a user ID already exists, the existing
+    // one will be overwritten."
     assert_eq!(
         first["Response"]["Users"][0]["UserId"],
         second["Response"]["Users"][0]["UserId"]
@@ -267,7 +269,7 @@ async fn a_user_without_origin_id_gets_its_user_id_as_origin_id() {
     assert_eq!(error_code(status, &answer), None);
     let answer: Value = serde_json::from_slice(&answer).unwrap();
     let listed = &answer["Response"]["Users"][0];
-    // vendors.md B.1: OriginId "defaults to UserId if empty".
+    // docs/vendors/lcic.md#response: OriginId "defaults to UserId if empty".
     assert_eq!(listed["OriginId"], listed["UserId"]);
     let registered = sim.registered(LCIC, APP_ID);
     assert_eq!(registered.len(), 1);
@@ -321,7 +323,8 @@ async fn more_than_1000_users_is_invalid_parameter_value() {
     let client = client();
     let api = lcic(&sim, APP_ID, SECRET_KEY);
     let (status, body) = register(&client, &api, &many_users(1001)).await;
-    // seed 000: "register multiple users (up to 1,000) at a time".
+    // LCIC BatchRegister (docs/vendors/lcic.md#batch-size): "register multiple users (up to 1,000)
+    // at a time".
     assert_eq!(
         error_code(status, &body).as_deref(),
         Some("InvalidParameterValue")
@@ -560,7 +563,7 @@ async fn a_body_over_10_mb_is_request_size_limit_exceeded() {
     let padding = "x".repeat(10 * 1024 * 1024);
     let body = json!({"Users": [{"SdkAppId": APP_ID, "OriginId": "big", "Name": padding}]});
     let code = send_raw(&client, &sim, RawCall::batch_register(body)).await;
-    // vendors.md A.1: POST v3 bodies are at most 10 MB.
+    // docs/vendors/tencent-cloud-api.md#size-limits: POST v3 bodies are at most 10 MB.
     assert_eq!(code.as_deref(), Some("RequestSizeLimitExceeded"));
     let call = last_call(&sim);
     assert_eq!(call.error_code.as_deref(), Some("RequestSizeLimitExceeded"));

@@ -43,7 +43,8 @@ async fn three_hundred_users_take_fifteen_calls_and_keep_their_fields() {
         .await
         .unwrap();
 
-    // seed 002: at most 20 users per call, so 300 users take 15 accepted calls
+    // RTC RegisterUsers (docs/vendors/volc-rtc.md#batch-size): at most 20 users per call, so 300
+    // users take 15 accepted calls
     let calls = simulator.calls();
     assert_eq!(calls.len(), 15, "{:?}", call_sizes(&calls));
     assert!(calls.iter().all(|call| call.accepted()
@@ -94,15 +95,15 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
     };
     let batch = vec![
         user("1001"),
-        // seed 002: UserId is a Long (int64)
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): UserId is a Long (int64)
         user("abc"),
         user("12345678901234567890123"),
-        // seed 002: NickName at most 100 characters
+        // RTC RegisterUsers (docs/vendors/volc-rtc.md#field-rules): NickName at most 100 characters
         pb::User {
             display_name: "名".repeat(101),
             ..user("1002")
         },
-        // vendors.md D.4: Ext at most 20 keys, no "s:" keys, values at most 500 bytes
+        // docs/vendors/volc-rtc.md#field-rules: Ext at most 20 keys, no "s:" keys, values at most 500 bytes
         pb::User {
             attributes: attributes(21),
             ..user("1003")
@@ -181,7 +182,8 @@ async fn users_breaking_volcengine_rules_are_rejected_and_never_sent() {
 
 #[tokio::test]
 async fn registering_the_same_users_again_registers_them_again() {
-    // seed 002: registration stores the users' data; a repeat overwrites it.
+    // RTC RegisterUsers (docs/vendors/volc-rtc.md#repeats): registration stores the users' data; a
+    // repeat overwrites it.
     let (simulator, mut registrar) = start_with_target(VOLC, 50, "rtc", "").await;
     for round in 0..2 {
         let users: Vec<pb::User> = (0..30)
@@ -207,7 +209,7 @@ async fn registering_the_same_users_again_registers_them_again() {
 
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
-    // vendors.md D.4: QPS ≤ 50 per account, shared by all AppIds, so an app can see less.
+    // docs/vendors/volc-rtc.md#quota: QPS ≤ 50 per account, shared by all AppIds, so an app can see less.
     let (simulator, mut registrar) =
         start_with_target(VOLC, 3, "rtc", "qps = 50\nmax_attempts = 8").await;
 
@@ -230,7 +232,7 @@ async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_regist
     registrar.stop().await;
 }
 
-/// SignerV4 written again from vendors.md D.1, step by step, sharing no code
+/// SignerV4 written again from docs/vendors/volc-rtc.md#signing, step by step, sharing no code
 /// with `registrar::vendor_api::volc::signing`.
 mod independent_signer {
     use hmac::{Hmac, KeyInit, Mac};
@@ -247,7 +249,7 @@ mod independent_signer {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// D.1: "RFC3986-encoded (unreserved A-Za-z0-9-_.~), space → %20".
+    /// docs/vendors/volc-rtc.md#canonical-request: "RFC3986-encoded (unreserved A-Za-z0-9-_.~), space → %20".
     fn encode(text: &[u8]) -> String {
         let mut out = String::new();
         for &byte in text {
@@ -285,7 +287,7 @@ mod independent_signer {
         out
     }
 
-    /// D.1 CanonicalQuery: "params sorted by name, RFC3986-encoded".
+    /// docs/vendors/volc-rtc.md#canonical-request CanonicalQuery: "params sorted by name, RFC3986-encoded".
     fn canonical_query(raw: &str) -> String {
         let mut params: Vec<(Vec<u8>, Vec<u8>)> = raw
             .split('&')
@@ -316,7 +318,8 @@ mod independent_signer {
         pub secret_access_key: &'a str,
     }
 
-    /// D.1, one line per step; returns (hash of the canonical request, signature).
+    /// docs/vendors/volc-rtc.md#signing, one line per step; returns (hash of the canonical request,
+    /// signature).
     pub fn signature(input: &Signed<'_>) -> (String, String) {
         let mut headers: Vec<(String, String)> = input
             .headers
@@ -390,7 +393,8 @@ fn check_signature(parts: &http::request::Parts, body: &[u8]) -> Result<(), Stri
     let (signed_headers, claimed) = rest.split_once(", Signature=").ok_or("no Signature")?;
     let scope: Vec<&str> = credential.split('/').collect();
     let x_date = header("x-date")?;
-    // D.1: X-Date is YYYYMMDD'T'HHMMSS'Z' and the scope is ShortDate/region/service/request
+    // docs/vendors/volc-rtc.md#signing: X-Date is YYYYMMDD'T'HHMMSS'Z' and the scope is
+    // ShortDate/region/service/request
     if x_date.len() != 16 || &x_date[8..9] != "T" || !x_date.ends_with('Z') {
         return Err(format!("X-Date {x_date:?} is not in the SDK layout"));
     }
@@ -404,7 +408,7 @@ fn check_signature(parts: &http::request::Parts, body: &[u8]) -> Result<(), Stri
     if scope != expected_scope {
         return Err(format!("credential {credential:?}"));
     }
-    // D.1 / D.4: the SDK signs Content-Type, Host and every X-* header
+    // docs/vendors/volc-rtc.md#headers: the SDK signs Content-Type, Host and every X-* header
     if signed_headers != "content-type;host;x-content-sha256;x-date" {
         return Err(format!("SignedHeaders {signed_headers:?}"));
     }
@@ -469,7 +473,8 @@ async fn tiny_register_users(State(tiny): State<Arc<Tiny>>, request: Request) ->
         )
             .into_response();
     }
-    // vendors.md D.4: the SDK types FailedInfos UserId as an int64, so answer a number here
+    // docs/vendors/volc-rtc.md#response: the SDK types FailedInfos UserId as an int64, so answer a
+    // number here
     let failed: Vec<Value> = user_ids
         .iter()
         .filter(|&&user_id| user_id == TINY_FAILED_USER)
@@ -481,7 +486,7 @@ async fn tiny_register_users(State(tiny): State<Arc<Tiny>>, request: Request) ->
 
 #[test]
 fn the_independent_signer_reproduces_the_official_vector() {
-    // vendors.md D.2 V1 (volcengine.com/docs/6369/67270 "签名过程Demo").
+    // docs/vendors/volc-rtc.md#test-vectors V1 (volcengine.com/docs/6369/67270 "签名过程Demo").
     let (hash, signature) = independent_signer::signature(&independent_signer::Signed {
         method: "GET",
         raw_query: "Action=ListUsers&Version=2018-01-01&Limit=10&Offset=0",
@@ -540,7 +545,8 @@ async fn an_independent_signer_v4_accepts_every_call_registrar_signs() {
     assert_eq!(sent, (7_000_000..7_000_045).collect());
     for result in &collected.results {
         if result.user_id == TINY_FAILED_USER.to_string() {
-            // seed 002: a FailedInfos entry rejects that user only, with the vendor's code
+            // RTC RegisterUsers (docs/vendors/volc-rtc.md#partial-failure): a FailedInfos entry
+            // rejects that user only, with the vendor's code
             assert_eq!(result.outcome(), pb::Outcome::Rejected);
             assert_eq!(result.error_code, "UserNotFound");
             assert_eq!(result.error_message, "UserisNotFound");

@@ -56,7 +56,7 @@ async fn three_hundred_fifty_users_take_four_calls_of_at_most_one_hundred() {
         .await
         .unwrap();
 
-    // seed 001: "Up to 100 users can be registered at a time"
+    // ZIM UserRegister (docs/vendors/zim.md#batch-size): "Up to 100 users can be registered at a time"
     let calls = simulator.calls();
     let mut sizes = call_sizes(&calls);
     sizes.sort_unstable();
@@ -95,16 +95,16 @@ async fn invalid_users_are_rejected_with_the_field_and_rule_and_never_sent() {
     assert_eq!(long_avatar.len(), 501);
     let batch = vec![
         described("ok-1", "Alice", ""),
-        // vendors.md C: UserId required
+        // docs/vendors/zim.md#field-rules: UserId required
         described("", "nobody", ""),
-        // vendors.md C: UserId ≤32 bytes
+        // docs/vendors/zim.md#field-rules: UserId ≤32 bytes
         described(&"x".repeat(33), "", ""),
-        // vendors.md C: UserId charset has neither '*' nor '/'
+        // docs/vendors/zim.md#user-id-charset: UserId charset has neither '*' nor '/'
         described("star*id", "", ""),
         described("slash/id", "", ""),
-        // vendors.md C: UserName ≤256 bytes: 86 Chinese characters are 258 bytes
+        // docs/vendors/zim.md#field-rules: UserName ≤256 bytes: 86 Chinese characters are 258 bytes
         described("long-name", &"名".repeat(86), ""),
-        // seed 001: UserAvatar ≤500 bytes
+        // ZIM UserRegister (docs/vendors/zim.md#field-rules): UserAvatar ≤500 bytes
         described("long-avatar", "", &long_avatar),
         described("ok-2", &"名".repeat(85), &long_avatar[..500]),
         described("!#$%&()+-:;<=.>?@[]^_ {}|~", "", ""),
@@ -191,7 +191,7 @@ async fn registering_the_same_users_again_reports_them_as_already_existing() {
     .unwrap();
     assert_eq!(first.with_outcome(pb::Outcome::Registered).len(), 10);
 
-    // vendors.md C: a repeat meets 660700002 "user already exists"; nothing is overwritten
+    // docs/vendors/zim.md#repeats: a repeat meets 660700002 "user already exists"; nothing is overwritten
     let renamed: Vec<pb::User> = (0..10)
         .map(|n| described(&format!("again-{n}"), "renamed", ""))
         .collect();
@@ -240,7 +240,7 @@ async fn registering_the_same_users_again_reports_them_as_already_existing() {
 
 #[tokio::test]
 async fn a_vendor_quota_lower_than_configured_is_retried_until_every_user_registers() {
-    // vendors.md C: 660700001 "UserRegister called too frequently", inside HTTP 200
+    // docs/vendors/zim.md#return-codes: 660700001 "UserRegister called too frequently", inside HTTP 200
     let (simulator, mut registrar) =
         start_with_target(ZIM, 3, "zim", "qps = 20\nmax_batch = 10\nmax_attempts = 8").await;
 
@@ -286,7 +286,7 @@ struct Seen {
     problems: Arc<Mutex<Vec<String>>>,
 }
 
-/// ZEGO's published algorithm (vendors.md C), computed here independently:
+/// ZEGO's published algorithm (docs/vendors/zim.md#signing), computed here independently:
 /// md5 of AppId + SignatureNonce + ServerSecret + Timestamp, lower-case hex.
 fn published_signature(app_id: &str, nonce: &str, secret: &str, timestamp: &str) -> String {
     let digest = Md5::digest(format!("{app_id}{nonce}{secret}{timestamp}").as_bytes());
@@ -366,7 +366,7 @@ async fn zego_gateway(
 
 #[tokio::test]
 async fn calls_are_signed_exactly_as_zego_publishes_the_algorithm() {
-    // the algorithm itself, on the official vector (vendors.md C)
+    // the algorithm itself, on the official vector (docs/vendors/zim.md#test-vector)
     assert_eq!(
         published_signature(
             "12345",

@@ -1,5 +1,5 @@
 //! TC3-HMAC-SHA256 as tencentcloud-sdk-go `sendWithSignatureV3` computes it
-//! (vendors.md A.1), written again here and sharing no code with
+//! (docs/vendors/tencent-cloud-api.md#signing), written again here and sharing no code with
 //! `registrar::vendor_api::tencent::tc3`, so the vendor servers of the tests check
 //! registrar's signatures the way Tencent's own SDK would produce them.
 
@@ -49,7 +49,7 @@ pub fn sdk_authorization(
 }
 
 /// The signer itself reproduces the published example that signs
-/// content-type;host (vendors.md A.2 T3, qcloud-documents Python_API.md).
+/// content-type;host (docs/vendors/tencent-cloud-api.md#test-vectors T3, qcloud-documents Python_API.md).
 pub fn assert_reproduces_t3() {
     let authorization = sdk_authorization(
         "cvm",
