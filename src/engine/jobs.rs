@@ -8,15 +8,18 @@
 //! comes from the rate-limit layer above, each poll and resubmission takes
 //! one here. A poll that fails is repeated: reading a job's state is always
 //! safe. A job that does not end within `JOB_DEADLINE` fails its users.
+//!
+//! A job that started is never submitted again, whatever its polls answer:
+//! its users could be imported twice.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::call::{
-    CallRequest, CallResponse, Exchange, Sent, audit_unavailable, build_failure, checked,
-    health_of, transport_failure, users_of,
+use super::{
+    call::{CallRequest, CallResponse},
+    exchange::{Exchange, Sent, audit_unavailable, build_failure, checked, record_report},
 };
 use crate::{
     audit::VendorCallEnd,
@@ -42,7 +45,7 @@ pub(super) async fn run(
     limiter: &dyn Limiter,
     request: &CallRequest,
 ) -> CallResponse {
-    let users = users_of(request);
+    let users = request.users();
     let deadline = Instant::now() + JOB_DEADLINE;
     let mut busy_wait = FIRST_BUSY_WAIT;
     let mut first = true;
@@ -73,7 +76,7 @@ pub(super) async fn run(
     };
     let report =
         poll_until_finished(exchange, jobs, limiter, request, &users, &job_id, deadline).await;
-    exchange.target.health.set(health_of(&report));
+    exchange.note_health(&report);
     request.settle(report, Some(submit_call_id))
 }
 
@@ -103,45 +106,38 @@ async fn submit(
         latency,
         ..VendorCallEnd::default()
     };
-    let submitted = match sent {
-        Sent::Answer(response) => {
-            end.http_status = Some(response.status().as_u16());
-            match jobs.parse_submission(users, &response) {
-                Submission::Started {
-                    job_id,
-                    vendor_request_id,
-                } => {
-                    end.vendor_request_id = vendor_request_id;
-                    end.vendor_job_id = Some(job_id.clone());
-                    Submitted::Job { job_id, call_id }
-                }
-                Submission::Busy {
-                    code,
-                    message,
-                    vendor_request_id,
-                } => {
-                    end.vendor_request_id = vendor_request_id;
-                    end.vendor_error_code = Some(code.to_string());
-                    end.error_class = Some(ErrorClass::Throttled.as_str().to_owned());
-                    Submitted::Busy { code, message }
-                }
-                Submission::Answered(report) => Submitted::Done(finish(
-                    exchange,
-                    request,
-                    checked(report, users.len()),
-                    call_id,
-                    &mut end,
-                )),
-            }
+    let response = match sent.answer(vendor.repeat_is_safe(), users.len()) {
+        Ok(response) => response,
+        Err(report) => {
+            let done = finish(exchange, request, report, call_id, &mut end);
+            exchange.close(call_id, &end).await;
+            return Submitted::Done(done);
         }
-        Sent::Transport(error) => {
-            let report = transport_failure(&error, vendor.repeat_is_safe(), users.len());
-            Submitted::Done(finish(exchange, request, report, call_id, &mut end))
+    };
+    end.http_status = Some(response.status().as_u16());
+    let submitted = match jobs.parse_submission(users, &response) {
+        Submission::Started {
+            job_id,
+            vendor_request_id,
+        } => {
+            end.vendor_request_id = vendor_request_id;
+            end.vendor_job_id = Some(job_id.clone());
+            Submitted::Job { job_id, call_id }
         }
-        Sent::Unbuildable(error) => Submitted::Done(finish(
+        Submission::Busy {
+            code,
+            message,
+            vendor_request_id,
+        } => {
+            end.vendor_request_id = vendor_request_id;
+            end.vendor_error_code = Some(code.clone());
+            end.error_class = Some(ErrorClass::Throttled.as_str().to_owned());
+            Submitted::Busy { code, message }
+        }
+        Submission::Answered(report) => Submitted::Done(finish(
             exchange,
             request,
-            build_failure(&error, users.len()),
+            checked(report, users.len()),
             call_id,
             &mut end,
         )),
@@ -158,10 +154,8 @@ fn finish(
     call_id: i64,
     end: &mut VendorCallEnd,
 ) -> CallResponse {
-    end.vendor_request_id = report.vendor_request_id.clone();
-    end.vendor_error_code = report.error_code().map(str::to_owned);
-    end.error_class = report.error_class.map(|class| class.as_str().to_owned());
-    exchange.target.health.set(health_of(&report));
+    record_report(end, &report);
+    exchange.note_health(&report);
     request.settle(report, Some(call_id))
 }
 
@@ -262,3 +256,4 @@ async fn poll_until_finished(
         }
     }
 }
+
