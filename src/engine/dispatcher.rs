@@ -186,3 +186,227 @@ impl FillingCall {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
+    };
+
+    use tokio::{sync::Semaphore, time::Instant};
+    use tower::{service_fn, util::BoxCloneService};
+
+    use super::*;
+    use crate::{
+        domain::Outcome,
+        engine::{
+            call::CallResponse,
+            testing::{CountingLimiter, MemoryCallLog, batch, group, registered, target},
+        },
+    };
+
+    /// A call as the fake vendor stack saw it: when it came, and its user ids.
+    type SeenCall = (Duration, Vec<String>);
+
+    /// The fake outbound stack: records each call, waits for a permit of
+    /// `gate` (when given) and registers every user.
+    struct FakeStack {
+        calls: mpsc::UnboundedReceiver<SeenCall>,
+        in_flight_peak: Arc<AtomicUsize>,
+        gate: Arc<Semaphore>,
+    }
+
+    /// Starts a dispatcher for `spec` in front of a fake stack.
+    fn start(
+        spec: Arc<TargetSpec>,
+        gated: bool,
+    ) -> (mpsc::Sender<Group>, FakeStack, Arc<MemoryCallLog>) {
+        let start = Instant::now();
+        let (seen, calls) = mpsc::unbounded_channel();
+        let gate = Arc::new(Semaphore::new(if gated {
+            0
+        } else {
+            Semaphore::MAX_PERMITS
+        }));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight_peak = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let (gate, in_flight, in_flight_peak) =
+                (gate.clone(), in_flight.clone(), in_flight_peak.clone());
+            service_fn(move |request: CallRequest| {
+                let (gate, in_flight, in_flight_peak, seen) = (
+                    gate.clone(),
+                    in_flight.clone(),
+                    in_flight_peak.clone(),
+                    seen.clone(),
+                );
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    in_flight_peak.fetch_max(now, Ordering::SeqCst);
+                    let user_ids = request
+                        .users
+                        .iter()
+                        .map(|(_, pending)| pending.user.user_id.clone())
+                        .collect();
+                    seen.send((start.elapsed(), user_ids)).unwrap();
+                    gate.acquire().await.unwrap().forget();
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<CallResponse, Infallible>(
+                        request.settle(registered(request.users.len()), Some(7)),
+                    )
+                }
+            })
+        };
+        let log = Arc::new(MemoryCallLog::default());
+        let queue = spawn(
+            spec,
+            BoxCloneService::new(service),
+            Arc::new(CountingLimiter::default()),
+            log.clone(),
+            TaskTracker::new(),
+        );
+        let stack = FakeStack {
+            calls,
+            in_flight_peak,
+            gate,
+        };
+        (queue, stack, log)
+    }
+
+    fn ids(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|n| format!("{prefix}{n}")).collect()
+    }
+
+    fn refs(ids: &[String]) -> Vec<&str> {
+        ids.iter().map(String::as_str).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_of_several_groups_coalesce_into_one_call_up_to_max_batch() {
+        let (queue, mut stack, log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (a, b, c) = (ids("a", 4), ids("b", 4), ids("c", 4));
+        let (batch_a, mut results_a) = batch("batch-a");
+        let (batch_b, mut results_b) = batch("batch-b");
+        let (batch_c, mut results_c) = batch("batch-c");
+        queue.send(group(&batch_a, 0, &refs(&a))).await.unwrap();
+        queue.send(group(&batch_b, 0, &refs(&b))).await.unwrap();
+        queue.send(group(&batch_c, 0, &refs(&c))).await.unwrap();
+
+        let (at, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::ZERO, "a full call goes at once");
+        let expected: Vec<String> = a.iter().chain(&b).chain(&c[..2]).cloned().collect();
+        assert_eq!(first, expected);
+        let (at, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::from_millis(50), "the rest waits for linger");
+        assert_eq!(second, c[2..].to_vec());
+
+        // each result goes back to the batch its user came from
+        for (results, ids, batch_id) in [
+            (&mut results_a, &a, "batch-a"),
+            (&mut results_b, &b, "batch-b"),
+            (&mut results_c, &c, "batch-c"),
+        ] {
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                let result = results.recv().await.unwrap();
+                assert_eq!(result.batch_id, batch_id);
+                assert_eq!(result.outcome, Outcome::Registered);
+                assert_eq!(result.attempts, 1);
+                got.push(result.user_id);
+            }
+            got.sort();
+            assert_eq!(&got, ids);
+        }
+        // and every outcome is recorded, with its vendor call
+        let rows = log.outcomes.lock().unwrap().clone();
+        assert_eq!(rows.len(), 12);
+        assert!(
+            rows.iter()
+                .all(|row| row.vendor_call_id == Some(7) && row.outcome == Outcome::Registered)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partly_filled_call_goes_after_linger_with_the_users_that_came_meanwhile() {
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (shared, _results) = batch("batch");
+        queue
+            .send(group(&shared, 0, &["u0", "u1", "u2"]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        queue.send(group(&shared, 3, &["u3", "u4"])).await.unwrap();
+
+        let (at, users) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::from_millis(50));
+        assert_eq!(users, ["u0", "u1", "u2", "u3", "u4"]);
+        assert!(stack.calls.try_recv().is_err(), "one call only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_call_goes_at_once_and_the_remainder_after_linger() {
+        let (queue, mut stack, _log) = start(target(5, Duration::from_secs(1), 4), false);
+        let (shared, _results) = batch("batch");
+        let users = ids("u", 7);
+        queue.send(group(&shared, 0, &refs(&users))).await.unwrap();
+
+        let (at, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::ZERO);
+        assert_eq!(first, users[..5].to_vec());
+        let (at, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::from_secs(1));
+        assert_eq!(second, users[5..].to_vec());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_in_flight_bounds_the_calls_in_flight() {
+        let (queue, mut stack, _log) = start(target(1, Duration::ZERO, 2), true);
+        let (shared, mut results) = batch("batch");
+        let users = ids("u", 5);
+        queue.send(group(&shared, 0, &refs(&users))).await.unwrap();
+
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let mut seen = Vec::new();
+        while let Ok((_, users)) = stack.calls.try_recv() {
+            seen.extend(users);
+        }
+        assert_eq!(seen, ["u0", "u1"], "two calls in flight, no more");
+
+        // one call answered makes room for exactly one more
+        stack.gate.add_permits(1);
+        let (_, third) = stack.calls.recv().await.unwrap();
+        assert_eq!(third, ["u2"]);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(stack.calls.try_recv().is_err());
+
+        stack.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        let mut answered = Vec::new();
+        for _ in 0..5 {
+            answered.push(results.recv().await.unwrap().user_id);
+        }
+        answered.sort();
+        assert_eq!(answered, users);
+        assert_eq!(stack.in_flight_peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_user_id_waits_for_a_later_call() {
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (first_batch, _first_results) = batch("first");
+        let (second_batch, _second_results) = batch("second");
+        queue
+            .send(group(&first_batch, 0, &["u0", "u1"]))
+            .await
+            .unwrap();
+        queue
+            .send(group(&second_batch, 0, &["u1", "u2"]))
+            .await
+            .unwrap();
+
+        let (_, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(first, ["u0", "u1", "u2"]);
+        let (_, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(second, ["u1"]);
+    }
+}

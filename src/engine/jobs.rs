@@ -257,3 +257,264 @@ async fn poll_until_finished(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, atomic::Ordering},
+        time::Duration,
+    };
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::{
+        engine::{
+            call::Settled,
+            exchange::HttpService,
+            target::TargetSpec,
+            testing::{
+                BUSY_CODE, CountingLimiter, JOB_ID, MemoryCallLog, POLL_ACTION, SUBMIT_ACTION,
+                ScriptedHttp, ScriptedVendor, batch, group, target,
+            },
+        },
+        outbound::http_client::TransportError,
+        vendor_api::{ErrorCode, VendorOutcome},
+    };
+
+    /// Everything one run of the job loop needs, faked.
+    struct Fixture {
+        target: Arc<TargetSpec>,
+        http: Arc<ScriptedHttp>,
+        service: HttpService,
+        log: MemoryCallLog,
+        limiter: CountingLimiter,
+    }
+
+    impl Fixture {
+        fn new(script: Vec<Result<&'static str, TransportError>>, then: &'static str) -> Fixture {
+            let http = ScriptedHttp::new(script, then);
+            Fixture {
+                target: target(1000, Duration::ZERO, 2),
+                service: http.service(),
+                http,
+                log: MemoryCallLog::default(),
+                limiter: CountingLimiter::default(),
+            }
+        }
+
+        /// Runs one job of three users to its end.
+        async fn run(&self) -> CallResponse {
+            let (shared, _results) = batch("batch");
+            let request =
+                CallRequest::first(self.target.clone(), group(&shared, 0, &["u0", "u1", "u2"]));
+            let span = tracing::Span::none();
+            let exchange = Exchange {
+                log: &self.log,
+                http: &self.service,
+                target: &self.target,
+                span: &span,
+            };
+            run(&exchange, &ScriptedVendor, &self.limiter, &request).await
+        }
+    }
+
+    fn outcomes(response: &CallResponse) -> Vec<VendorOutcome> {
+        let mut settled: Vec<&(usize, Settled)> = response.settled.iter().collect();
+        settled.sort_by_key(|(slot, _)| *slot);
+        settled
+            .into_iter()
+            .map(|(_, settled)| settled.outcome.clone())
+            .collect()
+    }
+
+    fn registered() -> VendorOutcome {
+        VendorOutcome::Registered {
+            vendor_user_id: None,
+        }
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_is_polled_until_it_finishes() {
+        let fixture = Fixture::new(
+            vec![Ok("started"), Ok("running"), Ok("running"), Ok("finished")],
+            "finished",
+        );
+        let start = Instant::now();
+        let response = fixture.run().await;
+
+        assert_eq!(outcomes(&response), vec![registered(); 3]);
+        assert!(
+            response
+                .settled
+                .iter()
+                .all(|(_, settled)| { settled.attempts == 1 && settled.vendor_call_id == Some(1) })
+        );
+        // polls back off by half again each time: 200 ms, 300 ms, 450 ms
+        assert_eq!(
+            fixture.http.requests_since(start),
+            vec![
+                (ms(0), "/submit".to_owned()),
+                (ms(200), "/poll".to_owned()),
+                (ms(500), "/poll".to_owned()),
+                (ms(950), "/poll".to_owned()),
+            ]
+        );
+        // every poll takes a permit of its own; the submission's was taken above
+        assert_eq!(fixture.limiter.acquired.load(Ordering::Relaxed), 3);
+        // each exchange has its completed row, the job id on every one
+        let calls = fixture.log.calls();
+        let actions: Vec<&str> = calls.iter().map(|(action, _)| action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [SUBMIT_ACTION, POLL_ACTION, POLL_ACTION, POLL_ACTION]
+        );
+        assert!(
+            calls
+                .iter()
+                .all(|(_, end)| { end.as_ref().unwrap().vendor_job_id.as_deref() == Some(JOB_ID) })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_fails_is_polled_again() {
+        let fixture = Fixture::new(
+            vec![
+                Ok("started"),
+                Err(TransportError::Timeout),
+                Ok("poll-failed"),
+                Ok("finished"),
+            ],
+            "finished",
+        );
+        let response = fixture.run().await;
+
+        assert_eq!(outcomes(&response), vec![registered(); 3]);
+        let calls = fixture.log.calls();
+        assert_eq!(
+            calls.len(),
+            4,
+            "submission, two failed polls, the last poll"
+        );
+        let failed_poll = calls[2].1.as_ref().unwrap();
+        assert_eq!(
+            failed_poll.vendor_error_code.as_deref(),
+            Some("InternalError")
+        );
+        assert_eq!(failed_poll.error_class.as_deref(), Some("retryable"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_that_does_not_end_in_time_fails_its_users_with_job_timeout() {
+        let fixture = Fixture::new(vec![Ok("started")], "running");
+        let start = Instant::now();
+        let response = fixture.run().await;
+
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed > JOB_DEADLINE && elapsed <= JOB_DEADLINE + MAX_POLL_INTERVAL,
+            "{elapsed:?}"
+        );
+        for outcome in outcomes(&response) {
+            let VendorOutcome::Failed { class, code, .. } = outcome else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(class, ErrorClass::Permanent);
+            assert_eq!(code, ErrorCode::Registrar(RegistrarCode::JobTimeout));
+        }
+        // the users' rows point at the submission, the call that carried them
+        assert!(
+            response
+                .settled
+                .iter()
+                .all(|(_, settled)| settled.vendor_call_id == Some(1))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_vendor_gets_the_job_again_after_a_backoff() {
+        let fixture = Fixture::new(
+            vec![Ok("busy"), Ok("busy"), Ok("started"), Ok("finished")],
+            "finished",
+        );
+        let start = Instant::now();
+        let response = fixture.run().await;
+
+        assert_eq!(outcomes(&response), vec![registered(); 3]);
+        // the wait doubles: 500 ms, then 1 s; the first poll 200 ms after the job started
+        assert_eq!(
+            fixture.http.requests_since(start),
+            vec![
+                (ms(0), "/submit".to_owned()),
+                (ms(500), "/submit".to_owned()),
+                (ms(1500), "/submit".to_owned()),
+                (ms(1700), "/poll".to_owned()),
+            ]
+        );
+        // each resubmission takes a permit, as does the poll
+        assert_eq!(fixture.limiter.acquired.load(Ordering::Relaxed), 3);
+        let calls = fixture.log.calls();
+        for (_, end) in &calls[..2] {
+            let end = end.as_ref().unwrap();
+            assert_eq!(end.vendor_error_code.as_deref(), Some(BUSY_CODE));
+            assert_eq!(end.error_class.as_deref(), Some("throttled"));
+        }
+        // the users' rows point at the submission that started the job
+        assert!(
+            response
+                .settled
+                .iter()
+                .all(|(_, settled)| settled.vendor_call_id == Some(3))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vendor_busy_past_the_deadline_fails_the_users() {
+        let fixture = Fixture::new(Vec::new(), "busy");
+        let start = Instant::now();
+        let response = fixture.run().await;
+
+        assert!(start.elapsed() <= JOB_DEADLINE, "{:?}", start.elapsed());
+        for outcome in outcomes(&response) {
+            let VendorOutcome::Failed {
+                class,
+                code,
+                message,
+            } = outcome
+            else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(class, ErrorClass::Permanent);
+            assert_eq!(code, BUSY_CODE);
+            assert!(
+                message.contains("stayed busy past the job deadline"),
+                "{message}"
+            );
+        }
+        assert!(
+            fixture
+                .http
+                .requests_since(start)
+                .iter()
+                .all(|(_, path)| path == "/submit")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_job_is_submitted_without_its_audit_row() {
+        let fixture = Fixture::new(vec![Ok("started")], "finished");
+        fixture.log.unavailable.store(true, Ordering::Relaxed);
+        let response = fixture.run().await;
+
+        for outcome in outcomes(&response) {
+            let VendorOutcome::Failed { code, .. } = outcome else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(code, RegistrarCode::AuditUnavailable);
+        }
+        assert!(fixture.http.requests.lock().unwrap().is_empty());
+    }
+}

@@ -24,6 +24,8 @@ mod queue;
 mod settle;
 mod stack;
 pub mod target;
+#[cfg(test)]
+mod testing;
 mod validate;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
