@@ -26,7 +26,8 @@ use crate::{
     domain::User,
     outbound::rate_limit::Limiter,
     vendor_api::{
-        AttemptContext, CallReport, ErrorClass, JobApi, JobStatus, RegistrarCode, Submission,
+        AttemptContext, CallReport, ErrorClass, ErrorCode, JobApi, JobStatus, RegistrarCode,
+        Submission,
     },
 };
 
@@ -63,7 +64,7 @@ pub(super) async fn run(
                         users.len(),
                         None,
                         ErrorClass::Permanent,
-                        &code,
+                        code,
                         &format!("the vendor stayed busy past the job deadline: {message}"),
                     );
                     return request.settle(report, None);
@@ -82,7 +83,7 @@ pub(super) async fn run(
 
 enum Submitted {
     Job { job_id: String, call_id: i64 },
-    Busy { code: String, message: String },
+    Busy { code: ErrorCode, message: String },
     Done(CallResponse),
 }
 
@@ -132,7 +133,10 @@ async fn submit(
             end.vendor_request_id = vendor_request_id;
             end.vendor_error_code = Some(code.clone());
             end.error_class = Some(ErrorClass::Throttled.as_str().to_owned());
-            Submitted::Busy { code, message }
+            Submitted::Busy {
+                code: ErrorCode::Vendor(code),
+                message,
+            }
         }
         Submission::Answered(report) => Submitted::Done(finish(
             exchange,
@@ -288,6 +292,8 @@ mod tests {
         service: HttpService,
         log: MemoryCallLog,
         limiter: CountingLimiter,
+        /// When the fixture was made: the paused clock stands still until the run.
+        start: Instant,
     }
 
     impl Fixture {
@@ -299,6 +305,7 @@ mod tests {
                 http,
                 log: MemoryCallLog::default(),
                 limiter: CountingLimiter::default(),
+                start: Instant::now(),
             }
         }
 
@@ -333,8 +340,12 @@ mod tests {
         }
     }
 
-    fn ms(millis: u64) -> Duration {
-        Duration::from_millis(millis)
+    /// The requests expected: milliseconds after the start, and path.
+    fn timeline(requests: &[(u64, &str)]) -> Vec<(Duration, String)> {
+        requests
+            .iter()
+            .map(|(millis, path)| (Duration::from_millis(*millis), (*path).to_owned()))
+            .collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -343,7 +354,6 @@ mod tests {
             vec![Ok("started"), Ok("running"), Ok("running"), Ok("finished")],
             "finished",
         );
-        let start = Instant::now();
         let response = fixture.run().await;
 
         assert_eq!(outcomes(&response), vec![registered(); 3]);
@@ -355,13 +365,13 @@ mod tests {
         );
         // polls back off by half again each time: 200 ms, 300 ms, 450 ms
         assert_eq!(
-            fixture.http.requests_since(start),
-            vec![
-                (ms(0), "/submit".to_owned()),
-                (ms(200), "/poll".to_owned()),
-                (ms(500), "/poll".to_owned()),
-                (ms(950), "/poll".to_owned()),
-            ]
+            fixture.http.requests_since(fixture.start),
+            timeline(&[
+                (0, "/submit"),
+                (200, "/poll"),
+                (500, "/poll"),
+                (950, "/poll")
+            ])
         );
         // every poll takes a permit of its own; the submission's was taken above
         assert_eq!(fixture.limiter.acquired.load(Ordering::Relaxed), 3);
@@ -410,10 +420,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_job_that_does_not_end_in_time_fails_its_users_with_job_timeout() {
         let fixture = Fixture::new(vec![Ok("started")], "running");
-        let start = Instant::now();
         let response = fixture.run().await;
 
-        let elapsed = start.elapsed();
+        let elapsed = fixture.start.elapsed();
         assert!(
             elapsed > JOB_DEADLINE && elapsed <= JOB_DEADLINE + MAX_POLL_INTERVAL,
             "{elapsed:?}"
@@ -440,19 +449,18 @@ mod tests {
             vec![Ok("busy"), Ok("busy"), Ok("started"), Ok("finished")],
             "finished",
         );
-        let start = Instant::now();
         let response = fixture.run().await;
 
         assert_eq!(outcomes(&response), vec![registered(); 3]);
         // the wait doubles: 500 ms, then 1 s; the first poll 200 ms after the job started
         assert_eq!(
-            fixture.http.requests_since(start),
-            vec![
-                (ms(0), "/submit".to_owned()),
-                (ms(500), "/submit".to_owned()),
-                (ms(1500), "/submit".to_owned()),
-                (ms(1700), "/poll".to_owned()),
-            ]
+            fixture.http.requests_since(fixture.start),
+            timeline(&[
+                (0, "/submit"),
+                (500, "/submit"),
+                (1500, "/submit"),
+                (1700, "/poll")
+            ])
         );
         // each resubmission takes a permit, as does the poll
         assert_eq!(fixture.limiter.acquired.load(Ordering::Relaxed), 3);
@@ -474,10 +482,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_vendor_busy_past_the_deadline_fails_the_users() {
         let fixture = Fixture::new(Vec::new(), "busy");
-        let start = Instant::now();
         let response = fixture.run().await;
 
-        assert!(start.elapsed() <= JOB_DEADLINE, "{:?}", start.elapsed());
+        assert!(
+            fixture.start.elapsed() <= JOB_DEADLINE,
+            "{:?}",
+            fixture.start.elapsed()
+        );
         for outcome in outcomes(&response) {
             let VendorOutcome::Failed {
                 class,
@@ -497,7 +508,7 @@ mod tests {
         assert!(
             fixture
                 .http
-                .requests_since(start)
+                .requests_since(fixture.start)
                 .iter()
                 .all(|(_, path)| path == "/submit")
         );
