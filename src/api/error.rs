@@ -24,6 +24,7 @@ impl From<EngineError> for Status {
             | EngineError::UnknownTarget { .. }
             | EngineError::DuplicateTarget(_) => invalid_argument("targets", error.to_string()),
             EngineError::BatchInProgress { .. } => Status::aborted(error.to_string()),
+            EngineError::BatchBeingCreated => Status::aborted(error.to_string()),
             EngineError::Audit(AuditError::Unavailable(_)) | EngineError::ShuttingDown => {
                 Status::unavailable(error.to_string())
             }

@@ -5,7 +5,8 @@
 //! Both sides are bounded: a batch may have only so many users outstanding
 //! (accepted but not yet answered), so a caller that stops reading results
 //! stops the server reading its input, and memory does not grow with the
-//! length of a stream.
+//! length of a stream. No user is queued for a vendor call before its
+//! audit row is written.
 
 use std::{
     collections::BTreeMap,
@@ -19,44 +20,16 @@ use std::{
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{
-    EngineError,
-    dispatcher::Group,
+    error::EngineError,
+    queue::{BatchShared, Group, Pending},
+    settle::registration_row,
     target::TargetSpec,
     validate::{BatchValidator, check_for_target},
 };
 use crate::{
-    audit::{AuditStore, BatchState, OutcomeCounts, RegistrationRow},
+    audit::{AuditStore, BatchState, OutcomeCounts},
     domain::{Outcome, Rejection, User, UserResult},
 };
-
-/// One user queued for one target.
-pub struct Pending {
-    pub batch: Arc<BatchShared>,
-    pub index: u64,
-    pub user: Arc<User>,
-}
-
-/// What every queued user of a batch shares: where its result goes.
-///
-/// Each user holds one of the batch's `outstanding` places from the moment
-/// it is submitted until the caller has *read* its result. The results
-/// channel therefore never holds more than the places, and handing a result
-/// over never waits: a caller that stops reading stops its own input, never
-/// the vendor calls it shares with other callers.
-pub struct BatchShared {
-    pub id: Arc<str>,
-    results: mpsc::UnboundedSender<UserResult>,
-    outstanding: Arc<Semaphore>,
-}
-
-impl BatchShared {
-    /// Hands a result to the caller's stream, without waiting.
-    pub fn deliver(&self, result: UserResult) {
-        // fails only once the caller's results side is gone: its row is
-        // written, and nobody is left to tell
-        let _ = self.results.send(result);
-    }
-}
 
 /// Progress the writer reports to the results side.
 #[derive(Debug, Default)]
@@ -186,28 +159,22 @@ impl BatchWriter {
                     (Ok(()), true) => Outcome::Validated,
                     (Ok(()), false) => Outcome::Pending,
                 };
-                rows.push(registration_row(
+                let result = unsent_result(
                     &self.shared.id,
                     index,
                     &spec.name,
                     &user,
                     outcome,
-                    verdict.as_ref().err(),
-                ));
+                    verdict.err(),
+                );
+                rows.push(registration_row(&result, None));
                 match outcome {
                     Outcome::Pending => group.push(Arc::new(Pending {
                         batch: self.shared.clone(),
                         index,
                         user: user.clone(),
                     })),
-                    _ => decided.push(decided_result(
-                        &self.shared.id,
-                        index,
-                        &spec.name,
-                        &user,
-                        outcome,
-                        verdict.err(),
-                    )),
+                    _ => decided.push(result),
                 }
             }
         }
@@ -236,29 +203,9 @@ impl BatchWriter {
     }
 }
 
-fn registration_row(
-    batch_id: &str,
-    index: u64,
-    target: &str,
-    user: &User,
-    outcome: Outcome,
-    rejection: Option<&Rejection>,
-) -> RegistrationRow {
-    RegistrationRow {
-        batch_id: batch_id.to_owned(),
-        index,
-        target: target.to_owned(),
-        user_id: user.user_id.clone(),
-        outcome,
-        vendor_user_id: None,
-        error_code: rejection.map(|rejection| rejection.code.to_owned()),
-        error_message: rejection.map(Rejection::message),
-        attempts: 0,
-        vendor_call_id: None,
-    }
-}
-
-fn decided_result(
+/// The result of a user before any vendor call: rejected, validated (a
+/// dry run) or pending.
+fn unsent_result(
     batch_id: &str,
     index: u64,
     target: &str,

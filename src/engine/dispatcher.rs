@@ -1,11 +1,14 @@
 //! The dispatcher of one target: owns the target's queue, coalesces users
-//! from every caller into the fullest batches the vendor accepts, keeps up to
-//! `max_in_flight` calls going, and routes each result back to the batch its
-//! user came from, after recording it in the audit store.
+//! from every caller into the fullest calls the vendor accepts, takes each
+//! call's first rate permit while it fills, and keeps up to `max_in_flight`
+//! calls going; each answered call is settled (see `settle`).
+//!
+//! It never puts the same user id twice into one call (vendors match answers
+//! by user id), and never lets a partly filled call wait longer than
+//! `linger` plus the wait for its permit.
 
 use std::{
     collections::{HashSet, VecDeque},
-    convert::Infallible,
     sync::Arc,
 };
 
@@ -14,36 +17,26 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::task::TaskTracker;
-use tower::{ServiceExt, util::BoxCloneService};
+use tower::ServiceExt;
 
 use super::{
-    batch::Pending,
-    call::{CallRequest, CallResponse},
+    call::{CallRequest, CallService},
+    call_log::SharedCallLog,
+    queue::{Group, Pending},
+    settle::settle,
     target::TargetSpec,
 };
-use crate::{
-    audit::{AuditStore, RegistrationRow},
-    domain::{Outcome, UserResult},
-    outbound::rate_limit::Limiter,
-    vendor_api::{RegistrarCode, VendorOutcome},
-};
-
-/// The whole outbound stack of a target, as one service.
-pub type CallService = BoxCloneService<CallRequest, CallResponse, Infallible>;
-
-/// Users of one message for one target, queued together so that the
-/// dispatcher sees them at once and packs full calls.
-pub type Group = Vec<Arc<Pending>>;
+use crate::outbound::rate_limit::Limiter;
 
 /// Groups queued per target before writers wait; each batch also bounds its own users.
 const QUEUED_GROUPS: usize = 64;
 
 /// Starts the dispatcher of a target; users sent on the returned queue get registered.
-pub fn spawn(
+pub(super) fn spawn(
     target: Arc<TargetSpec>,
     service: CallService,
     limiter: Arc<dyn Limiter>,
-    audit: AuditStore,
+    log: SharedCallLog,
     tracker: TaskTracker,
 ) -> mpsc::Sender<Group> {
     let (sender, receiver) = mpsc::channel(QUEUED_GROUPS);
@@ -52,7 +45,7 @@ pub fn spawn(
         target,
         service,
         limiter,
-        audit,
+        log,
         tracker: tracker.clone(),
         queue: receiver,
         buffered: VecDeque::new(),
@@ -67,7 +60,7 @@ struct Dispatcher {
     service: CallService,
     /// The target's limiter: a call's first permit is taken here, while its batch fills.
     limiter: Arc<dyn Limiter>,
-    audit: AuditStore,
+    log: SharedCallLog,
     tracker: TaskTracker,
     queue: mpsc::Receiver<Group>,
     /// Users taken off the queue but not yet in a call, oldest first.
@@ -78,15 +71,15 @@ struct Dispatcher {
 impl Dispatcher {
     async fn run(mut self) {
         loop {
-            // wait for room first, so the batch is formed from the fullest queue
+            // wait for room first, so the call is formed from the fullest queue
             let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
                 return;
             };
-            let Some(users) = self.next_batch().await else {
+            let Some(users) = self.next_call().await else {
                 return;
             };
             let service = self.service.clone();
-            let audit = self.audit.clone();
+            let log = self.log.clone();
             let target = self.target.clone();
             self.tracker.spawn(async move {
                 let request = CallRequest::first(target.clone(), users.clone());
@@ -95,30 +88,30 @@ impl Dispatcher {
                     Err(never) => match never {},
                 };
                 drop(permit);
-                settle(&target, &audit, users, response).await;
+                settle(&target, log.as_ref(), users, response).await;
             });
         }
     }
 
     /// Up to `max_batch` users for one call, with the call's rate permit.
     ///
-    /// A partial batch waits at most `linger` for more users; past that, it
+    /// A partial call waits at most `linger` for more users; past that, it
     /// goes out as soon as the quota allows, and keeps taking users until
     /// then: a call that could not leave sooner anyway leaves fuller.
     /// `None` once the queue is closed and nothing is buffered.
-    async fn next_batch(&mut self) -> Option<Vec<Arc<Pending>>> {
+    async fn next_call(&mut self) -> Option<Vec<Arc<Pending>>> {
         if self.buffered.is_empty() {
             let group = self.queue.recv().await?;
             self.buffered.extend(group);
         }
-        let mut batch = Batch::new(self.target.max_batch);
-        batch.fill(&mut self.buffered);
+        let mut call = FillingCall::new(self.target.max_batch);
+        call.fill(&mut self.buffered);
         let deadline = Instant::now() + self.target.linger;
-        while !batch.is_full() {
+        while !call.is_full() {
             match tokio::time::timeout_at(deadline, self.queue.recv()).await {
                 Ok(Some(group)) => {
                     self.buffered.extend(group);
-                    batch.fill(&mut self.buffered);
+                    call.fill(&mut self.buffered);
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -126,40 +119,40 @@ impl Dispatcher {
         let limiter = self.limiter.clone();
         let mut permit = limiter.acquire();
         let mut queue_open = true;
-        while !batch.is_full() && queue_open {
+        while !call.is_full() && queue_open {
             tokio::select! {
                 biased;
                 () = &mut permit => {
-                    batch.finish(&mut self.buffered);
-                    return Some(batch.users);
+                    call.finish(&mut self.buffered);
+                    return Some(call.users);
                 }
                 group = self.queue.recv() => match group {
                     Some(group) => {
                         self.buffered.extend(group);
-                        batch.fill(&mut self.buffered);
+                        call.fill(&mut self.buffered);
                     }
                     None => queue_open = false,
                 },
             }
         }
         permit.await;
-        batch.finish(&mut self.buffered);
-        Some(batch.users)
+        call.finish(&mut self.buffered);
+        Some(call.users)
     }
 }
 
 /// A call being filled: one user id at most once, since vendors match
 /// answers by user id; repeats wait for a later call.
-struct Batch {
+struct FillingCall {
     users: Vec<Arc<Pending>>,
     user_ids: HashSet<String>,
     held_back: VecDeque<Arc<Pending>>,
     max: usize,
 }
 
-impl Batch {
+impl FillingCall {
     fn new(max: usize) -> Self {
-        Batch {
+        FillingCall {
             users: Vec::new(),
             user_ids: HashSet::new(),
             held_back: VecDeque::new(),
@@ -193,123 +186,227 @@ impl Batch {
     }
 }
 
-/// Records the outcomes of a call, then hands each result to its batch.
-async fn settle(
-    target: &TargetSpec,
-    audit: &AuditStore,
-    users: Vec<Arc<Pending>>,
-    response: CallResponse,
-) {
-    let mut settled: Vec<Option<_>> = vec![None; users.len()];
-    for (slot, outcome) in response.settled {
-        if let Some(entry) = settled.get_mut(slot) {
-            *entry = Some(outcome);
-        }
-    }
-    let results: Vec<(Arc<Pending>, UserResult, Option<i64>)> = users
-        .into_iter()
-        .zip(settled)
-        .map(|(pending, settled)| {
-            let (outcome, attempts, vendor_call_id) = match settled {
-                Some(settled) => (settled.outcome, settled.attempts, settled.vendor_call_id),
-                None => (
-                    VendorOutcome::failed(
-                        crate::vendor_api::ErrorClass::Permanent,
-                        RegistrarCode::Lost,
-                        "the call ended without an outcome for this user",
-                    ),
-                    0,
-                    None,
-                ),
-            };
-            let result = user_result(target, &pending, outcome, attempts);
-            (pending, result, vendor_call_id)
-        })
-        .collect();
-    let rows: Vec<RegistrationRow> = results
-        .iter()
-        .map(|(_, result, vendor_call_id)| RegistrationRow {
-            batch_id: result.batch_id.clone(),
-            index: result.index,
-            target: result.target.clone(),
-            user_id: result.user_id.clone(),
-            outcome: result.outcome,
-            vendor_user_id: Some(result.vendor_user_id.clone()).filter(|id| !id.is_empty()),
-            error_code: Some(result.error_code.clone()).filter(|code| !code.is_empty()),
-            error_message: Some(result.error_message.clone()).filter(|message| !message.is_empty()),
-            attempts: result.attempts,
-            vendor_call_id: *vendor_call_id,
-        })
-        .collect();
-    record_outcomes(target, audit, &rows).await;
-    for (pending, result, _) in results {
-        pending.batch.deliver(result);
-    }
-}
-
-/// Attempts at writing a call's outcomes before the results go out without them.
-const OUTCOME_WRITE_ATTEMPTS: u32 = 5;
-/// The wait before the second attempt; it doubles after each.
-const OUTCOME_WRITE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Writes the outcomes of a call, retrying a store that is briefly away.
-/// The vendor has answered, so the caller gets the results either way; a
-/// store still away after the attempts leaves those rows `pending`, and the
-/// error log says how many.
-async fn record_outcomes(target: &TargetSpec, audit: &AuditStore, rows: &[RegistrationRow]) {
-    let mut backoff = OUTCOME_WRITE_BACKOFF;
-    for attempt in 1..=OUTCOME_WRITE_ATTEMPTS {
-        match audit.record_outcomes(rows).await {
-            Ok(()) => return,
-            Err(error) if attempt < OUTCOME_WRITE_ATTEMPTS => {
-                tracing::warn!(target = %target.name, users = rows.len(), attempt, %error, "could not record outcomes; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(error) => {
-                tracing::error!(target = %target.name, users = rows.len(), attempts = attempt, %error, "could not record outcomes: their rows stay pending");
-            }
-        }
-    }
-}
-
-fn user_result(
-    target: &TargetSpec,
-    pending: &Pending,
-    outcome: VendorOutcome,
-    attempts: u32,
-) -> UserResult {
-    let mut result = UserResult {
-        batch_id: pending.batch.id.to_string(),
-        index: pending.index,
-        target: target.name.to_string(),
-        user_id: pending.user.user_id.clone(),
-        outcome: Outcome::Registered,
-        vendor_user_id: String::new(),
-        error_code: String::new(),
-        error_message: String::new(),
-        attempts,
-        replayed: false,
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
     };
-    match outcome {
-        VendorOutcome::Registered { vendor_user_id } => {
-            result.vendor_user_id = vendor_user_id.unwrap_or_default();
-        }
-        VendorOutcome::AlreadyExists { code, message } => {
-            result.outcome = Outcome::AlreadyExists;
-            result.error_code = code.to_string();
-            result.error_message = message;
-        }
-        VendorOutcome::Rejected { code, message } => {
-            result.outcome = Outcome::Rejected;
-            result.error_code = code.to_string();
-            result.error_message = message;
-        }
-        VendorOutcome::Failed { code, message, .. } => {
-            result.outcome = Outcome::Failed;
-            result.error_code = code.to_string();
-            result.error_message = message;
-        }
+
+    use tokio::{sync::Semaphore, time::Instant};
+    use tower::{service_fn, util::BoxCloneService};
+
+    use super::*;
+    use crate::{
+        domain::Outcome,
+        engine::{
+            call::CallResponse,
+            testing::{CountingLimiter, MemoryCallLog, batch, group, registered, target},
+        },
+    };
+
+    /// A call as the fake vendor stack saw it: when it came, and its user ids.
+    type SeenCall = (Duration, Vec<String>);
+
+    /// The fake outbound stack: records each call, waits for a permit of
+    /// `gate` (when given) and registers every user.
+    struct FakeStack {
+        calls: mpsc::UnboundedReceiver<SeenCall>,
+        in_flight_peak: Arc<AtomicUsize>,
+        gate: Arc<Semaphore>,
     }
-    result
+
+    /// Starts a dispatcher for `spec` in front of a fake stack.
+    fn start(
+        spec: Arc<TargetSpec>,
+        gated: bool,
+    ) -> (mpsc::Sender<Group>, FakeStack, Arc<MemoryCallLog>) {
+        let start = Instant::now();
+        let (seen, calls) = mpsc::unbounded_channel();
+        let gate = Arc::new(Semaphore::new(if gated {
+            0
+        } else {
+            Semaphore::MAX_PERMITS
+        }));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight_peak = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let (gate, in_flight, in_flight_peak) =
+                (gate.clone(), in_flight.clone(), in_flight_peak.clone());
+            service_fn(move |request: CallRequest| {
+                let (gate, in_flight, in_flight_peak, seen) = (
+                    gate.clone(),
+                    in_flight.clone(),
+                    in_flight_peak.clone(),
+                    seen.clone(),
+                );
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    in_flight_peak.fetch_max(now, Ordering::SeqCst);
+                    let user_ids = request
+                        .users
+                        .iter()
+                        .map(|(_, pending)| pending.user.user_id.clone())
+                        .collect();
+                    seen.send((start.elapsed(), user_ids)).unwrap();
+                    gate.acquire().await.unwrap().forget();
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<CallResponse, Infallible>(
+                        request.settle(registered(request.users.len()), Some(7)),
+                    )
+                }
+            })
+        };
+        let log = Arc::new(MemoryCallLog::default());
+        let queue = spawn(
+            spec,
+            BoxCloneService::new(service),
+            Arc::new(CountingLimiter::default()),
+            log.clone(),
+            TaskTracker::new(),
+        );
+        let stack = FakeStack {
+            calls,
+            in_flight_peak,
+            gate,
+        };
+        (queue, stack, log)
+    }
+
+    fn ids(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|n| format!("{prefix}{n}")).collect()
+    }
+
+    fn refs(ids: &[String]) -> Vec<&str> {
+        ids.iter().map(String::as_str).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_of_several_groups_coalesce_into_one_call_up_to_max_batch() {
+        let (queue, mut stack, log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (a, b, c) = (ids("a", 4), ids("b", 4), ids("c", 4));
+        let (batch_a, mut results_a) = batch("batch-a");
+        let (batch_b, mut results_b) = batch("batch-b");
+        let (batch_c, mut results_c) = batch("batch-c");
+        queue.send(group(&batch_a, 0, &refs(&a))).await.unwrap();
+        queue.send(group(&batch_b, 0, &refs(&b))).await.unwrap();
+        queue.send(group(&batch_c, 0, &refs(&c))).await.unwrap();
+
+        let (at, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::ZERO, "a full call goes at once");
+        let expected: Vec<String> = a.iter().chain(&b).chain(&c[..2]).cloned().collect();
+        assert_eq!(first, expected);
+        let (at, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::from_millis(50), "the rest waits for linger");
+        assert_eq!(second, c[2..].to_vec());
+
+        // each result goes back to the batch its user came from
+        for (results, ids, batch_id) in [
+            (&mut results_a, &a, "batch-a"),
+            (&mut results_b, &b, "batch-b"),
+            (&mut results_c, &c, "batch-c"),
+        ] {
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                let result = results.recv().await.unwrap();
+                assert_eq!(result.batch_id, batch_id);
+                assert_eq!(result.outcome, Outcome::Registered);
+                assert_eq!(result.attempts, 1);
+                got.push(result.user_id);
+            }
+            got.sort();
+            assert_eq!(&got, ids);
+        }
+        // and every outcome is recorded, with its vendor call
+        let rows = log.outcomes.lock().unwrap().clone();
+        assert_eq!(rows.len(), 12);
+        assert!(
+            rows.iter()
+                .all(|row| row.vendor_call_id == Some(7) && row.outcome == Outcome::Registered)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partly_filled_call_goes_after_linger_with_the_users_that_came_meanwhile() {
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (shared, _results) = batch("batch");
+        queue
+            .send(group(&shared, 0, &["u0", "u1", "u2"]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        queue.send(group(&shared, 3, &["u3", "u4"])).await.unwrap();
+
+        let (at, users) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::from_millis(50));
+        assert_eq!(users, ["u0", "u1", "u2", "u3", "u4"]);
+        assert!(stack.calls.try_recv().is_err(), "one call only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_call_goes_at_once_and_the_remainder_after_linger() {
+        let (queue, mut stack, _log) = start(target(5, Duration::from_secs(1), 4), false);
+        let (shared, _results) = batch("batch");
+        let users = ids("u", 7);
+        queue.send(group(&shared, 0, &refs(&users))).await.unwrap();
+
+        let (at, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::ZERO);
+        assert_eq!(first, users[..5].to_vec());
+        let (at, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(at, Duration::from_secs(1));
+        assert_eq!(second, users[5..].to_vec());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_in_flight_bounds_the_calls_in_flight() {
+        let (queue, mut stack, _log) = start(target(1, Duration::ZERO, 2), true);
+        let (shared, mut results) = batch("batch");
+        let users = ids("u", 5);
+        queue.send(group(&shared, 0, &refs(&users))).await.unwrap();
+
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let mut seen = Vec::new();
+        while let Ok((_, users)) = stack.calls.try_recv() {
+            seen.extend(users);
+        }
+        assert_eq!(seen, ["u0", "u1"], "two calls in flight, no more");
+
+        // one call answered makes room for exactly one more
+        stack.gate.add_permits(1);
+        let (_, third) = stack.calls.recv().await.unwrap();
+        assert_eq!(third, ["u2"]);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(stack.calls.try_recv().is_err());
+
+        stack.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        let mut answered = Vec::new();
+        for _ in 0..5 {
+            answered.push(results.recv().await.unwrap().user_id);
+        }
+        answered.sort();
+        assert_eq!(answered, users);
+        assert_eq!(stack.in_flight_peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_user_id_waits_for_a_later_call() {
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (first_batch, _first_results) = batch("first");
+        let (second_batch, _second_results) = batch("second");
+        queue
+            .send(group(&first_batch, 0, &["u0", "u1"]))
+            .await
+            .unwrap();
+        queue
+            .send(group(&second_batch, 0, &["u1", "u2"]))
+            .await
+            .unwrap();
+
+        let (_, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(first, ["u0", "u1", "u2"]);
+        let (_, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(second, ["u1"]);
+    }
 }

@@ -8,22 +8,26 @@
 //! comes from the rate-limit layer above, each poll and resubmission takes
 //! one here. A poll that fails is repeated: reading a job's state is always
 //! safe. A job that does not end within `JOB_DEADLINE` fails its users.
+//!
+//! A job that started is never submitted again, whatever its polls answer:
+//! its users could be imported twice.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::call::{
-    CallRequest, CallResponse, Exchange, Sent, audit_unavailable, build_failure, checked,
-    health_of, transport_failure, users_of,
+use super::{
+    call::{CallRequest, CallResponse},
+    exchange::{Exchange, Sent, audit_unavailable, build_failure, checked, record_report},
 };
 use crate::{
     audit::VendorCallEnd,
     domain::User,
     outbound::rate_limit::Limiter,
     vendor_api::{
-        AttemptContext, CallReport, ErrorClass, JobApi, JobStatus, RegistrarCode, Submission,
+        AttemptContext, CallReport, ErrorClass, ErrorCode, JobApi, JobStatus, RegistrarCode,
+        Submission,
     },
 };
 
@@ -42,7 +46,7 @@ pub(super) async fn run(
     limiter: &dyn Limiter,
     request: &CallRequest,
 ) -> CallResponse {
-    let users = users_of(request);
+    let users = request.users();
     let deadline = Instant::now() + JOB_DEADLINE;
     let mut busy_wait = FIRST_BUSY_WAIT;
     let mut first = true;
@@ -60,7 +64,7 @@ pub(super) async fn run(
                         users.len(),
                         None,
                         ErrorClass::Permanent,
-                        &code,
+                        code,
                         &format!("the vendor stayed busy past the job deadline: {message}"),
                     );
                     return request.settle(report, None);
@@ -73,13 +77,13 @@ pub(super) async fn run(
     };
     let report =
         poll_until_finished(exchange, jobs, limiter, request, &users, &job_id, deadline).await;
-    exchange.target.health.set(health_of(&report));
+    exchange.note_health(&report);
     request.settle(report, Some(submit_call_id))
 }
 
 enum Submitted {
     Job { job_id: String, call_id: i64 },
-    Busy { code: String, message: String },
+    Busy { code: ErrorCode, message: String },
     Done(CallResponse),
 }
 
@@ -103,45 +107,41 @@ async fn submit(
         latency,
         ..VendorCallEnd::default()
     };
-    let submitted = match sent {
-        Sent::Answer(response) => {
-            end.http_status = Some(response.status().as_u16());
-            match jobs.parse_submission(users, &response) {
-                Submission::Started {
-                    job_id,
-                    vendor_request_id,
-                } => {
-                    end.vendor_request_id = vendor_request_id;
-                    end.vendor_job_id = Some(job_id.clone());
-                    Submitted::Job { job_id, call_id }
-                }
-                Submission::Busy {
-                    code,
-                    message,
-                    vendor_request_id,
-                } => {
-                    end.vendor_request_id = vendor_request_id;
-                    end.vendor_error_code = Some(code.to_string());
-                    end.error_class = Some(ErrorClass::Throttled.as_str().to_owned());
-                    Submitted::Busy { code, message }
-                }
-                Submission::Answered(report) => Submitted::Done(finish(
-                    exchange,
-                    request,
-                    checked(report, users.len()),
-                    call_id,
-                    &mut end,
-                )),
+    let response = match sent.answer(vendor.repeat_is_safe(), users.len()) {
+        Ok(response) => response,
+        Err(report) => {
+            let done = finish(exchange, request, report, call_id, &mut end);
+            exchange.close(call_id, &end).await;
+            return Submitted::Done(done);
+        }
+    };
+    end.http_status = Some(response.status().as_u16());
+    let submitted = match jobs.parse_submission(users, &response) {
+        Submission::Started {
+            job_id,
+            vendor_request_id,
+        } => {
+            end.vendor_request_id = vendor_request_id;
+            end.vendor_job_id = Some(job_id.clone());
+            Submitted::Job { job_id, call_id }
+        }
+        Submission::Busy {
+            code,
+            message,
+            vendor_request_id,
+        } => {
+            end.vendor_request_id = vendor_request_id;
+            end.vendor_error_code = Some(code.clone());
+            end.error_class = Some(ErrorClass::Throttled.as_str().to_owned());
+            Submitted::Busy {
+                code: ErrorCode::Vendor(code),
+                message,
             }
         }
-        Sent::Transport(error) => {
-            let report = transport_failure(&error, vendor.repeat_is_safe(), users.len());
-            Submitted::Done(finish(exchange, request, report, call_id, &mut end))
-        }
-        Sent::Unbuildable(error) => Submitted::Done(finish(
+        Submission::Answered(report) => Submitted::Done(finish(
             exchange,
             request,
-            build_failure(&error, users.len()),
+            checked(report, users.len()),
             call_id,
             &mut end,
         )),
@@ -158,10 +158,8 @@ fn finish(
     call_id: i64,
     end: &mut VendorCallEnd,
 ) -> CallResponse {
-    end.vendor_request_id = report.vendor_request_id.clone();
-    end.vendor_error_code = report.error_code().map(str::to_owned);
-    end.error_class = report.error_class.map(|class| class.as_str().to_owned());
-    exchange.target.health.set(health_of(&report));
+    record_report(end, &report);
+    exchange.note_health(&report);
     request.settle(report, Some(call_id))
 }
 
@@ -260,5 +258,274 @@ async fn poll_until_finished(
             tracing::info!(target = %exchange.target.name, job_id, polls, attempt = request.attempt, "job ended");
             return report;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, atomic::Ordering},
+        time::Duration,
+    };
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::{
+        engine::{
+            call::Settled,
+            exchange::HttpService,
+            target::TargetSpec,
+            testing::{
+                BUSY_CODE, CountingLimiter, JOB_ID, MemoryCallLog, POLL_ACTION, SUBMIT_ACTION,
+                ScriptedHttp, ScriptedVendor, batch, group, target,
+            },
+        },
+        outbound::http_client::TransportError,
+        vendor_api::{ErrorCode, VendorOutcome},
+    };
+
+    /// Everything one run of the job loop needs, faked.
+    struct Fixture {
+        target: Arc<TargetSpec>,
+        http: Arc<ScriptedHttp>,
+        service: HttpService,
+        log: MemoryCallLog,
+        limiter: CountingLimiter,
+        /// When the fixture was made: the paused clock stands still until the run.
+        start: Instant,
+    }
+
+    impl Fixture {
+        fn new(script: Vec<Result<&'static str, TransportError>>, then: &'static str) -> Fixture {
+            let http = ScriptedHttp::new(script, then);
+            Fixture {
+                target: target(1000, Duration::ZERO, 2),
+                service: http.service(),
+                http,
+                log: MemoryCallLog::default(),
+                limiter: CountingLimiter::default(),
+                start: Instant::now(),
+            }
+        }
+
+        /// Runs one job of three users to its end.
+        async fn run(&self) -> CallResponse {
+            let (shared, _results) = batch("batch");
+            let request =
+                CallRequest::first(self.target.clone(), group(&shared, 0, &["u0", "u1", "u2"]));
+            let span = tracing::Span::none();
+            let exchange = Exchange {
+                log: &self.log,
+                http: &self.service,
+                target: &self.target,
+                span: &span,
+            };
+            run(&exchange, &ScriptedVendor, &self.limiter, &request).await
+        }
+    }
+
+    fn outcomes(response: &CallResponse) -> Vec<VendorOutcome> {
+        let mut settled: Vec<&(usize, Settled)> = response.settled.iter().collect();
+        settled.sort_by_key(|(slot, _)| *slot);
+        settled
+            .into_iter()
+            .map(|(_, settled)| settled.outcome.clone())
+            .collect()
+    }
+
+    fn registered() -> VendorOutcome {
+        VendorOutcome::Registered {
+            vendor_user_id: None,
+        }
+    }
+
+    /// The requests expected: milliseconds after the start, and path.
+    fn timeline(requests: &[(u64, &str)]) -> Vec<(Duration, String)> {
+        requests
+            .iter()
+            .map(|(millis, path)| (Duration::from_millis(*millis), (*path).to_owned()))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_is_polled_until_it_finishes() {
+        let fixture = Fixture::new(
+            vec![Ok("started"), Ok("running"), Ok("running"), Ok("finished")],
+            "finished",
+        );
+        let response = fixture.run().await;
+
+        assert_eq!(outcomes(&response), vec![registered(); 3]);
+        assert!(
+            response
+                .settled
+                .iter()
+                .all(|(_, settled)| { settled.attempts == 1 && settled.vendor_call_id == Some(1) })
+        );
+        // polls back off by half again each time: 200 ms, 300 ms, 450 ms
+        assert_eq!(
+            fixture.http.requests_since(fixture.start),
+            timeline(&[
+                (0, "/submit"),
+                (200, "/poll"),
+                (500, "/poll"),
+                (950, "/poll")
+            ])
+        );
+        // every poll takes a permit of its own; the submission's was taken above
+        assert_eq!(fixture.limiter.acquired.load(Ordering::Relaxed), 3);
+        // each exchange has its completed row, the job id on every one
+        let calls = fixture.log.calls();
+        let actions: Vec<&str> = calls.iter().map(|(action, _)| action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [SUBMIT_ACTION, POLL_ACTION, POLL_ACTION, POLL_ACTION]
+        );
+        assert!(
+            calls
+                .iter()
+                .all(|(_, end)| { end.as_ref().unwrap().vendor_job_id.as_deref() == Some(JOB_ID) })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_fails_is_polled_again() {
+        let fixture = Fixture::new(
+            vec![
+                Ok("started"),
+                Err(TransportError::Timeout),
+                Ok("poll-failed"),
+                Ok("finished"),
+            ],
+            "finished",
+        );
+        let response = fixture.run().await;
+
+        assert_eq!(outcomes(&response), vec![registered(); 3]);
+        let calls = fixture.log.calls();
+        assert_eq!(
+            calls.len(),
+            4,
+            "submission, two failed polls, the last poll"
+        );
+        let failed_poll = calls[2].1.as_ref().unwrap();
+        assert_eq!(
+            failed_poll.vendor_error_code.as_deref(),
+            Some("InternalError")
+        );
+        assert_eq!(failed_poll.error_class.as_deref(), Some("retryable"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_that_does_not_end_in_time_fails_its_users_with_job_timeout() {
+        let fixture = Fixture::new(vec![Ok("started")], "running");
+        let response = fixture.run().await;
+
+        let elapsed = fixture.start.elapsed();
+        assert!(
+            elapsed > JOB_DEADLINE && elapsed <= JOB_DEADLINE + MAX_POLL_INTERVAL,
+            "{elapsed:?}"
+        );
+        for outcome in outcomes(&response) {
+            let VendorOutcome::Failed { class, code, .. } = outcome else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(class, ErrorClass::Permanent);
+            assert_eq!(code, ErrorCode::Registrar(RegistrarCode::JobTimeout));
+        }
+        // the users' rows point at the submission, the call that carried them
+        assert!(
+            response
+                .settled
+                .iter()
+                .all(|(_, settled)| settled.vendor_call_id == Some(1))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_vendor_gets_the_job_again_after_a_backoff() {
+        let fixture = Fixture::new(
+            vec![Ok("busy"), Ok("busy"), Ok("started"), Ok("finished")],
+            "finished",
+        );
+        let response = fixture.run().await;
+
+        assert_eq!(outcomes(&response), vec![registered(); 3]);
+        // the wait doubles: 500 ms, then 1 s; the first poll 200 ms after the job started
+        assert_eq!(
+            fixture.http.requests_since(fixture.start),
+            timeline(&[
+                (0, "/submit"),
+                (500, "/submit"),
+                (1500, "/submit"),
+                (1700, "/poll")
+            ])
+        );
+        // each resubmission takes a permit, as does the poll
+        assert_eq!(fixture.limiter.acquired.load(Ordering::Relaxed), 3);
+        let calls = fixture.log.calls();
+        for (_, end) in &calls[..2] {
+            let end = end.as_ref().unwrap();
+            assert_eq!(end.vendor_error_code.as_deref(), Some(BUSY_CODE));
+            assert_eq!(end.error_class.as_deref(), Some("throttled"));
+        }
+        // the users' rows point at the submission that started the job
+        assert!(
+            response
+                .settled
+                .iter()
+                .all(|(_, settled)| settled.vendor_call_id == Some(3))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vendor_busy_past_the_deadline_fails_the_users() {
+        let fixture = Fixture::new(Vec::new(), "busy");
+        let response = fixture.run().await;
+
+        assert!(
+            fixture.start.elapsed() <= JOB_DEADLINE,
+            "{:?}",
+            fixture.start.elapsed()
+        );
+        for outcome in outcomes(&response) {
+            let VendorOutcome::Failed {
+                class,
+                code,
+                message,
+            } = outcome
+            else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(class, ErrorClass::Permanent);
+            assert_eq!(code, BUSY_CODE);
+            assert!(
+                message.contains("stayed busy past the job deadline"),
+                "{message}"
+            );
+        }
+        assert!(
+            fixture
+                .http
+                .requests_since(fixture.start)
+                .iter()
+                .all(|(_, path)| path == "/submit")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_job_is_submitted_without_its_audit_row() {
+        let fixture = Fixture::new(vec![Ok("started")], "finished");
+        fixture.log.unavailable.store(true, Ordering::Relaxed);
+        let response = fixture.run().await;
+
+        for outcome in outcomes(&response) {
+            let VendorOutcome::Failed { code, .. } = outcome else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(code, RegistrarCode::AuditUnavailable);
+        }
+        assert!(fixture.http.requests.lock().unwrap().is_empty());
     }
 }

@@ -3,57 +3,54 @@
 //! It owns one dispatcher per target, opens batches (validating targets and
 //! idempotency keys against the audit store), and builds each target's
 //! outbound stack. It decides; the edge only converts and maps errors.
+//! The engine never calls a vendor without the call's audit row, and never
+//! lets one caller's slow reading hold back the calls it shares with others.
+//!
+//! Modules, leaves first: `queue` (queued users), `call` (a call and its
+//! retry folding), `call_log` and `exchange` (one vendor exchange with its
+//! audit row), `jobs` (import jobs), `attempt` (the bottom of the stack),
+//! `stack` (the outbound stack), `settle` (results back to batches),
+//! `dispatcher` (packing calls), `batch` (a caller's batch), `validate`,
+//! `queries` (the reads the edge answers GetBatch and ListRegistrations from).
 
+mod attempt;
 pub mod batch;
-pub mod call;
-pub mod dispatcher;
-pub mod jobs;
+mod call;
+mod call_log;
+mod dispatcher;
+mod error;
+mod exchange;
+mod jobs;
 pub mod queries;
+mod queue;
+mod settle;
+mod stack;
 pub mod target;
-pub mod validate;
+#[cfg(test)]
+mod testing;
+mod validate;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
-use tower::{
-    Layer, ServiceBuilder,
-    util::{BoxCloneService, BoxCloneSyncService},
-};
 
 use crate::{
     audit::{AuditError, AuditStore, BatchState, NewBatch, OutcomeCounts},
     domain::{Outcome, UserResult},
     outbound::{
         http_client::HttpClient,
-        rate_limit::{GcraLimiter, Limiter, RateLimitLayer, SendWindowLayer},
-        retry::{RetryLayer, RetryPolicy},
-        timeout::timed_http,
-        trace::TraceLayer,
+        rate_limit::{GcraLimiter, Limiter},
     },
 };
-use batch::{BatchResults, BatchSummary, BatchWriter};
-use call::{AttemptService, HttpService};
-use target::TargetSpec;
+pub use batch::{BatchResults, BatchSummary, BatchWriter};
+use call_log::SharedCallLog;
+pub use error::EngineError;
+use queue::Group;
+pub use target::{Health, TargetSpec};
 
 /// Users a batch may have accepted but not yet answered (per target), beyond one message's worth.
 const MAX_OUTSTANDING_PER_BATCH: usize = 16_384;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("no targets given; known targets: {}", known.join(", "))]
-    NoTargets { known: Vec<String> },
-    #[error("unknown target {name:?}; known targets: {}", known.join(", "))]
-    UnknownTarget { name: String, known: Vec<String> },
-    #[error("target {0:?} is named more than once")]
-    DuplicateTarget(String),
-    #[error("batch {batch_id} with this idempotency key is still running")]
-    BatchInProgress { batch_id: String },
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    #[error("the server is shutting down")]
-    ShuttingDown,
-}
 
 /// What a caller asks for when opening a batch.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +74,7 @@ pub enum OpenedBatch {
 
 struct TargetRuntime {
     spec: Arc<TargetSpec>,
-    queue: mpsc::Sender<dispatcher::Group>,
+    queue: mpsc::Sender<Group>,
 }
 
 pub struct Engine {
@@ -97,20 +94,16 @@ impl Engine {
     ) -> Engine {
         let tracker = TaskTracker::new();
         let client = HttpClient::new();
+        let log: SharedCallLog = Arc::new(audit.clone());
         let targets = specs
             .into_iter()
             .map(|spec| {
                 let spec = Arc::new(spec);
                 let limiter: Arc<dyn Limiter> =
                     Arc::new(GcraLimiter::per_second(spec.qps, spec.rate_margin));
-                let service = outbound_stack(&spec, &audit, client.clone(), limiter.clone());
-                let queue = dispatcher::spawn(
-                    spec.clone(),
-                    service,
-                    limiter,
-                    audit.clone(),
-                    tracker.clone(),
-                );
+                let service = stack::outbound_stack(&spec, &log, client.clone(), limiter.clone());
+                let queue =
+                    dispatcher::spawn(spec.clone(), service, limiter, log.clone(), tracker.clone());
                 TargetRuntime { spec, queue }
             })
             .collect();
@@ -185,14 +178,13 @@ impl Engine {
         match created {
             Ok(()) => {}
             Err(AuditError::DuplicateIdempotencyKey(key)) => {
-                // another request with the same key won the race
+                // another request with the same key won the race; its
+                // batch may not be readable yet
                 let batch_id = self
                     .audit
                     .batch_id_for_idempotency_key(&key)
                     .await?
-                    .ok_or_else(|| {
-                        AuditError::Unavailable("idempotency key vanished".to_owned())
-                    })?;
+                    .ok_or(EngineError::BatchBeingCreated)?;
                 return self.replay(&batch_id).await;
             }
             Err(error) => return Err(error.into()),
@@ -272,78 +264,5 @@ impl Engine {
         tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok()
-    }
-}
-
-/// trace -> retry -> rate limit -> attempt (audit row, sign, timeout -> HTTP, parse).
-fn outbound_stack(
-    spec: &Arc<TargetSpec>,
-    audit: &AuditStore,
-    client: HttpClient,
-    limiter: Arc<dyn Limiter>,
-) -> dispatcher::CallService {
-    // the send guard sits right above the HTTP exchange, after every other
-    // step of an attempt; its wait is not part of the call's timeout, so an
-    // attempt held back by it is never reported as a lost answer
-    let http = guarded_http(timed_http(client, spec.timeout), limiter.clone());
-    let stack = ServiceBuilder::new()
-        .layer(TraceLayer)
-        .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))
-        .layer(RateLimitLayer::new(limiter.clone()))
-        .service(AttemptService::new(audit.clone(), http, limiter));
-    BoxCloneService::new(stack)
-}
-
-/// The HTTP exchange under each attempt: the send guard, then `timed`, the
-/// exchange under the per-call timeout.
-fn guarded_http(timed: HttpService, limiter: Arc<dyn Limiter>) -> HttpService {
-    BoxCloneSyncService::new(SendWindowLayer::new(limiter).layer(timed))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
-
-    use bytes::Bytes;
-    use tokio::time::Instant;
-    use tower::{ServiceExt, service_fn};
-
-    use super::guarded_http;
-    use crate::outbound::{
-        rate_limit::Limiter,
-        timeout::{
-            tests::{answer_after, request},
-            timed_http,
-        },
-    };
-
-    /// A limiter whose send guard holds every call for a second.
-    struct SlowSendGuard;
-
-    impl Limiter for SlowSendGuard {
-        fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-            Box::pin(async {})
-        }
-
-        fn current_rate(&self) -> f64 {
-            1.0
-        }
-
-        fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-            Box::pin(tokio::time::sleep(Duration::from_secs(1)))
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_held_at_the_send_guard_is_not_timed_out_for_it() {
-        let timeout = Duration::from_millis(500);
-        let prompt = service_fn(|_: http::Request<Bytes>| answer_after(Duration::from_millis(100)));
-        let http = guarded_http(timed_http(prompt, timeout), Arc::new(SlowSendGuard));
-
-        let started = Instant::now();
-        let answer = http.oneshot(request()).await;
-
-        assert!(answer.is_ok(), "{answer:?}");
-        assert_eq!(started.elapsed(), Duration::from_millis(1100));
     }
 }

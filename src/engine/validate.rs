@@ -1,6 +1,7 @@
 //! Validation of a batch's users before anything is written or sent: the
 //! rules registrar itself enforces (a user id, no duplicate within a batch)
-//! and then each target vendor's documented field rules.
+//! and then each target vendor's documented field rules. Validation only
+//! judges: it never writes, sends or changes a user.
 
 use std::{
     collections::HashMap,

@@ -1,0 +1,147 @@
+//! Settling an answered call: each user's outcome becomes its result, the
+//! results are recorded in the audit store, then each is handed to the batch
+//! its user came from. Also the audit row of a result, shared with the batch
+//! writer that records users as they arrive.
+//!
+//! Settling never waits on a caller: results are handed over without
+//! blocking, and a store that stays away after a few attempts leaves the rows
+//! `pending` rather than holding the results back.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{call::CallResponse, call_log::CallLog, queue::Pending, target::TargetSpec};
+use crate::{
+    audit::RegistrationRow,
+    domain::{Outcome, UserResult},
+    vendor_api::{ErrorClass, RegistrarCode, VendorOutcome},
+};
+
+/// Attempts at writing a call's outcomes before the results go out without them.
+const OUTCOME_WRITE_ATTEMPTS: u32 = 5;
+/// The wait before the second attempt; it doubles after each.
+const OUTCOME_WRITE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Records the outcomes of a call, then hands each result to its batch.
+pub(super) async fn settle(
+    target: &TargetSpec,
+    log: &dyn CallLog,
+    users: Vec<Arc<Pending>>,
+    response: CallResponse,
+) {
+    let mut settled: Vec<Option<_>> = vec![None; users.len()];
+    for (slot, outcome) in response.settled {
+        if let Some(entry) = settled.get_mut(slot) {
+            *entry = Some(outcome);
+        }
+    }
+    let results: Vec<(Arc<Pending>, UserResult, Option<i64>)> = users
+        .into_iter()
+        .zip(settled)
+        .map(|(pending, settled)| {
+            let (outcome, attempts, vendor_call_id) = match settled {
+                Some(settled) => (settled.outcome, settled.attempts, settled.vendor_call_id),
+                None => (
+                    VendorOutcome::failed(
+                        ErrorClass::Permanent,
+                        RegistrarCode::Lost,
+                        "the call ended without an outcome for this user",
+                    ),
+                    0,
+                    None,
+                ),
+            };
+            let result = user_result(target, &pending, outcome, attempts);
+            (pending, result, vendor_call_id)
+        })
+        .collect();
+    let rows: Vec<RegistrationRow> = results
+        .iter()
+        .map(|(_, result, vendor_call_id)| registration_row(result, *vendor_call_id))
+        .collect();
+    record_outcomes(target, log, &rows).await;
+    for (pending, result, _) in results {
+        pending.batch.deliver(result);
+    }
+}
+
+/// The audit row of a user's result; empty texts are stored as none.
+pub(super) fn registration_row(
+    result: &UserResult,
+    vendor_call_id: Option<i64>,
+) -> RegistrationRow {
+    let text = |text: &str| Some(text.to_owned()).filter(|text| !text.is_empty());
+    RegistrationRow {
+        batch_id: result.batch_id.clone(),
+        index: result.index,
+        target: result.target.clone(),
+        user_id: result.user_id.clone(),
+        outcome: result.outcome,
+        vendor_user_id: text(&result.vendor_user_id),
+        error_code: text(&result.error_code),
+        error_message: text(&result.error_message),
+        attempts: result.attempts,
+        vendor_call_id,
+    }
+}
+
+/// Writes the outcomes of a call, retrying a store that is briefly away.
+/// The vendor has answered, so the caller gets the results either way; a
+/// store still away after the attempts leaves those rows `pending`, and the
+/// error log says how many.
+async fn record_outcomes(target: &TargetSpec, log: &dyn CallLog, rows: &[RegistrationRow]) {
+    let mut backoff = OUTCOME_WRITE_BACKOFF;
+    for attempt in 1..=OUTCOME_WRITE_ATTEMPTS {
+        match log.record_outcomes(rows).await {
+            Ok(()) => return,
+            Err(error) if attempt < OUTCOME_WRITE_ATTEMPTS => {
+                tracing::warn!(target = %target.name, users = rows.len(), attempt, %error, "could not record outcomes; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(error) => {
+                tracing::error!(target = %target.name, users = rows.len(), attempts = attempt, %error, "could not record outcomes: their rows stay pending");
+            }
+        }
+    }
+}
+
+fn user_result(
+    target: &TargetSpec,
+    pending: &Pending,
+    outcome: VendorOutcome,
+    attempts: u32,
+) -> UserResult {
+    let mut result = UserResult {
+        batch_id: pending.batch.id.to_string(),
+        index: pending.index,
+        target: target.name.to_string(),
+        user_id: pending.user.user_id.clone(),
+        outcome: Outcome::Registered,
+        vendor_user_id: String::new(),
+        error_code: String::new(),
+        error_message: String::new(),
+        attempts,
+        replayed: false,
+    };
+    match outcome {
+        VendorOutcome::Registered { vendor_user_id } => {
+            result.vendor_user_id = vendor_user_id.unwrap_or_default();
+        }
+        VendorOutcome::AlreadyExists { code, message } => {
+            result.outcome = Outcome::AlreadyExists;
+            result.error_code = code.to_string();
+            result.error_message = message;
+        }
+        VendorOutcome::Rejected { code, message } => {
+            result.outcome = Outcome::Rejected;
+            result.error_code = code.to_string();
+            result.error_message = message;
+        }
+        VendorOutcome::Failed { code, message, .. } => {
+            result.outcome = Outcome::Failed;
+            result.error_code = code.to_string();
+            result.error_message = message;
+        }
+    }
+    result
+}
