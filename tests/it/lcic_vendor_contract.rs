@@ -170,10 +170,11 @@ async fn calls_signed_the_sdk_way_are_accepted_and_rows_precede_calls() {
     .unwrap();
 
     assert_eq!(vendor.problems(), Vec::<String>::new());
-    assert_eq!(
-        vendor.calls().iter().map(Vec::len).collect::<Vec<_>>(),
-        vec![1000, 500]
-    );
+    // one full call and the remainder; the two run at once, so the order in
+    // which this vendor records them is not part of the contract
+    let mut sizes: Vec<usize> = vendor.calls().iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![500, 1000]);
     assert_eq!(collected.with_outcome(pb::Outcome::Registered).len(), 1500);
     for result in &collected.results {
         assert_eq!(result.vendor_user_id, format!("lcic-{}", result.user_id));
