@@ -159,7 +159,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn payload_hash_matches_the_published_value() {
+    fn payload_hash_matches_the_published_value() {
         // docs/vendors/tencent-cloud-api.md#test-vectors: hex(sha256(body)) of the worked example.
         assert_eq!(
             hex::encode(Sha256::digest(BODY)),
@@ -168,14 +168,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn date_is_utc_not_local_time() {
+    fn date_is_utc_not_local_time() {
         // docs/vendors/tencent-cloud-api.md#test-vectors: 1551113065 is 2019-02-26 in UTC+8 but the
         // scope date is 2019-02-25.
         assert_eq!(utc_date(TIMESTAMP), "2019-02-25");
     }
 
     #[test]
-    pub(crate) fn t1_current_doc_masked_key() {
+    fn t1_current_doc_masked_key() {
         // docs/vendors/tencent-cloud-api.md#test-vectors T1
         // (cloud.tencent.com/document/api/213/30654, current revision).
         let (secret_id, secret_key) = masked_key_t1();
@@ -197,7 +197,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn t1_published_intermediate_keys() {
+    fn t1_published_intermediate_keys() {
         // docs/vendors/tencent-cloud-api.md#test-vectors T1 intermediates: SecretDate,
         // SecretService, SecretSigning.
         let (_, secret_key) = masked_key_t1();
@@ -221,7 +221,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn t1_canonical_request_text() {
+    fn t1_canonical_request_text() {
         // docs/vendors/tencent-cloud-api.md#test-vectors: T1/T2 canonical request, with the
         // lower-cased action.
         let (request, signed_headers) = canonical_request(&input(WITH_ACTION));
@@ -235,7 +235,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn t2_signature_process_demo_key() {
+    fn t2_signature_process_demo_key() {
         // docs/vendors/tencent-cloud-api.md#test-vectors T2 (signature-process-demo
         // signature-v3/python/demo.py).
         let signature = sign(
@@ -254,7 +254,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn t3_older_doc_example_key() {
+    fn t3_older_doc_example_key() {
         // docs/vendors/tencent-cloud-api.md#test-vectors T3 (qcloud-documents Python_API.md,
         // SignedHeaders content-type;host).
         let signature = sign(
@@ -273,7 +273,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn t4_older_doc_masked_key() {
+    fn t4_older_doc_masked_key() {
         // docs/vendors/tencent-cloud-api.md#test-vectors T4 (older revision of 213/30654, masked key).
         let signature = sign(
             &input(WITHOUT_ACTION),

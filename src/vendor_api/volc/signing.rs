@@ -430,7 +430,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn x_date_is_the_sdk_layout_in_utc() {
+    fn x_date_is_the_sdk_layout_in_utc() {
         // docs/vendors/volc-rtc.md#signing: Go layout 20060102T150405Z; 1718781186 is the V1 instant.
         assert_eq!(x_date(1_718_781_186), X_DATE);
         assert_eq!(parse_x_date(X_DATE), Some(1_718_781_186));
@@ -441,7 +441,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn empty_body_hash_is_the_sha256_of_nothing() {
+    fn empty_body_hash_is_the_sha256_of_nothing() {
         // docs/vendors/volc-rtc.md#signing: empty body -> e3b0c442...b855.
         assert_eq!(
             payload_hash(b""),
@@ -450,7 +450,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn v1_canonical_request_text() {
+    fn v1_canonical_request_text() {
         // docs/vendors/volc-rtc.md#test-vectors V1 (volcengine.com/docs/6369/67270 "签名过程Demo").
         let query = v1_query();
         let (request, signed_headers) = canonical_request(&v1_input(&query));
@@ -464,7 +464,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn v1_official_signature() {
+    fn v1_official_signature() {
         // docs/vendors/volc-rtc.md#test-vectors V1: hash(CR), kSigning, Signature and Authorization.
         let query = v1_query();
         let signature = sign(&v1_input(&query), &credentials());
@@ -494,7 +494,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn v2_register_users_signature() {
+    fn v2_register_users_signature() {
         // docs/vendors/volc-rtc.md#test-vectors V2 (the volcengine Python SDK's SignerV4 over a
         // RegisterUsers POST).
         assert_eq!(payload_hash(V2_BODY), V2_BODY_HASH);
@@ -540,16 +540,16 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    pub(crate) fn sign_request_signs_what_the_sdk_signs_and_reproduces_v2() {
-        // docs/vendors/volc-rtc.md#headers: the SDK signs Content-Type, Host and every X-* header.
+    /// The V2 RegisterUsers request, signed by `sign_request` with `headers` besides Content-Type.
+    pub(crate) fn signed_v2_request(headers: &[(&str, &str)]) -> (http::Request<Bytes>, Signature) {
         let mut request = http::Request::post(
             "https://rtc.volcengineapi.com/?Action=RegisterUsers&Version=2020-12-01",
         )
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .body(Bytes::from_static(V2_BODY))
-        .unwrap();
+        .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request.body(Bytes::from_static(V2_BODY)).unwrap();
         let signature = sign_request(
             &mut request,
             &credentials(),
@@ -558,6 +558,13 @@ pub(crate) mod tests {
             1_718_781_186,
         )
         .unwrap();
+        (request, signature)
+    }
+
+    #[test]
+    fn sign_request_signs_what_the_sdk_signs_and_reproduces_v2() {
+        // docs/vendors/volc-rtc.md#headers: the SDK signs Content-Type, Host and every X-* header.
+        let (request, signature) = signed_v2_request(&[("accept", "application/json")]);
         assert_eq!(
             signature.signature,
             "22d0292ad03100aa0cf1114068a362ffc50dda1d4c0c461b57337883ada8d690"
@@ -570,7 +577,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn query_encoding_is_rfc3986_with_space_as_percent_20() {
+    fn query_encoding_is_rfc3986_with_space_as_percent_20() {
         // docs/vendors/volc-rtc.md#canonical-request: unreserved A-Za-z0-9-_.~ kept, space -> %20,
         // sorted by name.
         assert_eq!(
@@ -584,7 +591,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn the_signed_host_drops_a_default_port_only() {
+    fn the_signed_host_drops_a_default_port_only() {
         // volc-sdk-golang base/sign.go: ":80" and ":443" are not signed.
         assert_eq!(canonical_header_value("host", "a.com:443"), "a.com");
         assert_eq!(canonical_header_value("host", "a.com:80"), "a.com");
@@ -599,7 +606,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    pub(crate) fn credentials_debug_redacts_the_secret() {
+    fn credentials_debug_redacts_the_secret() {
         let debug = format!("{:?}", credentials());
         assert!(debug.contains(AK));
         assert!(!debug.contains(SK));

@@ -208,26 +208,11 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::vendor_api::volc::signing::tests::*;
 
     fn received_v2() -> (http::Uri, http::HeaderMap) {
-        let mut request = http::Request::post(
-            "https://rtc.volcengineapi.com/?Action=RegisterUsers&Version=2020-12-01",
-        )
-        .header("content-type", "application/json")
-        .body(Bytes::from_static(V2_BODY))
-        .unwrap();
-        sign_request(
-            &mut request,
-            &credentials(),
-            "cn-north-1",
-            "rtc",
-            1_718_781_186,
-        )
-        .unwrap();
+        let (request, _) = signed_v2_request(&[]);
         let (parts, _) = request.into_parts();
         (parts.uri, parts.headers)
     }
