@@ -350,16 +350,7 @@ impl Config {
             };
             let spec = target.vendor_spec();
             for field in spec.required_keys {
-                let present = match *field {
-                    "app_id" => target.app_id.is_some(),
-                    "user_store_id" => target.user_store_id.is_some(),
-                    "region" => target.region.is_some(),
-                    "secret_id" => target.secret_id.is_some(),
-                    "secret_key" => target.secret_key.is_some(),
-                    "server_secret" => target.server_secret.is_some(),
-                    _ => true,
-                };
-                if !present {
+                if !target.configures(field) {
                     return Err(missing(field));
                 }
             }
@@ -449,6 +440,16 @@ impl TargetConfig {
             "secret_key" => &self.secret_key,
             "server_secret" => &self.server_secret,
             _ => &None,
+        }
+    }
+
+    /// Whether the target sets `key` at all (a credential is not resolved here).
+    fn configures(&self, key: &str) -> bool {
+        match key {
+            "app_id" => self.app_id.is_some(),
+            "user_store_id" => self.user_store_id.is_some(),
+            "region" => self.region.is_some(),
+            _ => self.credential(key).is_some(),
         }
     }
 

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     audit::{AuditError, AuditStore, BatchState, NewBatch, OutcomeCounts},
-    domain::{Outcome, UserResult},
+    domain::UserResult,
     outbound::{
         http_client::HttpClient,
         rate_limit::{GcraLimiter, Limiter},
@@ -218,18 +218,7 @@ impl Engine {
         let rows = self.audit.batch_registrations(batch_id).await?;
         let results: Vec<UserResult> = rows
             .into_iter()
-            .map(|row| UserResult {
-                batch_id: row.batch_id,
-                index: row.idx.max(0) as u64,
-                target: row.target,
-                user_id: row.user_id,
-                outcome: Outcome::parse(&row.outcome).unwrap_or(Outcome::Pending),
-                vendor_user_id: row.vendor_user_id.unwrap_or_default(),
-                error_code: row.error_code.unwrap_or_default(),
-                error_message: row.error_message.unwrap_or_default(),
-                attempts: row.attempts.max(0) as u32,
-                replayed: true,
-            })
+            .map(|row| queries::Registration::from(row).replayed())
             .collect();
         let counts: Vec<(String, OutcomeCounts)> = record
             .targets

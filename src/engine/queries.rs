@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Engine, EngineError};
-use crate::{audit::entity::registration, domain::Outcome};
+use crate::{
+    audit::entity::registration,
+    domain::{Outcome, UserResult},
+};
 
 pub use crate::audit::{BatchRecord, BatchState, OutcomeCounts, RegistrationFilter};
 
@@ -46,6 +49,25 @@ impl From<registration::Model> for Registration {
             attempts: row.attempts.max(0) as u32,
             created_at: row.created_at,
             updated_at: row.updated_at,
+        }
+    }
+}
+
+impl Registration {
+    /// The row as the result of a repeated idempotency key; an outcome this
+    /// build does not know is reported as still pending.
+    pub fn replayed(self) -> UserResult {
+        UserResult {
+            batch_id: self.batch_id,
+            index: self.index,
+            target: self.target,
+            user_id: self.user_id,
+            outcome: self.outcome.unwrap_or(Outcome::Pending),
+            vendor_user_id: self.vendor_user_id.unwrap_or_default(),
+            error_code: self.error_code.unwrap_or_default(),
+            error_message: self.error_message.unwrap_or_default(),
+            attempts: self.attempts,
+            replayed: true,
         }
     }
 }
