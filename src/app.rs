@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::{
     audit::AuditStore,
     config::{CliOverrides, Config, ConfigError},
-    engine::{Engine, target::TargetSpec},
+    engine::{Durability, Engine, target::TargetSpec},
     sim::{SimAccount, SimConfig, Simulator},
     vendor_api::{
         registry::{self, VENDOR_KINDS},
@@ -130,9 +130,15 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
             "target ready"
         );
     }
-    Ok(Arc::new(Engine::start(
+    let engine = Engine::start(
         specs,
         audit,
         config.server.max_unary_users,
-    )))
+        Durability {
+            instance_name: config.server.instance_name(),
+            batch_lease: config.server.batch_lease,
+        },
+    );
+    engine.recover().await?;
+    Ok(Arc::new(engine))
 }

@@ -50,6 +50,16 @@ pub struct ServerConfig {
     /// The largest unary `BatchRegister`; larger batches must use `BatchRegisterStream`.
     #[serde(default = "default_max_unary_users")]
     pub max_unary_users: usize,
+    /// This server's name among the replicas sharing one audit store; unique
+    /// per running server. A server that starts under the name of one that
+    /// ran before takes over that run's batches at once. Default: the host name.
+    #[serde(default)]
+    pub instance_name: Option<String>,
+    /// How long a running batch stays owned by its server without a renewal:
+    /// a batch whose server stopped renewing (a crash) becomes interrupted,
+    /// and resumable, after this long.
+    #[serde(default = "default_batch_lease", with = "humantime_serde")]
+    pub batch_lease: Duration,
 }
 
 impl Default for ServerConfig {
@@ -58,8 +68,33 @@ impl Default for ServerConfig {
             listen: default_listen(),
             shutdown_grace: default_shutdown_grace(),
             max_unary_users: default_max_unary_users(),
+            instance_name: None,
+            batch_lease: default_batch_lease(),
         }
     }
+}
+
+impl ServerConfig {
+    /// `instance_name`, else the host name, else a name of this run alone.
+    pub fn instance_name(&self) -> String {
+        if let Some(name) = self
+            .instance_name
+            .as_deref()
+            .filter(|name| !name.is_empty())
+        {
+            return name.to_owned();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| format!("registrar-{}", uuid::Uuid::new_v4()))
+    }
+}
+
+fn default_batch_lease() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_listen() -> SocketAddr {

@@ -72,16 +72,23 @@ pub enum Outcome {
     Rejected,
     Failed,
     Validated,
+    /// An interrupted batch's user that no vendor call carried.
+    NotSent,
+    /// An interrupted batch's user that a vendor call carried, whose answer
+    /// was never recorded.
+    AnswerLost,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Pending,
         Outcome::Registered,
         Outcome::AlreadyExists,
         Outcome::Rejected,
         Outcome::Failed,
         Outcome::Validated,
+        Outcome::NotSent,
+        Outcome::AnswerLost,
     ];
 
     /// The stable name stored in audit rows.
@@ -93,7 +100,18 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Failed => "failed",
             Outcome::Validated => "validated",
+            Outcome::NotSent => "not_sent",
+            Outcome::AnswerLost => "answer_lost",
         }
+    }
+
+    /// Whether the outcome is the user's last word at the target: a replay
+    /// answers it from the audit store instead of sending the user again.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Pending | Outcome::NotSent | Outcome::AnswerLost
+        )
     }
 
     pub fn parse(stored: &str) -> Option<Outcome> {

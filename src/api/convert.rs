@@ -80,6 +80,8 @@ pub fn outcome_to_proto(outcome: Outcome) -> pb::Outcome {
         Outcome::Rejected => pb::Outcome::Rejected,
         Outcome::Failed => pb::Outcome::Failed,
         Outcome::Validated => pb::Outcome::Validated,
+        Outcome::NotSent => pb::Outcome::NotSent,
+        Outcome::AnswerLost => pb::Outcome::AnswerLost,
     }
 }
 
@@ -93,6 +95,8 @@ pub fn outcome_from_proto(outcome: pb::Outcome) -> Option<Outcome> {
         pb::Outcome::Rejected => Some(Outcome::Rejected),
         pb::Outcome::Failed => Some(Outcome::Failed),
         pb::Outcome::Validated => Some(Outcome::Validated),
+        pb::Outcome::NotSent => Some(Outcome::NotSent),
+        pb::Outcome::AnswerLost => Some(Outcome::AnswerLost),
     }
 }
 
@@ -141,6 +145,8 @@ pub fn counts_to_proto(target: String, counts: &OutcomeCounts) -> pb::TargetCoun
         failed: counts.get(Outcome::Failed),
         pending: counts.get(Outcome::Pending),
         validated: counts.get(Outcome::Validated),
+        not_sent: counts.get(Outcome::NotSent),
+        answer_lost: counts.get(Outcome::AnswerLost),
     }
 }
 
@@ -177,6 +183,7 @@ pub fn batch_to_proto(record: BatchRecord) -> pb::Batch {
         BatchState::Running => pb::BatchState::Running,
         BatchState::Completed => pb::BatchState::Completed,
         BatchState::Aborted => pb::BatchState::Aborted,
+        BatchState::Interrupted => pb::BatchState::Interrupted,
     };
     pb::Batch {
         batch_id: record.id,

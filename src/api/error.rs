@@ -23,11 +23,31 @@ impl From<EngineError> for Status {
             EngineError::NoTargets { .. }
             | EngineError::UnknownTarget { .. }
             | EngineError::DuplicateTarget(_) => invalid_argument("targets", error.to_string()),
-            EngineError::BatchInProgress { .. } => Status::aborted(error.to_string()),
-            EngineError::BatchBeingCreated => Status::aborted(error.to_string()),
-            EngineError::Audit(AuditError::Unavailable(_)) | EngineError::ShuttingDown => {
-                Status::unavailable(error.to_string())
-            }
+            EngineError::BatchInProgress { .. }
+            | EngineError::BatchBeingCreated
+            | EngineError::Audit(AuditError::ClaimLost(_)) => Status::aborted(error.to_string()),
+            EngineError::RequestDiffers { index, .. } => Status::with_error_details(
+                Code::FailedPrecondition,
+                error.to_string(),
+                ErrorDetails::with_precondition_failure_violation(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    format!("users[{index}]"),
+                    error.to_string(),
+                ),
+            ),
+            EngineError::TargetsDiffer { .. } => Status::with_error_details(
+                Code::FailedPrecondition,
+                error.to_string(),
+                ErrorDetails::with_precondition_failure_violation(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "targets",
+                    error.to_string(),
+                ),
+            ),
+            EngineError::Audit(AuditError::Unavailable(_))
+            | EngineError::ShuttingDown
+            | EngineError::StoreCannotCommit
+            | EngineError::InputStopped { .. } => Status::unavailable(error.to_string()),
             EngineError::Audit(AuditError::DuplicateIdempotencyKey(_)) => {
                 Status::already_exists(error.to_string())
             }

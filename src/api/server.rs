@@ -70,8 +70,11 @@ pub async fn serve(
     let (stopping_sender, mut stopping) = tokio::sync::watch::channel(None);
     let signal = {
         let health = health.clone();
+        let engine = engine.clone();
         async move {
             shutdown.await;
+            // open streams stop taking input at once: their callers resume elsewhere
+            engine.stop_input();
             shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: refusing new work, draining in-flight calls");
             health
@@ -129,7 +132,7 @@ async fn watch_audit_store(
     let mut interval = tokio::time::interval(AUDIT_CHECK_INTERVAL);
     loop {
         interval.tick().await;
-        let reachable = engine.audit_store_reachable().await;
+        let reachable = engine.audit_store_ready().await;
         if shutting_down.load(Ordering::Relaxed) {
             return;
         }

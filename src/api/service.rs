@@ -77,7 +77,8 @@ type EventStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
 /// Streams a batch's results, then its summary (or the input's error).
 ///
 /// Results are drained to the end even when the caller has gone, so every
-/// user in flight finishes and the batch's end is recorded.
+/// user in flight finishes and is recorded; a batch whose caller did not
+/// get every result ends interrupted, for a replay to resume.
 fn drive<R>(mut results: BatchResults, input: JoinHandle<Result<(), Status>>) -> EventStream<R>
 where
     R: From<Event> + Send + 'static,
@@ -92,37 +93,18 @@ where
                 caller_gone = sender.send(Ok(event.into())).await.is_err();
             }
         }
-        let summary = results.finish().await;
-        let last = match input.await {
-            Ok(Ok(())) => Ok(Event::Summary(convert::summary_to_proto(summary)).into()),
-            Ok(Err(status)) => Err(status),
+        let input = match input.await {
+            Ok(input) => input,
             Err(_) => Err(Status::internal("the batch's input task failed")),
         };
+        let summary = results.finish(!caller_gone && input.is_ok()).await;
         if caller_gone {
-            tracing::info!(batch_id = %batch_id, "caller left before the batch ended; every result was recorded");
+            tracing::info!(batch_id = %batch_id, "caller left before the batch ended: every result was recorded, and the batch is interrupted for a replay to resume");
         }
+        let last = input.map(|()| Event::Summary(convert::summary_to_proto(summary)).into());
         let _ = sender.send(last).await;
     });
     Box::pin(ReceiverStream::new(receiver))
-}
-
-/// Streams a replayed batch from the audit store.
-fn replay<R>(
-    results: Vec<crate::domain::UserResult>,
-    summary: crate::engine::batch::BatchSummary,
-) -> EventStream<R>
-where
-    R: From<Event> + Send + 'static,
-{
-    let events = results
-        .into_iter()
-        .map(|result| Ok(Event::Result(convert::result_to_proto(result)).into()))
-        .chain(std::iter::once(Ok(Event::Summary(
-            convert::summary_to_proto(summary),
-        )
-        .into())))
-        .collect::<Vec<_>>();
-    Box::pin(tokio_stream::iter(events))
 }
 
 fn options(targets: Vec<String>, idempotency_key: String, dry_run: bool) -> BatchOptions {
@@ -133,18 +115,15 @@ fn options(targets: Vec<String>, idempotency_key: String, dry_run: bool) -> Batc
     }
 }
 
-/// Answers an opened batch: the recorded answer of a repeated idempotency
-/// key, or the results of a fresh batch as `feed` hands it the caller's users.
+/// Answers an opened batch (new, replayed or resumed) with its results as
+/// `feed` hands it the caller's users.
 fn answer<R, Feed, Fed>(opened: OpenedBatch, feed: Feed) -> EventStream<R>
 where
     R: From<Event> + Send + 'static,
     Feed: FnOnce(Box<BatchWriter>) -> Fed,
     Fed: Future<Output = Result<(), Status>> + Send + 'static,
 {
-    match opened {
-        OpenedBatch::Replay { results, summary } => replay(results, summary),
-        OpenedBatch::Fresh { writer, results } => drive(results, tokio::spawn(feed(writer))),
-    }
+    drive(opened.results, tokio::spawn(feed(opened.writer)))
 }
 
 async fn submit_chunk(
@@ -170,14 +149,25 @@ async fn submit_chunk(
 /// A bad message (a second header, a chunk over the limit, a message with
 /// neither) ends the input where it is, like the caller going away: the users
 /// before it are still answered, nothing after it is read, and the call ends
-/// with the message's INVALID_ARGUMENT instead of a summary.
+/// with the message's INVALID_ARGUMENT instead of a summary. At shutdown the
+/// input stops at once: the call ends UNAVAILABLE, telling the caller how to
+/// resume.
 async fn feed_chunks(
     mut writer: Box<BatchWriter>,
     mut input: Streaming<pb::BatchRegisterStreamRequest>,
     max_users: usize,
+    idempotency_key: String,
 ) -> Result<(), Status> {
     use pb::batch_register_stream_request::Message;
-    while let Some(message) = input.message().await? {
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = writer.input_stopped() => {
+                return Err(Status::from(writer.input_stopped_error(&idempotency_key)));
+            }
+            message = input.message() => message?,
+        };
+        let Some(message) = message else { break };
         let users = match message.message {
             Some(Message::Users(chunk)) => chunk.users,
             Some(Message::Header(_)) => {
@@ -195,8 +185,7 @@ async fn feed_chunks(
         };
         submit_chunk(&mut writer, users, max_users).await?;
     }
-    writer.close();
-    Ok(())
+    writer.close().map_err(Status::from)
 }
 
 /// A batch id as the caller typed it: a UUID, or INVALID_ARGUMENT naming `batchId`.
@@ -243,8 +232,7 @@ impl RegistrationService for RegistrationApi {
         let users = request.users;
         Ok(Response::new(answer(opened, |mut writer| async move {
             submit_chunk(&mut writer, users, usize::MAX).await?;
-            writer.close();
-            Ok(())
+            writer.close().map_err(Status::from)
         })))
     }
 
@@ -271,6 +259,7 @@ impl RegistrationService for RegistrationApi {
                 ));
             }
         };
+        let key = header.idempotency_key.clone();
         let opened = self
             .engine
             .open_batch(options(
@@ -281,7 +270,7 @@ impl RegistrationService for RegistrationApi {
             .await?;
         let max_users = self.engine.max_users_per_message();
         Ok(Response::new(answer(opened, move |writer| {
-            feed_chunks(writer, input, max_users)
+            feed_chunks(writer, input, max_users, key)
         })))
     }
 

@@ -7,7 +7,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAuditTables), Box::new(AddVendorJobId)]
+        vec![
+            Box::new(CreateAuditTables),
+            Box::new(AddVendorJobId),
+            Box::new(DurableBatches),
+        ]
     }
 }
 
@@ -228,5 +232,104 @@ impl MigrationTrait for AddVendorJobId {
                     .to_owned(),
             )
             .await
+    }
+}
+
+/// Durable batches: the server instance that owns a running batch and until
+/// when its lease holds, and each row's fingerprint of what was asked, so a
+/// replay can resume the batch and tell a changed request from the same one.
+struct DurableBatches;
+
+#[derive(DeriveIden)]
+enum BatchesLease {
+    #[sea_orm(iden = "batches")]
+    Table,
+    Owner,
+    LeaseExpiresAt,
+    State,
+}
+
+#[derive(DeriveIden)]
+enum RegistrationsFingerprint {
+    #[sea_orm(iden = "registrations")]
+    Table,
+    Fingerprint,
+}
+
+impl MigrationName for DurableBatches {
+    fn name(&self) -> &str {
+        "m20261202_000003_durable_batches"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DurableBatches {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite takes one column per ALTER TABLE
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BatchesLease::Table)
+                    .add_column(string_null(BatchesLease::Owner))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BatchesLease::Table)
+                    .add_column(timestamp_with_time_zone_null(BatchesLease::LeaseExpiresAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(RegistrationsFingerprint::Table)
+                    .add_column(string_null(RegistrationsFingerprint::Fingerprint))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_batches_state_lease")
+                    .table(BatchesLease::Table)
+                    .col(BatchesLease::State)
+                    .col(BatchesLease::LeaseExpiresAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("idx_batches_state_lease")
+                    .table(BatchesLease::Table)
+                    .to_owned(),
+            )
+            .await?;
+        for (table, column) in [
+            (
+                RegistrationsFingerprint::Table.into_iden(),
+                RegistrationsFingerprint::Fingerprint.into_iden(),
+            ),
+            (
+                BatchesLease::Table.into_iden(),
+                BatchesLease::LeaseExpiresAt.into_iden(),
+            ),
+            (
+                BatchesLease::Table.into_iden(),
+                BatchesLease::Owner.into_iden(),
+            ),
+        ] {
+            manager
+                .alter_table(Table::alter().table(table).drop_column(column).to_owned())
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -5,111 +5,153 @@
 //! before any vendor call carries that user, and rows never hold a secret or
 //! a password: only ids, outcomes, vendor codes and messages.
 
+mod connection;
 pub mod entity;
 pub mod migration;
 mod records;
 mod writer;
 
 pub use records::{
-    AuditError, BatchRecord, BatchState, NewBatch, NewVendorCall, OutcomeCounts,
-    RegistrationFilter, RegistrationRow, VendorCallEnd,
+    AuditError, BatchHead, BatchRecord, BatchState, CarriedUser, Lease, NewBatch, NewVendorCall,
+    OutcomeCounts, RegistrationFilter, RegistrationRow, VendorCallEnd,
 };
 use writer::Write;
 
-use std::{collections::BTreeMap, time::Duration};
-
-use sea_orm::{
-    ColumnTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
 };
-use sea_orm_migration::MigratorTrait;
-use secrecy::{ExposeSecret, SecretString};
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use secrecy::SecretString;
 
 use crate::domain::Outcome;
+use connection::{Connector, SqliteFile};
 use entity::{batch, registration};
+use records::{caller_key, stored_key};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditStore {
-    /// For reads; writes go through `writer`.
-    db: DatabaseConnection,
+    /// The readers' pool and whether writes commit; writes go through `writer`.
+    shared: Arc<writer::Shared>,
     writer: tokio::sync::mpsc::Sender<writer::Queued>,
+}
+
+impl std::fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditStore")
+            .field("committing", &self.can_commit())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuditStore {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, AuditError> {
-        let mut options = ConnectOptions::new(url.expose_secret().to_owned());
-        options
-            .max_connections(max_connections)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false);
-        let db = Database::connect(options).await?;
-        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-            // WAL lets readers (GetBatch, ListRegistrations) run beside the writer.
-            use sea_orm::ConnectionTrait;
-            db.execute_unprepared(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
-            )
-            .await?;
-        }
-        migration::Migrator::up(&db, None).await?;
-        let writer = writer::spawn(db.clone());
-        Ok(AuditStore { db, writer })
+        let connector = Connector::new(url, max_connections);
+        let writer_connection = connector.connect_writer().await?;
+        let readers = if connector.is_memory() {
+            writer_connection.clone()
+        } else {
+            connector.connect_readers().await?
+        };
+        let file = connector.sqlite_path().map(SqliteFile::at).transpose()?;
+        let shared = Arc::new(writer::Shared {
+            committing: true.into(),
+            readers: readers.into(),
+        });
+        let writer = writer::spawn(connector, writer_connection, file, shared.clone());
+        Ok(AuditStore { shared, writer })
     }
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), AuditError> {
-        migration::Migrator::up(&self.db, None).await?;
+        use sea_orm_migration::MigratorTrait;
+        migration::Migrator::up(&self.connection(), None).await?;
         Ok(())
     }
 
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
+    /// The readers' pool.
+    pub fn connection(&self) -> DatabaseConnection {
+        self.shared
+            .readers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), AuditError> {
-        Ok(self.db.ping().await?)
+        Ok(self.connection().ping().await?)
+    }
+
+    /// Whether the last write committed: while it did not, no new work is
+    /// taken and readiness says NOT_SERVING.
+    pub fn can_commit(&self) -> bool {
+        self.shared.committing.load(Ordering::Relaxed)
     }
 
     pub async fn create_batch(&self, new: &NewBatch) -> Result<(), AuditError> {
         self.write(Write::CreateBatch(new.clone())).await.map(drop)
     }
 
-    pub async fn batch_id_for_idempotency_key(
+    /// The batch a caller's idempotency key names (a dry run's keys apart).
+    pub async fn batch_for_key(
         &self,
         key: &str,
-    ) -> Result<Option<String>, AuditError> {
+        dry_run: bool,
+    ) -> Result<Option<BatchHead>, AuditError> {
         Ok(batch::Entity::find()
-            .filter(batch::Column::IdempotencyKey.eq(key))
-            .one(&self.db)
+            .filter(batch::Column::IdempotencyKey.eq(stored_key(key, dry_run)))
+            .one(&self.connection())
             .await?
-            .map(|row| row.id))
+            .map(BatchHead::from))
     }
 
-    /// Marks a batch finished with its final user count.
+    /// Every running batch, with its owner's lease.
+    pub async fn running_batches(&self) -> Result<Vec<BatchHead>, AuditError> {
+        Ok(batch::Entity::find()
+            .filter(batch::Column::State.eq(BatchState::Running.as_str()))
+            .all(&self.connection())
+            .await?
+            .into_iter()
+            .map(BatchHead::from)
+            .collect())
+    }
+
+    /// Ends a batch `owner` holds; false when it is no longer the owner's.
+    /// An interrupted batch's unfinished rows say whether a call carried them.
     pub async fn finish_batch(
         &self,
         batch_id: &str,
         state: BatchState,
-        user_count: u64,
-    ) -> Result<(), AuditError> {
+        owner: &str,
+    ) -> Result<bool, AuditError> {
         self.write(Write::FinishBatch {
             batch_id: batch_id.to_owned(),
             state,
+            owner: owner.to_owned(),
+        })
+        .await
+        .map(|ended| ended > 0)
+    }
+
+    /// Writes new (user, target) rows and the batch's user count after them;
+    /// they are committed before this returns, so before any vendor call can
+    /// carry their users.
+    pub async fn insert_registrations(
+        &self,
+        batch_id: &str,
+        rows: &[RegistrationRow],
+        user_count: u64,
+    ) -> Result<(), AuditError> {
+        self.write(Write::InsertRegistrations {
+            rows: rows.to_vec(),
+            batch_id: batch_id.to_owned(),
             user_count,
         })
         .await
         .map(drop)
-    }
-
-    /// Writes new (user, target) rows; they are committed before this
-    /// returns, so before any vendor call can carry their users.
-    pub async fn insert_registrations(&self, rows: &[RegistrationRow]) -> Result<(), AuditError> {
-        self.write(Write::InsertRegistrations(rows.to_vec()))
-            .await
-            .map(drop)
     }
 
     /// Records outcomes of existing rows, found by (batch, target, index).
@@ -119,7 +161,8 @@ impl AuditStore {
             .map(drop)
     }
 
-    /// Writes the row of a vendor call before it is made; returns its id.
+    /// Writes the row of a vendor call before it is made, naming it in the
+    /// rows of the users it carries; returns its id.
     pub async fn start_vendor_call(&self, call: &NewVendorCall) -> Result<i64, AuditError> {
         self.write(Write::StartVendorCall(call.clone())).await
     }
@@ -128,6 +171,49 @@ impl AuditStore {
         self.write(Write::FinishVendorCall(id, end.clone()))
             .await
             .map(drop)
+    }
+
+    /// Extends the lease of every running batch the lease's owner holds;
+    /// how many it holds.
+    pub async fn renew_leases(&self, lease: &Lease) -> Result<u64, AuditError> {
+        self.write(Write::RenewLeases(lease.clone()))
+            .await
+            .map(|renewed| renewed as u64)
+    }
+
+    /// Interrupts a running batch held by `owner` (`None`: by nobody), only
+    /// once its lease has expired when `expired_only`; false when the batch
+    /// was not in that state (its owner renewed, or someone else got there first).
+    pub async fn interrupt(
+        &self,
+        batch_id: &str,
+        owner: Option<&str>,
+        expired_only: bool,
+    ) -> Result<bool, AuditError> {
+        self.write(Write::Interrupt {
+            batch_id: batch_id.to_owned(),
+            owner: owner.map(str::to_owned),
+            expired_only,
+        })
+        .await
+        .map(|interrupted| interrupted > 0)
+    }
+
+    /// Takes a batch in state `from` for the run that holds `lease`; false
+    /// when another request took it first.
+    pub async fn claim(
+        &self,
+        batch_id: &str,
+        from: BatchState,
+        lease: &Lease,
+    ) -> Result<bool, AuditError> {
+        self.write(Write::Claim {
+            batch_id: batch_id.to_owned(),
+            from,
+            lease: lease.clone(),
+        })
+        .await
+        .map(|claimed| claimed > 0)
     }
 
     /// Hands a write to the writer and waits until it is committed.
@@ -142,10 +228,40 @@ impl AuditStore {
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?
     }
 
+    /// How many users of a batch's input have rows: one past the highest index.
+    pub async fn recorded_users(&self, batch_id: &str) -> Result<u64, AuditError> {
+        let highest: Option<Option<i64>> = registration::Entity::find()
+            .select_only()
+            .column_as(registration::Column::Idx.max(), "highest")
+            .filter(registration::Column::BatchId.eq(batch_id))
+            .into_tuple()
+            .one(&self.connection())
+            .await?;
+        Ok(highest
+            .flatten()
+            .map_or(0, |highest| highest.max(0) as u64 + 1))
+    }
+
+    /// The rows of a batch at indexes `first..=last`, every target's, in index order.
+    pub async fn rows_in_range(
+        &self,
+        batch_id: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<registration::Model>, AuditError> {
+        Ok(registration::Entity::find()
+            .filter(registration::Column::BatchId.eq(batch_id))
+            .filter(registration::Column::Idx.between(first as i64, last as i64))
+            .order_by_asc(registration::Column::Idx)
+            .order_by_asc(registration::Column::Id)
+            .all(&self.connection())
+            .await?)
+    }
+
     /// The batch and its counts per target and outcome.
     pub async fn batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, AuditError> {
         let Some(row) = batch::Entity::find_by_id(batch_id.to_owned())
-            .one(&self.db)
+            .one(&self.connection())
             .await?
         else {
             return Ok(None);
@@ -159,14 +275,9 @@ impl AuditStore {
             .group_by(registration::Column::Target)
             .group_by(registration::Column::Outcome)
             .into_tuple()
-            .all(&self.db)
+            .all(&self.connection())
             .await?;
-        let targets: Vec<String> = row
-            .targets
-            .split(',')
-            .filter(|name| !name.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let targets = records::split_targets(&row.targets);
         let mut counts: BTreeMap<String, OutcomeCounts> = targets
             .iter()
             .map(|name| (name.clone(), OutcomeCounts::default()))
@@ -178,7 +289,7 @@ impl AuditStore {
         }
         Ok(Some(BatchRecord {
             id: row.id,
-            idempotency_key: row.idempotency_key,
+            idempotency_key: row.idempotency_key.map(caller_key),
             targets,
             dry_run: row.dry_run,
             state: BatchState::parse(&row.state).unwrap_or(BatchState::Running),
@@ -186,6 +297,7 @@ impl AuditStore {
             counts,
             created_at: row.created_at,
             finished_at: row.finished_at,
+            lease: records::lease_of(row.owner, row.lease_expires_at),
         }))
     }
 
@@ -212,7 +324,7 @@ impl AuditStore {
         let mut rows = query
             .order_by_asc(registration::Column::Id)
             .limit(page_size + 1)
-            .all(&self.db)
+            .all(&self.connection())
             .await?;
         let next = if rows.len() as u64 > page_size {
             rows.truncate(page_size as usize);
@@ -221,19 +333,6 @@ impl AuditStore {
             None
         };
         Ok((rows, next))
-    }
-
-    /// Every row of a batch in input order, for replaying a repeated idempotency key.
-    pub async fn batch_registrations(
-        &self,
-        batch_id: &str,
-    ) -> Result<Vec<registration::Model>, AuditError> {
-        Ok(registration::Entity::find()
-            .filter(registration::Column::BatchId.eq(batch_id))
-            .order_by_asc(registration::Column::Idx)
-            .order_by_asc(registration::Column::Id)
-            .all(&self.db)
-            .await?)
     }
 }
 

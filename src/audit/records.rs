@@ -8,18 +8,21 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 
-use super::entity::registration;
+use super::entity::{batch, registration};
 use crate::domain::Outcome;
 
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 pub(super) const ROWS_PER_STATEMENT: usize = 1000;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
     #[error("audit store unavailable: {0}")]
     Unavailable(String),
     #[error("a batch with idempotency key {0:?} already exists")]
     DuplicateIdempotencyKey(String),
+    /// Another server run took the batch first (a concurrent resume).
+    #[error("batch {0} was taken by another request")]
+    ClaimLost(String),
 }
 
 impl From<sea_orm::DbErr> for AuditError {
@@ -42,21 +45,52 @@ pub(super) fn redact_database_error(message: &str) -> String {
         .join(" ")
 }
 
-/// A batch as the caller opened it.
+/// A batch as the caller opened it, owned by the server run that opened it.
 #[derive(Debug, Clone)]
 pub struct NewBatch {
     pub id: String,
     pub idempotency_key: Option<String>,
     pub targets: Vec<String>,
     pub dry_run: bool,
+    pub lease: Lease,
 }
+
+/// Who owns a running batch (`INSTANCE/RUN`), and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The idempotency key as stored: a dry run's key lives apart from a real
+/// run's, so a dry run never uses up the key of the real run after it.
+pub(super) fn stored_key(key: &str, dry_run: bool) -> String {
+    if dry_run {
+        format!("{DRY_RUN_KEY_PREFIX}{key}")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// The caller's key of a stored one.
+pub(super) fn caller_key(stored: String) -> String {
+    match stored.strip_prefix(DRY_RUN_KEY_PREFIX) {
+        Some(key) => key.to_owned(),
+        None => stored,
+    }
+}
+
+const DRY_RUN_KEY_PREFIX: &str = "dry-run/";
 
 /// The lifecycle state stored in `batches.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchState {
     Running,
     Completed,
+    /// Written by versions before `Interrupted`; resumes like it.
     Aborted,
+    /// Stopped before every user had a final outcome; a replay resumes it.
+    Interrupted,
 }
 
 impl BatchState {
@@ -65,6 +99,7 @@ impl BatchState {
             BatchState::Running => "running",
             BatchState::Completed => "completed",
             BatchState::Aborted => "aborted",
+            BatchState::Interrupted => "interrupted",
         }
     }
 
@@ -73,6 +108,7 @@ impl BatchState {
             BatchState::Running,
             BatchState::Completed,
             BatchState::Aborted,
+            BatchState::Interrupted,
         ]
         .into_iter()
         .find(|state| state.as_str() == stored)
@@ -92,9 +128,13 @@ pub struct RegistrationRow {
     pub error_message: Option<String>,
     pub attempts: u32,
     pub vendor_call_id: Option<i64>,
+    /// What the caller asked for this user; `None` keeps the stored one.
+    pub fingerprint: Option<String>,
 }
 
-/// A vendor call about to be made.
+/// A vendor call about to be made, and the users it carries: their rows
+/// name the call in the same commit, so that after a crash the audit store
+/// knows which unanswered users may have reached the vendor.
 #[derive(Debug, Clone)]
 pub struct NewVendorCall {
     pub target: String,
@@ -102,6 +142,14 @@ pub struct NewVendorCall {
     pub action: String,
     pub attempt: u32,
     pub user_count: usize,
+    pub carried: Vec<CarriedUser>,
+}
+
+/// One user a vendor call carries: its row's key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CarriedUser {
+    pub batch_id: std::sync::Arc<str>,
+    pub index: u64,
 }
 
 /// How a vendor call ended.
@@ -148,6 +196,49 @@ pub struct BatchRecord {
     pub counts: BTreeMap<String, OutcomeCounts>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The owner's lease while the batch runs.
+    pub lease: Option<Lease>,
+}
+
+/// What opening or recovering a batch needs to know of it, without its counts.
+#[derive(Debug, Clone)]
+pub struct BatchHead {
+    pub id: String,
+    pub targets: Vec<String>,
+    pub dry_run: bool,
+    pub state: BatchState,
+    pub user_count: u64,
+    pub lease: Option<Lease>,
+}
+
+impl From<batch::Model> for BatchHead {
+    fn from(row: batch::Model) -> Self {
+        BatchHead {
+            targets: split_targets(&row.targets),
+            id: row.id,
+            dry_run: row.dry_run,
+            // a state this build does not know is left alone, like a running batch
+            state: BatchState::parse(&row.state).unwrap_or(BatchState::Running),
+            user_count: row.user_count.max(0) as u64,
+            lease: lease_of(row.owner, row.lease_expires_at),
+        }
+    }
+}
+
+/// Target names as stored: comma-separated, in the caller's order.
+pub(super) fn split_targets(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub(super) fn lease_of(owner: Option<String>, expires_at: Option<DateTime<Utc>>) -> Option<Lease> {
+    Some(Lease {
+        owner: owner?,
+        expires_at: expires_at?,
+    })
 }
 
 /// Filters of ListRegistrations; `None` matches everything.
@@ -177,5 +268,6 @@ pub(super) fn active_registration(
         vendor_call_id: Set(row.vendor_call_id),
         created_at: Set(now),
         updated_at: Set(now),
+        fingerprint: Set(row.fingerprint.clone()),
     }
 }

@@ -7,23 +7,41 @@
 //! If a grouped transaction fails, each of its writes is applied again on
 //! its own, so that a failure is reported to the write that caused it (a
 //! repeated idempotency key) and never to its neighbours.
+//!
+//! The writer has a connection of its own, and any failure of the store
+//! itself (disk full, database locked, server gone, the SQLite file removed)
+//! throws that connection away: a commit that failed can leave a connection
+//! inside a transaction, and a later "commit" on it would only release a
+//! savepoint of a transaction that never commits. The next write connects
+//! afresh, so the writer recovers by itself once the store is back. Whether
+//! the last write committed is published for readiness.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     TransactionTrait,
     sea_query::OnConflict,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    connection::{Connector, SqliteFile},
     entity::{batch, registration, vendor_call},
     records::{
-        AuditError, BatchState, NewBatch, NewVendorCall, ROWS_PER_STATEMENT, RegistrationRow,
-        VendorCallEnd, active_registration,
+        AuditError, BatchState, CarriedUser, Lease, NewBatch, NewVendorCall, ROWS_PER_STATEMENT,
+        RegistrationRow, VendorCallEnd, active_registration, stored_key,
     },
 };
+use crate::domain::Outcome;
 
 /// Writes waiting to be applied before the writer stops taking more into a group.
 const WRITES_PER_GROUP: usize = 256;
@@ -34,52 +52,202 @@ const QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub(super) enum Write {
     CreateBatch(NewBatch),
+    /// Ends a batch its owner holds; `Interrupted` also says of each
+    /// unfinished row whether a vendor call carried it. Affects 0 rows when
+    /// the batch is no longer the owner's.
     FinishBatch {
         batch_id: String,
         state: BatchState,
+        owner: String,
+    },
+    /// Rows of users just accepted, and the batch's user count after them.
+    InsertRegistrations {
+        rows: Vec<RegistrationRow>,
+        batch_id: String,
         user_count: u64,
     },
-    InsertRegistrations(Vec<RegistrationRow>),
     RecordOutcomes(Vec<RegistrationRow>),
     StartVendorCall(NewVendorCall),
     FinishVendorCall(i64, VendorCallEnd),
+    /// Extends the lease of every running batch `owner` holds.
+    RenewLeases(Lease),
+    /// Interrupts a running batch whose lease held by `owner` has expired
+    /// (or, with `expired_only` false, any lease `owner` holds: the same
+    /// instance restarting). Affects 0 rows when the owner renewed meanwhile.
+    Interrupt {
+        batch_id: String,
+        owner: Option<String>,
+        expired_only: bool,
+    },
+    /// Takes a batch found in state `from` for a new run, atomically: 0 rows
+    /// when another request took it first.
+    Claim {
+        batch_id: String,
+        from: BatchState,
+        lease: Lease,
+    },
 }
 
-/// A write and where its result goes (the new row's id for `StartVendorCall`).
+/// A write and where its result goes: the new row's id for
+/// `StartVendorCall`, the rows affected for the conditional writes.
 pub(super) struct Queued {
     pub write: Write,
     pub done: oneshot::Sender<Result<i64, AuditError>>,
 }
 
-pub(super) fn spawn(db: DatabaseConnection) -> mpsc::Sender<Queued> {
+/// What the writer shares with the store's readers.
+pub(super) struct Shared {
+    /// Whether the last write committed.
+    pub committing: AtomicBool,
+    /// The readers' pool, replaced when the SQLite file had to be reopened.
+    pub readers: RwLock<DatabaseConnection>,
+}
+
+pub(super) fn spawn(
+    connector: Connector,
+    connection: DatabaseConnection,
+    file: Option<SqliteFile>,
+    shared: Arc<Shared>,
+) -> mpsc::Sender<Queued> {
     let (sender, mut receiver) = mpsc::channel::<Queued>(QUEUE);
+    let mut writer = Writer {
+        connector,
+        connection: Some(connection),
+        file,
+        shared,
+    };
     tokio::spawn(async move {
         let mut group = Vec::with_capacity(WRITES_PER_GROUP);
         while receiver.recv_many(&mut group, WRITES_PER_GROUP).await > 0 {
-            apply_group(&db, std::mem::take(&mut group)).await;
+            writer.apply_group(std::mem::take(&mut group)).await;
         }
     });
     sender
 }
 
-async fn apply_group(db: &DatabaseConnection, group: Vec<Queued>) {
-    if group.len() > 1 {
-        match apply_all(db, &group).await {
-            Ok(results) => {
-                for (queued, result) in group.into_iter().zip(results) {
-                    let _ = queued.done.send(Ok(result));
+struct Writer {
+    connector: Connector,
+    /// `None` after a failure of the store: the next write connects afresh.
+    connection: Option<DatabaseConnection>,
+    /// The SQLite file written to, checked before each group: writes to a
+    /// file removed from under the server would succeed and be lost.
+    file: Option<SqliteFile>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    async fn apply_group(&mut self, group: Vec<Queued>) {
+        let connection = match self.usable_connection().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                self.shared.committing.store(false, Ordering::Relaxed);
+                for queued in group {
+                    let _ = queued.done.send(Err(error.clone()));
                 }
                 return;
             }
-            Err(error) => {
-                tracing::debug!(%error, writes = group.len(), "grouped audit write failed; applying each alone");
+        };
+        if group.len() > 1 {
+            match apply_all(&connection, &group).await {
+                Ok(results) => {
+                    self.shared.committing.store(true, Ordering::Relaxed);
+                    for (queued, result) in group.into_iter().zip(results) {
+                        let _ = queued.done.send(Ok(result));
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, writes = group.len(), "grouped audit write failed; applying each alone");
+                    if !is_request_error(&error) {
+                        self.discard_connection().await;
+                    }
+                }
             }
         }
+        let mut store_failure: Option<AuditError> = None;
+        for queued in group {
+            if let Some(error) = &store_failure {
+                let _ = queued.done.send(Err(error.clone()));
+                continue;
+            }
+            let result = match self.usable_connection().await {
+                Ok(connection) => apply_alone(&connection, &queued.write).await,
+                Err(error) => Err(StoreError::Store(error)),
+            };
+            let result = match result {
+                Ok(value) => {
+                    self.shared.committing.store(true, Ordering::Relaxed);
+                    Ok(value)
+                }
+                Err(StoreError::Request(error)) => Err(error),
+                Err(StoreError::Store(error)) => {
+                    tracing::warn!(%error, "audit store write failed: reconnecting for the next write");
+                    self.shared.committing.store(false, Ordering::Relaxed);
+                    self.discard_connection().await;
+                    store_failure = Some(error.clone());
+                    Err(error)
+                }
+            };
+            let _ = queued.done.send(result);
+        }
     }
-    for queued in group {
-        let result = apply_alone(db, &queued.write).await;
-        let _ = queued.done.send(result);
+
+    /// The writer's connection, connecting afresh after a failure; fails
+    /// while the SQLite file is gone or the store does not answer.
+    async fn usable_connection(&mut self) -> Result<DatabaseConnection, AuditError> {
+        if let Some(file) = &self.file
+            && !file.is_in_place()
+        {
+            if self.connection.is_some() {
+                tracing::error!(path = %file.path().display(), "the SQLite audit file was removed or replaced: refusing writes until it can be opened again");
+            }
+            self.discard_connection().await;
+        }
+        if let Some(connection) = &self.connection {
+            return Ok(connection.clone());
+        }
+        let replaced_file = self.file.as_ref().is_some_and(|file| !file.is_in_place());
+        let connection = self.connector.connect_writer().await?;
+        if replaced_file {
+            // a new file: its schema, and readers that read it rather than the removed one
+            let readers = self.connector.connect_readers().await?;
+            if let Some(file) = &mut self.file {
+                *file = SqliteFile::at(PathBuf::from(file.path()))?;
+            }
+            *self
+                .shared
+                .readers
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = readers;
+            tracing::warn!("the SQLite audit file was opened again");
+        }
+        self.connection = Some(connection.clone());
+        Ok(connection)
     }
+
+    async fn discard_connection(&mut self) {
+        if self.connector.is_memory() {
+            // reconnecting would open a new, empty database
+            return;
+        }
+        if let Some(connection) = self.connection.take() {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+/// A write's failure: the request's own (a repeated idempotency key) or the store's.
+enum StoreError {
+    Request(AuditError),
+    Store(AuditError),
+}
+
+/// A failure caused by the write itself rather than by the store.
+fn is_request_error(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 async fn apply_all(db: &DatabaseConnection, group: &[Queued]) -> Result<Vec<i64>, DbErr> {
@@ -92,7 +260,7 @@ async fn apply_all(db: &DatabaseConnection, group: &[Queued]) -> Result<Vec<i64>
     Ok(results)
 }
 
-async fn apply_alone(db: &DatabaseConnection, write: &Write) -> Result<i64, AuditError> {
+async fn apply_alone(db: &DatabaseConnection, write: &Write) -> Result<i64, StoreError> {
     let applied = async {
         let transaction = db.begin().await?;
         let result = apply(&transaction, write).await?;
@@ -101,16 +269,12 @@ async fn apply_alone(db: &DatabaseConnection, write: &Write) -> Result<i64, Audi
     }
     .await;
     applied.map_err(|error| match write {
-        Write::CreateBatch(new)
-            if new.idempotency_key.is_some()
-                && matches!(
-                    error.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-        {
-            AuditError::DuplicateIdempotencyKey(new.idempotency_key.clone().unwrap_or_default())
+        Write::CreateBatch(new) if new.idempotency_key.is_some() && is_request_error(&error) => {
+            StoreError::Request(AuditError::DuplicateIdempotencyKey(
+                new.idempotency_key.clone().unwrap_or_default(),
+            ))
         }
-        _ => error.into(),
+        _ => StoreError::Store(error.into()),
     })
 }
 
@@ -120,13 +284,18 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
         Write::CreateBatch(new) => {
             let row = batch::ActiveModel {
                 id: Set(new.id.clone()),
-                idempotency_key: Set(new.idempotency_key.clone()),
+                idempotency_key: Set(new
+                    .idempotency_key
+                    .as_deref()
+                    .map(|key| stored_key(key, new.dry_run))),
                 targets: Set(new.targets.join(",")),
                 dry_run: Set(new.dry_run),
                 state: Set(BatchState::Running.as_str().to_owned()),
                 user_count: Set(0),
                 created_at: Set(now),
                 finished_at: Set(None),
+                owner: Set(Some(new.lease.owner.clone())),
+                lease_expires_at: Set(Some(new.lease.expires_at)),
             };
             batch::Entity::insert(row)
                 .exec_without_returning(connection)
@@ -135,23 +304,44 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
         Write::FinishBatch {
             batch_id,
             state,
+            owner,
+        } => {
+            let ended = batch::Entity::update_many()
+                .col_expr(batch::Column::State, state.as_str().into())
+                .col_expr(batch::Column::FinishedAt, Some(now).into())
+                .col_expr(batch::Column::Owner, Option::<String>::None.into())
+                .col_expr(
+                    batch::Column::LeaseExpiresAt,
+                    Option::<chrono::DateTime<Utc>>::None.into(),
+                )
+                .filter(batch::Column::Id.eq(batch_id.as_str()))
+                .filter(batch::Column::State.eq(BatchState::Running.as_str()))
+                .filter(batch::Column::Owner.eq(owner.as_str()))
+                .exec(connection)
+                .await?
+                .rows_affected;
+            if ended > 0 && *state == BatchState::Interrupted {
+                mark_unfinished(connection, batch_id, now).await?;
+            }
+            return Ok(ended as i64);
+        }
+        Write::InsertRegistrations {
+            rows,
+            batch_id,
             user_count,
         } => {
-            batch::Entity::update_many()
-                .col_expr(batch::Column::State, state.as_str().into())
-                .col_expr(batch::Column::UserCount, (*user_count as i64).into())
-                .col_expr(batch::Column::FinishedAt, Some(now).into())
-                .filter(batch::Column::Id.eq(batch_id.as_str()))
-                .exec(connection)
-                .await?;
-        }
-        Write::InsertRegistrations(rows) => {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let models = chunk.iter().map(|row| active_registration(row, now));
                 registration::Entity::insert_many(models)
                     .exec_without_returning(connection)
                     .await?;
             }
+            batch::Entity::update_many()
+                // one writer per batch, in input order: the count only grows
+                .col_expr(batch::Column::UserCount, (*user_count as i64).into())
+                .filter(batch::Column::Id.eq(batch_id.as_str()))
+                .exec(connection)
+                .await?;
         }
         Write::RecordOutcomes(rows) => {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -195,10 +385,12 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 started_at: Set(now),
                 finished_at: Set(None),
             };
-            return Ok(vendor_call::Entity::insert(row)
+            let call_id = vendor_call::Entity::insert(row)
                 .exec(connection)
                 .await?
-                .last_insert_id);
+                .last_insert_id;
+            mark_carried(connection, &call.target, &call.carried, call_id).await?;
+            return Ok(call_id);
         }
         Write::FinishVendorCall(id, end) => {
             vendor_call::Entity::update_many()
@@ -231,6 +423,133 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 .exec(connection)
                 .await?;
         }
+        Write::RenewLeases(lease) => {
+            return Ok(batch::Entity::update_many()
+                .col_expr(batch::Column::LeaseExpiresAt, Some(lease.expires_at).into())
+                .filter(batch::Column::State.eq(BatchState::Running.as_str()))
+                .filter(batch::Column::Owner.eq(lease.owner.as_str()))
+                .exec(connection)
+                .await?
+                .rows_affected as i64);
+        }
+        Write::Interrupt {
+            batch_id,
+            owner,
+            expired_only,
+        } => {
+            let mut update = batch::Entity::update_many()
+                .col_expr(
+                    batch::Column::State,
+                    BatchState::Interrupted.as_str().into(),
+                )
+                .col_expr(batch::Column::FinishedAt, Some(now).into())
+                .col_expr(batch::Column::Owner, Option::<String>::None.into())
+                .col_expr(
+                    batch::Column::LeaseExpiresAt,
+                    Option::<chrono::DateTime<Utc>>::None.into(),
+                )
+                .filter(batch::Column::Id.eq(batch_id.as_str()))
+                .filter(batch::Column::State.eq(BatchState::Running.as_str()));
+            update = match owner {
+                Some(owner) => update.filter(batch::Column::Owner.eq(owner.as_str())),
+                None => update.filter(batch::Column::Owner.is_null()),
+            };
+            if *expired_only {
+                update = update.filter(
+                    Condition::any()
+                        .add(batch::Column::LeaseExpiresAt.is_null())
+                        .add(batch::Column::LeaseExpiresAt.lt(now)),
+                );
+            }
+            let interrupted = update.exec(connection).await?.rows_affected;
+            if interrupted > 0 {
+                mark_unfinished(connection, batch_id, now).await?;
+            }
+            return Ok(interrupted as i64);
+        }
+        Write::Claim {
+            batch_id,
+            from,
+            lease,
+        } => {
+            return Ok(batch::Entity::update_many()
+                .col_expr(batch::Column::State, BatchState::Running.as_str().into())
+                .col_expr(
+                    batch::Column::FinishedAt,
+                    Option::<chrono::DateTime<Utc>>::None.into(),
+                )
+                .col_expr(batch::Column::Owner, Some(lease.owner.clone()).into())
+                .col_expr(batch::Column::LeaseExpiresAt, Some(lease.expires_at).into())
+                .filter(batch::Column::Id.eq(batch_id.as_str()))
+                .filter(batch::Column::State.eq(from.as_str()))
+                .exec(connection)
+                .await?
+                .rows_affected as i64);
+        }
     }
     Ok(0)
+}
+
+/// Names the call in the rows of the users it carries, in the commit that
+/// opens the call: consecutive indexes of one batch become one range.
+async fn mark_carried<C: ConnectionTrait>(
+    connection: &C,
+    target: &str,
+    carried: &[CarriedUser],
+    call_id: i64,
+) -> Result<(), DbErr> {
+    let mut sorted: Vec<&CarriedUser> = carried.iter().collect();
+    sorted.sort();
+    let mut ranges: Vec<(&str, u64, u64)> = Vec::new();
+    for user in sorted {
+        match ranges.last_mut() {
+            Some((batch_id, _, last))
+                if *batch_id == &*user.batch_id && *last + 1 == user.index =>
+            {
+                *last = user.index;
+            }
+            _ => ranges.push((&user.batch_id, user.index, user.index)),
+        }
+    }
+    for (batch_id, first, last) in ranges {
+        registration::Entity::update_many()
+            .col_expr(registration::Column::VendorCallId, Some(call_id).into())
+            .filter(registration::Column::BatchId.eq(batch_id))
+            .filter(registration::Column::Target.eq(target))
+            .filter(registration::Column::Idx.between(first as i64, last as i64))
+            .exec(connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Says of each unfinished row of an interrupted batch what is known: no
+/// vendor call carried it (`not_sent`), or one did and its answer was never
+/// recorded (`answer_lost`).
+async fn mark_unfinished<C: ConnectionTrait>(
+    connection: &C,
+    batch_id: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let unfinished = [
+        Outcome::Pending.as_str(),
+        Outcome::NotSent.as_str(),
+        Outcome::AnswerLost.as_str(),
+    ];
+    for (outcome, carried) in [(Outcome::NotSent, false), (Outcome::AnswerLost, true)] {
+        let call = registration::Column::VendorCallId;
+        registration::Entity::update_many()
+            .col_expr(registration::Column::Outcome, outcome.as_str().into())
+            .col_expr(registration::Column::UpdatedAt, now.into())
+            .filter(registration::Column::BatchId.eq(batch_id))
+            .filter(registration::Column::Outcome.is_in(unfinished))
+            .filter(if carried {
+                call.is_not_null()
+            } else {
+                call.is_null()
+            })
+            .exec(connection)
+            .await?;
+    }
+    Ok(())
 }

@@ -94,7 +94,7 @@ async fn one_call(exchange: &Exchange<'_>, request: &CallRequest) -> CallRespons
     let vendor = &exchange.target.vendor;
     let users = request.users();
     let Some(call_id) = exchange
-        .open(vendor.action(), request.attempt, users.len())
+        .open(vendor.action(), request.attempt, request.carried())
         .await
     else {
         return request.settle(audit_unavailable(users.len()), None);

@@ -9,44 +9,64 @@
 //! audit row is written.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::{
+    commit::until_committed,
     error::EngineError,
+    fingerprint::fingerprint,
+    queries::Registration,
     queue::{BatchShared, Group, Pending},
     settle::registration_row,
     target::TargetSpec,
     validate::{BatchValidator, check_for_target},
 };
 use crate::{
-    audit::{AuditStore, BatchState, OutcomeCounts},
+    audit::{AuditStore, BatchState, OutcomeCounts, RegistrationRow, entity::registration},
     domain::{Outcome, Rejection, User, UserResult},
+    vendor_api::RegistrarCode,
 };
 
-/// Progress the writer reports to the results side.
-#[derive(Debug, Default)]
-struct Progress {
-    users: AtomicU64,
-    input_complete: AtomicBool,
+/// What a batch shares with the engine that opened it.
+#[derive(Clone)]
+pub(super) struct BatchContext {
+    pub audit: AuditStore,
+    /// This server run's owner name, under which the batch is held.
+    pub owner: Arc<str>,
+    /// Cancelled at shutdown: streams stop taking input.
+    pub stop_input: CancellationToken,
+    /// Cancelled when the server exits: writes stop being retried.
+    pub exit: CancellationToken,
+}
+
+/// A batch opened again under its idempotency key: how many users the
+/// audit store holds of it, and whether it is finished (answered from the
+/// store alone, nothing written) or interrupted (resumed by this run).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Resume {
+    pub recorded: u64,
+    pub finished: bool,
 }
 
 /// The writer side of a batch: call `submit` per chunk, then `close`.
 pub struct BatchWriter {
     shared: Arc<BatchShared>,
-    progress: Arc<Progress>,
+    input_complete: Arc<AtomicBool>,
     targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Group>)>,
-    audit: AuditStore,
+    context: BatchContext,
     validator: BatchValidator,
     dry_run: bool,
     next_index: u64,
+    resume: Option<Resume>,
 }
 
 /// The results side of a batch: `next` until `None`, then `finish`.
@@ -55,11 +75,16 @@ pub struct BatchResults {
     receiver: mpsc::UnboundedReceiver<UserResult>,
     /// The batch's places, given back as results are read.
     outstanding: Arc<Semaphore>,
-    progress: Arc<Progress>,
-    audit: AuditStore,
+    input_complete: Arc<AtomicBool>,
+    context: BatchContext,
+    /// False for a finished batch answered from the store: its row is left alone.
+    holds_batch: bool,
+    /// Set once the batch's end is recorded (or handed to a task that records it).
+    ended: bool,
     counts: BTreeMap<String, OutcomeCounts>,
     target_order: Vec<String>,
     dry_run: bool,
+    replayed: bool,
     started: Instant,
 }
 
@@ -77,14 +102,15 @@ pub struct BatchSummary {
 pub(super) fn open(
     batch_id: &str,
     targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Group>)>,
-    audit: AuditStore,
+    context: BatchContext,
     dry_run: bool,
     max_outstanding: usize,
+    resume: Option<Resume>,
 ) -> (BatchWriter, BatchResults) {
     let batch_id: Arc<str> = Arc::from(batch_id);
     let (sender, receiver) = mpsc::unbounded_channel();
     let outstanding = Arc::new(Semaphore::new(max_outstanding));
-    let progress = Arc::new(Progress::default());
+    let input_complete = Arc::new(AtomicBool::new(false));
     let target_order: Vec<String> = targets
         .iter()
         .map(|(spec, _)| spec.name.to_string())
@@ -95,28 +121,81 @@ pub(super) fn open(
             results: sender,
             outstanding: outstanding.clone(),
         }),
-        progress: progress.clone(),
+        input_complete: input_complete.clone(),
         targets,
-        audit: audit.clone(),
+        context: context.clone(),
         validator: BatchValidator::default(),
         dry_run,
         next_index: 0,
+        resume,
     };
     let results = BatchResults {
         batch_id,
         receiver,
         outstanding,
-        progress,
-        audit,
+        input_complete,
+        context,
+        holds_batch: !resume.is_some_and(|resume| resume.finished),
+        ended: false,
         counts: target_order
             .iter()
             .map(|name| (name.clone(), OutcomeCounts::default()))
             .collect(),
         target_order,
         dry_run,
+        replayed: false,
         started: Instant::now(),
     };
     (writer, results)
+}
+
+/// The rows the audit store holds of some indexes of a resumed batch.
+#[derive(Default)]
+struct RecordedRows {
+    by_index: HashMap<u64, Vec<registration::Model>>,
+}
+
+impl RecordedRows {
+    async fn load(
+        audit: &AuditStore,
+        batch_id: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<RecordedRows, EngineError> {
+        let mut by_index: HashMap<u64, Vec<registration::Model>> = HashMap::new();
+        for row in audit.rows_in_range(batch_id, first, last).await? {
+            by_index.entry(row.idx.max(0) as u64).or_default().push(row);
+        }
+        Ok(RecordedRows { by_index })
+    }
+
+    /// Whether the user at `index` is the one recorded there: same
+    /// fingerprint (or, for rows written before fingerprints, same id).
+    fn matches(&self, index: u64, user_id: &str, fingerprint: &str) -> bool {
+        match self.by_index.get(&index).and_then(|rows| rows.first()) {
+            None => true,
+            Some(row) => match &row.fingerprint {
+                Some(recorded) => recorded == fingerprint,
+                None => row.user_id == user_id,
+            },
+        }
+    }
+
+    fn take(&mut self, index: u64, target: &str) -> Option<registration::Model> {
+        let rows = self.by_index.get_mut(&index)?;
+        let position = rows.iter().position(|row| row.target == target)?;
+        Some(rows.swap_remove(position))
+    }
+}
+
+/// What a resumed batch does with one recorded row.
+enum Recorded {
+    /// A final outcome: answered from the store.
+    Replay(UserResult),
+    /// Never sent, or sent where a repeat is safe: sent now.
+    Send,
+    /// Sent, the answer lost, and the vendor makes a repeat unsafe.
+    Unknown(UserResult),
 }
 
 impl BatchWriter {
@@ -124,13 +203,42 @@ impl BatchWriter {
         &self.shared.id
     }
 
+    /// Resolves once the server stops taking input (shutdown).
+    pub async fn input_stopped(&self) {
+        self.context.stop_input.cancelled().await;
+    }
+
+    /// What a caller whose input shutdown cut is told: how to resume.
+    pub fn input_stopped_error(&self, idempotency_key: &str) -> EngineError {
+        let resume = if idempotency_key.is_empty() {
+            format!(
+                "the stream had no idempotencyKey: send users[{}..] in a new batch",
+                self.next_index
+            )
+        } else {
+            format!(
+                "re-send the whole stream with idempotencyKey {idempotency_key:?} to resume it on another replica"
+            )
+        };
+        EngineError::InputStopped {
+            batch_id: self.shared.id.to_string(),
+            next_index: self.next_index,
+            resume,
+        }
+    }
+
     /// Validates, records and enqueues one message's users; waits while too
     /// many of the batch's users are outstanding. The rows of all of them are
     /// written before any is enqueued, so the dispatcher sees them together
-    /// and packs full vendor calls.
+    /// and packs full vendor calls. In a resumed batch, users the store
+    /// already holds are checked against what was recorded, and only those
+    /// without a final outcome are sent.
     pub async fn submit(&mut self, users: Vec<User>) -> Result<(), EngineError> {
         if users.is_empty() {
             return Ok(());
+        }
+        if !self.context.audit.can_commit() {
+            return Err(EngineError::StoreCannotCommit);
         }
         self.submit_step(users).await
     }
@@ -144,16 +252,62 @@ impl BatchWriter {
             .map_err(|_| EngineError::ShuttingDown)?
             .forget();
 
-        let mut rows = Vec::with_capacity(places as usize);
+        let first = self.next_index;
+        let end = first + users.len() as u64;
+        let mut recorded = self.recorded_rows(first, end).await?;
+
+        let mut fresh_rows = Vec::new();
+        let mut resumed_rows = Vec::new();
         let mut decided = Vec::new();
         let mut groups: Vec<Group> = vec![Vec::new(); self.targets.len()];
+        let mut checked = Vec::with_capacity(users.len());
         for user in users {
             let index = self.next_index;
             self.next_index += 1;
+            let fingerprint = fingerprint(&self.shared.id, &user);
+            if !recorded.matches(index, &user.user_id, &fingerprint) {
+                return Err(EngineError::RequestDiffers {
+                    batch_id: self.shared.id.to_string(),
+                    index,
+                    reason: "the user differs from the one recorded at this index".to_owned(),
+                });
+            }
             let common = self.validator.check_common(&user, index);
-            let user = Arc::new(user);
+            checked.push((index, Arc::new(user), fingerprint, common));
+        }
+        for (index, user, fingerprint, common) in checked {
             for ((spec, _), group) in self.targets.iter().zip(groups.iter_mut()) {
                 let verdict = check_for_target(&common, spec.vendor.as_ref(), &user);
+                let pending = || {
+                    Arc::new(Pending {
+                        batch: self.shared.clone(),
+                        index,
+                        user: user.clone(),
+                    })
+                };
+                if let Some(row) = recorded.take(index, &spec.name) {
+                    let vendor_call_id = row.vendor_call_id;
+                    match self.resumed(spec, row, verdict) {
+                        Recorded::Replay(result) => decided.push(result),
+                        Recorded::Unknown(result) => {
+                            resumed_rows.push(stored_row(&result, vendor_call_id, &fingerprint));
+                            decided.push(result);
+                        }
+                        Recorded::Send => {
+                            let result = unsent_result(
+                                &self.shared.id,
+                                index,
+                                &spec.name,
+                                &user,
+                                Outcome::Pending,
+                                None,
+                            );
+                            resumed_rows.push(stored_row(&result, vendor_call_id, &fingerprint));
+                            group.push(pending());
+                        }
+                    }
+                    continue;
+                }
                 let outcome = match (&verdict, self.dry_run) {
                     (Err(_), _) => Outcome::Rejected,
                     (Ok(()), true) => Outcome::Validated,
@@ -167,22 +321,23 @@ impl BatchWriter {
                     outcome,
                     verdict.err(),
                 );
-                rows.push(registration_row(&result, None));
+                fresh_rows.push(stored_row(&result, None, &fingerprint));
                 match outcome {
-                    Outcome::Pending => group.push(Arc::new(Pending {
-                        batch: self.shared.clone(),
-                        index,
-                        user: user.clone(),
-                    })),
+                    Outcome::Pending => group.push(pending()),
                     _ => decided.push(result),
                 }
             }
         }
         // every row exists before any vendor call can carry its user
-        self.audit.insert_registrations(&rows).await?;
-        self.progress
-            .users
-            .store(self.next_index, Ordering::Relaxed);
+        if !fresh_rows.is_empty() {
+            self.context
+                .audit
+                .insert_registrations(&self.shared.id, &fresh_rows, self.next_index)
+                .await?;
+        }
+        if !resumed_rows.is_empty() {
+            self.context.audit.record_outcomes(&resumed_rows).await?;
+        }
         for result in decided {
             self.shared.deliver(result);
         }
@@ -197,10 +352,112 @@ impl BatchWriter {
         Ok(())
     }
 
-    /// Marks the input complete; results end once every queued user is answered.
-    pub fn close(self) {
-        self.progress.input_complete.store(true, Ordering::Relaxed);
+    /// The rows the store holds of indexes `first..end` of a resumed batch.
+    async fn recorded_rows(&self, first: u64, end: u64) -> Result<RecordedRows, EngineError> {
+        let Some(resume) = self.resume else {
+            return Ok(RecordedRows::default());
+        };
+        if resume.finished && end > resume.recorded {
+            return Err(EngineError::RequestDiffers {
+                batch_id: self.shared.id.to_string(),
+                index: first.max(resume.recorded),
+                reason: format!(
+                    "the finished batch recorded {} users; this request has more",
+                    resume.recorded
+                ),
+            });
+        }
+        if first >= resume.recorded {
+            return Ok(RecordedRows::default());
+        }
+        RecordedRows::load(
+            &self.context.audit,
+            &self.shared.id,
+            first,
+            end.min(resume.recorded) - 1,
+        )
+        .await
     }
+
+    /// What becomes of a recorded row in a resumed batch.
+    fn resumed(
+        &self,
+        spec: &TargetSpec,
+        row: registration::Model,
+        verdict: Result<(), Rejection>,
+    ) -> Recorded {
+        let finished_batch = self.resume.is_some_and(|resume| resume.finished);
+        let stored = Outcome::parse(&row.outcome);
+        match stored {
+            // an outcome this build does not know is left as it is
+            None => Recorded::Replay(Registration::from(row).replayed()),
+            Some(outcome) if outcome.is_final() || finished_batch => {
+                Recorded::Replay(Registration::from(row).replayed())
+            }
+            Some(_) if verdict.is_err() => {
+                let mut result = Registration::from(row).replayed();
+                let rejection = verdict.err();
+                result.outcome = Outcome::Rejected;
+                result.error_code = rejection
+                    .as_ref()
+                    .map(|r| r.code.to_owned())
+                    .unwrap_or_default();
+                result.error_message = rejection
+                    .as_ref()
+                    .map(Rejection::message)
+                    .unwrap_or_default();
+                result.replayed = false;
+                Recorded::Unknown(result)
+            }
+            Some(Outcome::AnswerLost) if !spec.vendor.repeat_is_safe() => {
+                let call = row
+                    .vendor_call_id
+                    .map(|id| format!("vendor call {id}"))
+                    .unwrap_or_else(|| "a vendor call".to_owned());
+                let mut result = Registration::from(row).replayed();
+                result.outcome = Outcome::Failed;
+                result.error_code = RegistrarCode::OutcomeUnknown.as_str().to_owned();
+                result.error_message = format!(
+                    "{call} carried this user before the batch was interrupted and its answer was lost; \
+                     {} cannot take a repeat safely, so the user was not sent again: check the user at the vendor",
+                    spec.vendor_kind
+                );
+                result.replayed = false;
+                Recorded::Unknown(result)
+            }
+            Some(_) => Recorded::Send,
+        }
+    }
+
+    /// Marks the input complete; results end once every queued user is
+    /// answered. A resumed batch's input must cover every user recorded.
+    pub fn close(self) -> Result<(), EngineError> {
+        if let Some(resume) = self.resume
+            && self.next_index < resume.recorded
+        {
+            return Err(EngineError::RequestDiffers {
+                batch_id: self.shared.id.to_string(),
+                index: self.next_index,
+                reason: format!(
+                    "the request ends here, but the batch recorded {} users",
+                    resume.recorded
+                ),
+            });
+        }
+        self.input_complete.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A result's row, with the call that last carried the user and the fingerprint.
+fn stored_row(
+    result: &UserResult,
+    vendor_call_id: Option<i64>,
+    fingerprint: &str,
+) -> RegistrationRow {
+    let mut row = registration_row(result, vendor_call_id);
+    row.fingerprint = Some(fingerprint.to_owned());
+    row
 }
 
 /// The result of a user before any vendor call: rejected, validated (a
@@ -242,6 +499,7 @@ impl BatchResults {
     pub async fn next(&mut self) -> Option<UserResult> {
         let result = self.receiver.recv().await?;
         self.outstanding.add_permits(1);
+        self.replayed |= result.replayed;
         self.counts
             .entry(result.target.clone())
             .or_default()
@@ -249,17 +507,20 @@ impl BatchResults {
         Some(result)
     }
 
-    /// Records the batch's end and returns its summary.
-    pub async fn finish(mut self) -> BatchSummary {
-        let complete = self.progress.input_complete.load(Ordering::Relaxed);
+    /// Records the batch's end and returns its summary. The batch is
+    /// completed only when its input was complete and `delivered` (every
+    /// result reached the caller); otherwise it is interrupted, so that a
+    /// replay with its key resumes it.
+    pub async fn finish(mut self, delivered: bool) -> BatchSummary {
+        let complete = self.input_complete.load(Ordering::Relaxed) && delivered;
         let state = if complete {
             BatchState::Completed
         } else {
-            BatchState::Aborted
+            BatchState::Interrupted
         };
-        let users = self.progress.users.load(Ordering::Relaxed);
-        if let Err(error) = self.audit.finish_batch(&self.batch_id, state, users).await {
-            tracing::error!(batch_id = %self.batch_id, %error, "could not record the end of the batch");
+        self.ended = true;
+        if self.holds_batch {
+            record_end(&self.context, &self.batch_id, state).await;
         }
         let mut counts = std::mem::take(&mut self.counts);
         BatchSummary {
@@ -271,15 +532,41 @@ impl BatchResults {
                 .collect(),
             duration: self.started.elapsed(),
             dry_run: self.dry_run,
-            replayed: false,
+            replayed: self.replayed,
         }
+    }
+}
+
+/// Records a batch's end, trying until the store commits it.
+async fn record_end(context: &BatchContext, batch_id: &str, state: BatchState) {
+    let held = until_committed("batch end", &context.exit, || {
+        context.audit.finish_batch(batch_id, state, &context.owner)
+    })
+    .await;
+    if held == Some(false) {
+        tracing::warn!(
+            batch_id,
+            state = state.as_str(),
+            "batch end not recorded: another server took the batch over after this one's lease lapsed"
+        );
     }
 }
 
 impl Drop for BatchResults {
     /// A caller gone before its results: the places of unread results will
     /// never come back, so a writer waiting for them stops instead of hanging.
+    /// A batch dropped before its end was recorded is recorded interrupted.
     fn drop(&mut self) {
         self.outstanding.close();
+        if self.ended || !self.holds_batch {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let context = self.context.clone();
+            let batch_id = self.batch_id.clone();
+            runtime.spawn(async move {
+                record_end(&context, &batch_id, BatchState::Interrupted).await;
+            });
+        }
     }
 }

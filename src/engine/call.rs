@@ -9,6 +9,7 @@ use tower::util::BoxCloneService;
 
 use super::{queue::Pending, target::TargetSpec};
 use crate::{
+    audit::CarriedUser,
     domain::User,
     outbound::{rate_limit::PermitHolder, retry::RetryableRequest, trace::Traced},
     vendor_api::{CallReport, ErrorClass, VendorOutcome},
@@ -59,6 +60,17 @@ impl CallRequest {
         self.users
             .iter()
             .map(|(_, pending)| pending.user.as_ref())
+            .collect()
+    }
+
+    /// The rows of this attempt's users, for its vendor call's audit row.
+    pub fn carried(&self) -> Vec<CarriedUser> {
+        self.users
+            .iter()
+            .map(|(_, pending)| CarriedUser {
+                batch_id: pending.batch.id.clone(),
+                index: pending.index,
+            })
             .collect()
     }
 

@@ -16,7 +16,7 @@ use tokio::{
     sync::{Semaphore, mpsc},
     time::Instant,
 };
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
 use super::{
@@ -38,6 +38,7 @@ pub(super) fn spawn(
     limiter: Arc<dyn Limiter>,
     log: SharedCallLog,
     tracker: TaskTracker,
+    exit: CancellationToken,
 ) -> mpsc::Sender<Group> {
     let (sender, receiver) = mpsc::channel(QUEUED_GROUPS);
     let dispatcher = Dispatcher {
@@ -47,6 +48,7 @@ pub(super) fn spawn(
         limiter,
         log,
         tracker: tracker.clone(),
+        exit,
         queue: receiver,
         buffered: VecDeque::new(),
     };
@@ -62,6 +64,8 @@ struct Dispatcher {
     limiter: Arc<dyn Limiter>,
     log: SharedCallLog,
     tracker: TaskTracker,
+    /// Cancelled when the server exits: outcome writes stop being retried.
+    exit: CancellationToken,
     queue: mpsc::Receiver<Group>,
     /// Users taken off the queue but not yet in a call, oldest first.
     buffered: VecDeque<Arc<Pending>>,
@@ -81,6 +85,7 @@ impl Dispatcher {
             let service = self.service.clone();
             let log = self.log.clone();
             let target = self.target.clone();
+            let exit = self.exit.clone();
             self.tracker.spawn(async move {
                 let request = CallRequest::first(target.clone(), users.clone());
                 let response = match service.oneshot(request).await {
@@ -88,7 +93,7 @@ impl Dispatcher {
                     Err(never) => match never {},
                 };
                 drop(permit);
-                settle(&target, log.as_ref(), users, response).await;
+                settle(&target, log.as_ref(), &exit, users, response).await;
             });
         }
     }
@@ -265,6 +270,7 @@ mod tests {
             Arc::new(CountingLimiter::default()),
             log.clone(),
             TaskTracker::new(),
+            CancellationToken::new(),
         );
         let stack = FakeStack {
             calls,

@@ -18,7 +18,7 @@ use super::{
     target::{Health, TargetSpec},
 };
 use crate::{
-    audit::{NewVendorCall, VendorCallEnd},
+    audit::{CarriedUser, NewVendorCall, VendorCallEnd},
     outbound::http_client::TransportError,
     vendor_api::{BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, answer},
 };
@@ -71,14 +71,16 @@ impl Exchange<'_> {
         }
     }
 
-    /// Writes the call's row; `None` when the audit store is unavailable.
-    pub async fn open(&self, action: &str, attempt: u32, user_count: usize) -> Option<i64> {
+    /// Writes the call's row, naming it in the rows of the users it
+    /// carries; `None` when the audit store is unavailable.
+    pub async fn open(&self, action: &str, attempt: u32, carried: Vec<CarriedUser>) -> Option<i64> {
         let call = NewVendorCall {
             target: self.target.name.to_string(),
             vendor: self.target.vendor_kind.to_string(),
             action: action.to_owned(),
             attempt,
-            user_count,
+            user_count: carried.len(),
+            carried,
         };
         match self.log.start_call(&call).await {
             Ok(id) => Some(id),

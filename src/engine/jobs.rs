@@ -95,7 +95,7 @@ async fn submit(
 ) -> Submitted {
     let vendor = &exchange.target.vendor;
     let Some(call_id) = exchange
-        .open(vendor.action(), request.attempt, users.len())
+        .open(vendor.action(), request.attempt, request.carried())
         .await
     else {
         return Submitted::Done(request.settle(audit_unavailable(users.len()), None));
@@ -200,7 +200,7 @@ async fn poll_until_finished(
             vendor_job_id = tracing::field::Empty,
         );
         let poll = exchange.recorded_in(&poll_span);
-        let Some(call_id) = poll.open(jobs.poll_action(), polls, 0).await else {
+        let Some(call_id) = poll.open(jobs.poll_action(), polls, Vec::new()).await else {
             // polling is only reading; try again once the audit store is back
             continue;
         };

@@ -1,26 +1,33 @@
 //! The engine: everything between the gRPC edge and the vendors.
 //!
 //! It owns one dispatcher per target, opens batches (validating targets and
-//! idempotency keys against the audit store), and builds each target's
-//! outbound stack. It decides; the edge only converts and maps errors.
-//! The engine never calls a vendor without the call's audit row, and never
-//! lets one caller's slow reading hold back the calls it shares with others.
+//! idempotency keys against the audit store, resuming the batch a key names),
+//! holds its batches under leases, and builds each target's outbound stack.
+//! It decides; the edge only converts and maps errors. The engine never
+//! calls a vendor without the call's committed audit row, never reports a
+//! result the store does not hold, and never lets one caller's slow reading
+//! hold back the calls it shares with others.
 //!
 //! Modules, leaves first: `queue` (queued users), `call` (a call and its
 //! retry folding), `call_log` and `exchange` (one vendor exchange with its
 //! audit row), `jobs` (import jobs), `attempt` (the bottom of the stack),
-//! `stack` (the outbound stack), `settle` (results back to batches),
-//! `dispatcher` (packing calls), `batch` (a caller's batch), `validate`,
+//! `stack` (the outbound stack), `commit` (writes retried until they
+//! commit), `settle` (results back to batches), `dispatcher` (packing
+//! calls), `fingerprint` (what a key's request asked), `ownership` (leases
+//! and recovery), `batch` (a caller's batch, new or resumed), `validate`,
 //! `queries` (the reads the edge answers GetBatch and ListRegistrations from).
 
 mod attempt;
 pub mod batch;
 mod call;
 mod call_log;
+mod commit;
 mod dispatcher;
 mod error;
 mod exchange;
+mod fingerprint;
 mod jobs;
+mod ownership;
 pub mod queries;
 mod queue;
 mod settle;
@@ -33,19 +40,20 @@ mod validate;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    audit::{AuditError, AuditStore, BatchState, NewBatch, OutcomeCounts},
-    domain::UserResult,
+    audit::{AuditError, AuditStore, BatchHead, BatchState, NewBatch},
     outbound::{
         http_client::HttpClient,
         rate_limit::{GcraLimiter, Limiter},
     },
 };
+use batch::{BatchContext, Resume};
 pub use batch::{BatchResults, BatchSummary, BatchWriter};
 use call_log::SharedCallLog;
 pub use error::EngineError;
+use ownership::Ownership;
 use queue::Group;
 pub use target::{Health, TargetSpec};
 
@@ -60,16 +68,21 @@ pub struct BatchOptions {
     pub dry_run: bool,
 }
 
-/// A newly opened batch, or the recorded answer to a repeated idempotency key.
-pub enum OpenedBatch {
-    Fresh {
-        writer: Box<BatchWriter>,
-        results: BatchResults,
-    },
-    Replay {
-        results: Vec<UserResult>,
-        summary: BatchSummary,
-    },
+/// How this server holds its batches among the replicas sharing the audit store.
+#[derive(Debug, Clone)]
+pub struct Durability {
+    /// This server's name, unique among the replicas (see `[server] instance_name`).
+    pub instance_name: String,
+    /// How long a batch stays owned without a renewal.
+    pub batch_lease: Duration,
+}
+
+/// Both sides of an opened batch: a new one, or one its idempotency key
+/// named again (answered from the store where it has final outcomes,
+/// resumed where it has none).
+pub struct OpenedBatch {
+    pub writer: Box<BatchWriter>,
+    pub results: BatchResults,
 }
 
 struct TargetRuntime {
@@ -82,17 +95,25 @@ pub struct Engine {
     audit: AuditStore,
     tracker: TaskTracker,
     max_users_per_message: usize,
+    ownership: Arc<Ownership>,
+    /// Cancelled at shutdown: no new input is taken.
+    stop_input: CancellationToken,
+    /// Cancelled when the server exits: lease renewal stops, writes give up.
+    exit: CancellationToken,
 }
 
 impl Engine {
-    /// Starts a dispatcher per target. Must run inside a tokio runtime.
-    /// `max_users_per_message` bounds one `submit`: a unary batch or one stream chunk.
+    /// Starts a dispatcher per target and the renewal of this run's leases.
+    /// Must run inside a tokio runtime. `max_users_per_message` bounds one
+    /// `submit`: a unary batch or one stream chunk.
     pub fn start(
         specs: Vec<TargetSpec>,
         audit: AuditStore,
         max_users_per_message: usize,
+        durability: Durability,
     ) -> Engine {
         let tracker = TaskTracker::new();
+        let exit = CancellationToken::new();
         let client = HttpClient::new();
         let log: SharedCallLog = Arc::new(audit.clone());
         let targets = specs
@@ -102,17 +123,46 @@ impl Engine {
                 let limiter: Arc<dyn Limiter> =
                     Arc::new(GcraLimiter::per_second(spec.qps, spec.rate_margin));
                 let service = stack::outbound_stack(&spec, &log, client.clone(), limiter.clone());
-                let queue =
-                    dispatcher::spawn(spec.clone(), service, limiter, log.clone(), tracker.clone());
+                let queue = dispatcher::spawn(
+                    spec.clone(),
+                    service,
+                    limiter,
+                    log.clone(),
+                    tracker.clone(),
+                    exit.clone(),
+                );
                 TargetRuntime { spec, queue }
             })
             .collect();
+        let ownership = Arc::new(Ownership::new(
+            &durability.instance_name,
+            durability.batch_lease,
+        ));
+        tokio::spawn(ownership::maintain(
+            audit.clone(),
+            ownership.clone(),
+            exit.clone(),
+        ));
         Engine {
             targets,
             audit,
             tracker,
             max_users_per_message,
+            ownership,
+            stop_input: CancellationToken::new(),
+            exit,
         }
+    }
+
+    /// Interrupts every batch whose owner is gone (run before serving).
+    pub async fn recover(&self) -> Result<u64, AuditError> {
+        let interrupted = ownership::recover(&self.audit, &self.ownership).await?;
+        tracing::info!(
+            owner = self.ownership.owner(),
+            interrupted,
+            "batches of servers that are gone were interrupted; replays with their keys resume them"
+        );
+        Ok(interrupted)
     }
 
     pub fn targets(&self) -> impl Iterator<Item = &TargetSpec> {
@@ -134,10 +184,24 @@ impl Engine {
             .collect()
     }
 
-    /// Opens a batch: checks the targets, honours the idempotency key, records the batch.
+    fn context(&self) -> BatchContext {
+        BatchContext {
+            audit: self.audit.clone(),
+            owner: Arc::from(self.ownership.owner()),
+            stop_input: self.stop_input.clone(),
+            exit: self.exit.clone(),
+        }
+    }
+
+    /// Opens a batch: checks the targets, honours the idempotency key (a
+    /// new batch, a finished one answered from the store, or an interrupted
+    /// one resumed), and records the batch under this run's lease.
     pub async fn open_batch(&self, options: BatchOptions) -> Result<OpenedBatch, EngineError> {
-        if self.tracker.is_closed() {
+        if self.tracker.is_closed() || self.stop_input.is_cancelled() {
             return Err(EngineError::ShuttingDown);
+        }
+        if !self.audit.can_commit() {
+            return Err(EngineError::StoreCannotCommit);
         }
         if options.targets.is_empty() {
             return Err(EngineError::NoTargets {
@@ -160,10 +224,31 @@ impl Engine {
                 })?;
             chosen.push((target.spec.clone(), target.queue.clone()));
         }
+        let (batch_id, resume) = self.batch_for(&options).await?;
+        let (writer, results) = batch::open(
+            &batch_id,
+            chosen,
+            self.context(),
+            options.dry_run,
+            // one whole message always fits, so a submit can always proceed
+            MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message) * options.targets.len(),
+            resume,
+        );
+        Ok(OpenedBatch {
+            writer: Box::new(writer),
+            results,
+        })
+    }
+
+    /// The batch a request goes to: the one its key names, or a new one.
+    async fn batch_for(
+        &self,
+        options: &BatchOptions,
+    ) -> Result<(String, Option<Resume>), EngineError> {
         if let Some(key) = &options.idempotency_key
-            && let Some(batch_id) = self.audit.batch_id_for_idempotency_key(key).await?
+            && let Some(head) = self.audit.batch_for_key(key, options.dry_run).await?
         {
-            return self.replay(&batch_id).await;
+            return self.reopen(head, options).await;
         }
         let batch_id = uuid::Uuid::now_v7().to_string();
         let created = self
@@ -173,85 +258,117 @@ impl Engine {
                 idempotency_key: options.idempotency_key.clone(),
                 targets: options.targets.clone(),
                 dry_run: options.dry_run,
+                lease: self.ownership.lease(),
             })
             .await;
         match created {
-            Ok(()) => {}
+            Ok(()) => Ok((batch_id, None)),
             Err(AuditError::DuplicateIdempotencyKey(key)) => {
                 // another request with the same key won the race; its
                 // batch may not be readable yet
-                let batch_id = self
+                let head = self
                     .audit
-                    .batch_id_for_idempotency_key(&key)
+                    .batch_for_key(&key, options.dry_run)
                     .await?
                     .ok_or(EngineError::BatchBeingCreated)?;
-                return self.replay(&batch_id).await;
+                self.reopen(head, options).await
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => Err(error.into()),
         }
-        let (writer, results) = batch::open(
-            &batch_id,
-            chosen,
-            self.audit.clone(),
-            options.dry_run,
-            // one whole message always fits, so a submit can always proceed
-            MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message) * options.targets.len(),
-        );
-        Ok(OpenedBatch::Fresh {
-            writer: Box::new(writer),
-            results,
-        })
     }
 
-    /// The recorded results of a finished batch, marked replayed.
-    async fn replay(&self, batch_id: &str) -> Result<OpenedBatch, EngineError> {
-        let record = self
-            .audit
-            .batch(batch_id)
-            .await?
-            .ok_or_else(|| AuditError::Unavailable(format!("batch {batch_id} vanished")))?;
-        if record.state == BatchState::Running {
-            return Err(EngineError::BatchInProgress {
-                batch_id: batch_id.to_owned(),
+    /// A batch named again by its key: answered from the store when it is
+    /// finished; taken over and resumed when it is interrupted or its owner
+    /// is gone; refused while a live server runs it.
+    async fn reopen(
+        &self,
+        head: BatchHead,
+        options: &BatchOptions,
+    ) -> Result<(String, Option<Resume>), EngineError> {
+        if head.targets != options.targets {
+            return Err(EngineError::TargetsDiffer {
+                batch_id: head.id,
+                recorded: head.targets,
             });
         }
-        let rows = self.audit.batch_registrations(batch_id).await?;
-        let results: Vec<UserResult> = rows
-            .into_iter()
-            .map(|row| queries::Registration::from(row).replayed())
-            .collect();
-        let counts: Vec<(String, OutcomeCounts)> = record
-            .targets
-            .iter()
-            .map(|name| {
-                (
-                    name.clone(),
-                    record.counts.get(name).cloned().unwrap_or_default(),
-                )
-            })
-            .collect();
-        let duration = record
-            .finished_at
-            .map(|finished| (finished - record.created_at).to_std().unwrap_or_default())
-            .unwrap_or_default();
-        Ok(OpenedBatch::Replay {
-            results,
-            summary: BatchSummary {
-                batch_id: record.id,
-                counts,
-                duration,
-                dry_run: record.dry_run,
-                replayed: true,
-            },
-        })
+        let mut state = head.state;
+        if state == BatchState::Running {
+            let now = chrono::Utc::now();
+            if self.ownership.owner_alive(head.lease.as_ref(), now) {
+                return Err(EngineError::BatchInProgress { batch_id: head.id });
+            }
+            ownership::interrupt_if_ownerless(
+                &self.audit,
+                &self.ownership,
+                &head.id,
+                head.lease.as_ref(),
+            )
+            .await?;
+            state = BatchState::Interrupted;
+        }
+        let recorded = self
+            .audit
+            .recorded_users(&head.id)
+            .await?
+            .max(head.user_count);
+        if state == BatchState::Completed {
+            return Ok((
+                head.id,
+                Some(Resume {
+                    recorded,
+                    finished: true,
+                }),
+            ));
+        }
+        if !self
+            .audit
+            .claim(&head.id, state, &self.ownership.lease())
+            .await?
+        {
+            // another request resumed it first, or its owner renewed after all
+            return Err(EngineError::BatchInProgress { batch_id: head.id });
+        }
+        tracing::info!(batch_id = %head.id, recorded, "resuming an interrupted batch");
+        Ok((
+            head.id,
+            Some(Resume {
+                recorded,
+                finished: false,
+            }),
+        ))
+    }
+
+    /// Stops every open stream taking input (they end telling their callers
+    /// to resume with their keys) and refuses new batches.
+    pub fn stop_input(&self) {
+        self.stop_input.cancel();
     }
 
     /// Refuses new batches and waits up to `grace` for in-flight vendor calls
-    /// and their audit writes to finish. Returns whether everything finished.
+    /// and their audit writes to finish; then interrupts whatever this run
+    /// still holds, so a replay against another replica resumes at once.
+    /// Returns whether everything finished.
     pub async fn drain(&self, grace: Duration) -> bool {
+        self.stop_input.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait())
+        let finished = tokio::time::timeout(grace, self.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        // batch ends still being written get a moment, then give up
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.exit.cancel();
+        match ownership::release(&self.audit, &self.ownership).await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::warn!(
+                    released,
+                    "batches still open at exit were interrupted; replays with their keys resume them"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not interrupt this server's batches at exit: they resume once their lease expires");
+            }
+        }
+        finished
     }
 }

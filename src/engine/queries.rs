@@ -103,8 +103,9 @@ impl Engine {
         })
     }
 
-    /// Whether the audit store answers: no vendor call may be made without its row.
-    pub async fn audit_store_reachable(&self) -> bool {
-        self.audit.ping().await.is_ok()
+    /// Whether the audit store answers and its last write committed: no
+    /// vendor call may be made without its committed row.
+    pub async fn audit_store_ready(&self) -> bool {
+        self.audit.can_commit() && self.audit.ping().await.is_ok()
     }
 }

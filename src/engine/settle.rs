@@ -4,27 +4,30 @@
 //! writer that records users as they arrive.
 //!
 //! Settling never waits on a caller: results are handed over without
-//! blocking, and a store that stays away after a few attempts leaves the rows
-//! `pending` rather than holding the results back.
+//! blocking. It does wait on the store: a result is handed over only once
+//! its outcome is committed, so a caller is never told what the store does
+//! not hold; a store that stays away until the server exits leaves the rows
+//! carrying the call, for recovery to mark `answer_lost`.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use super::{call::CallResponse, call_log::CallLog, queue::Pending, target::TargetSpec};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    call::CallResponse, call_log::CallLog, commit::until_committed, queue::Pending,
+    target::TargetSpec,
+};
 use crate::{
     audit::RegistrationRow,
     domain::{Outcome, UserResult},
     vendor_api::{ErrorClass, RegistrarCode, VendorOutcome},
 };
 
-/// Attempts at writing a call's outcomes before the results go out without them.
-const OUTCOME_WRITE_ATTEMPTS: u32 = 5;
-/// The wait before the second attempt; it doubles after each.
-const OUTCOME_WRITE_BACKOFF: Duration = Duration::from_millis(100);
-
 /// Records the outcomes of a call, then hands each result to its batch.
 pub(super) async fn settle(
     target: &TargetSpec,
     log: &dyn CallLog,
+    exit: &CancellationToken,
     users: Vec<Arc<Pending>>,
     response: CallResponse,
 ) {
@@ -58,7 +61,11 @@ pub(super) async fn settle(
         .iter()
         .map(|(_, result, vendor_call_id)| registration_row(result, *vendor_call_id))
         .collect();
-    record_outcomes(target, log, &rows).await;
+    let committed = until_committed("call outcomes", exit, || log.record_outcomes(&rows)).await;
+    if committed.is_none() {
+        tracing::error!(target = %target.name, users = rows.len(), "outcomes not recorded before exit: their results are not reported");
+        return;
+    }
     for (pending, result, _) in results {
         pending.batch.deliver(result);
     }
@@ -81,27 +88,7 @@ pub(super) fn registration_row(
         error_message: text(&result.error_message),
         attempts: result.attempts,
         vendor_call_id,
-    }
-}
-
-/// Writes the outcomes of a call, retrying a store that is briefly away.
-/// The vendor has answered, so the caller gets the results either way; a
-/// store still away after the attempts leaves those rows `pending`, and the
-/// error log says how many.
-async fn record_outcomes(target: &TargetSpec, log: &dyn CallLog, rows: &[RegistrationRow]) {
-    let mut backoff = OUTCOME_WRITE_BACKOFF;
-    for attempt in 1..=OUTCOME_WRITE_ATTEMPTS {
-        match log.record_outcomes(rows).await {
-            Ok(()) => return,
-            Err(error) if attempt < OUTCOME_WRITE_ATTEMPTS => {
-                tracing::warn!(target = %target.name, users = rows.len(), attempt, %error, "could not record outcomes; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(error) => {
-                tracing::error!(target = %target.name, users = rows.len(), attempts = attempt, %error, "could not record outcomes: their rows stay pending");
-            }
-        }
+        fingerprint: None,
     }
 }
 

@@ -33,6 +33,10 @@ pub enum RegistrarCode {
     Timeout,
     /// The user's call ended without a result (its task was lost).
     Lost,
+    /// A call carried the user before its batch was interrupted and the
+    /// answer was lost; the vendor makes a repeat unsafe, so it was not sent
+    /// again and only the vendor knows the outcome.
+    OutcomeUnknown,
 }
 
 impl RegistrarCode {
@@ -51,6 +55,7 @@ impl RegistrarCode {
             RegistrarCode::AnswerLost => "registrar.AnswerLost",
             RegistrarCode::Timeout => "registrar.Timeout",
             RegistrarCode::Lost => "registrar.Lost",
+            RegistrarCode::OutcomeUnknown => "registrar.OutcomeUnknown",
         }
     }
 }

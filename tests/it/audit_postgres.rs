@@ -95,7 +95,7 @@ async fn a_batch_leaves_exact_audit_rows_in_postgres_and_no_secret() {
     assert_eq!(vendor_ids.len(), 2500);
 
     // ground truth in PostgreSQL: one row per input (index, target)
-    let db = registrar.audit.connection();
+    let db = &registrar.audit.connection();
     assert_eq!(db.get_database_backend(), DbBackend::Postgres);
     let rows = registration::Entity::find()
         .filter(registration::Column::BatchId.eq(batch_id.as_str()))

@@ -122,7 +122,7 @@ async fn two_hundred_users_take_two_hundred_calls_of_one_user_and_register_user_
 
     // one vendor-call row of one user per call
     let rows = vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     assert_eq!(rows.len(), USERS);
@@ -258,7 +258,7 @@ async fn passwords_reach_the_vendor_and_no_audit_row_or_simulator_memory() {
     assert_eq!(second.with_outcome(pb::Outcome::AlreadyExists).len(), 5);
     assert_eq!(second.with_outcome(pb::Outcome::Rejected).len(), 1);
 
-    let connection = registrar.audit.connection();
+    let connection = &registrar.audit.connection();
     let mut audit_text = String::new();
     for row in registration::Entity::find().all(connection).await.unwrap() {
         audit_text.push_str(&format!("{row:?}\n"));

@@ -88,7 +88,7 @@ async fn twenty_five_hundred_users_take_three_jobs_never_more_than_two_running()
 
     // the job ids are in the audit rows: on the submissions and on every poll
     let calls = vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     let submissions: Vec<&vendor_call::Model> = calls
@@ -208,7 +208,7 @@ async fn a_busy_vendor_makes_registrar_wait_for_a_running_job_not_fail() {
     );
     let busy_rows = vendor_call::Entity::find()
         .filter(vendor_call::Column::VendorErrorCode.eq("FailedOperation.DataFlowTooManyRequests"))
-        .all(first.audit.connection())
+        .all(&first.audit.connection())
         .await
         .unwrap()
         .len()
@@ -216,7 +216,7 @@ async fn a_busy_vendor_makes_registrar_wait_for_a_running_job_not_fail() {
             .filter(
                 vendor_call::Column::VendorErrorCode.eq("FailedOperation.DataFlowTooManyRequests"),
             )
-            .all(second.audit.connection())
+            .all(&second.audit.connection())
             .await
             .unwrap()
             .len();
@@ -313,7 +313,7 @@ async fn users_breaking_import_rules_are_rejected_by_field_and_never_reach_a_job
     assert_eq!(carried, vec!["rname0".to_owned(), "rname7".to_owned()]);
     // and the plaintext password of the rejected user reached no vendor and no audit row
     let calls = vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     assert!(!format!("{calls:?}").contains("plain-Secret!Horse"));

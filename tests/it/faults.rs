@@ -32,7 +32,7 @@ async fn rows_by_target_and_user(
 ) -> BTreeMap<(String, String), registration::Model> {
     let rows = registration::Entity::find()
         .filter(registration::Column::BatchId.eq(batch_id))
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     let mut keyed = BTreeMap::new();
@@ -173,7 +173,7 @@ async fn a_fifth_of_calls_faulted_at_three_vendors_every_user_still_gets_one_tru
     // simulator refused nothing but the injected faults
     let calls = simulator.calls();
     let vendor_calls = vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     for (target, vendor) in [
@@ -271,7 +271,7 @@ async fn a_vendor_that_never_answers_fails_every_user_as_a_timeout_after_its_att
         assert_eq!(row.attempts, 2);
     }
     let vendor_calls = vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     let attempts: Vec<i32> = vendor_calls.iter().map(|call| call.attempt).collect();

@@ -68,7 +68,7 @@ async fn five_thousand_users_take_exactly_five_full_calls() {
     let rows = registration::Entity::find()
         .filter(registration::Column::BatchId.eq(batch_id.as_str()))
         .filter(registration::Column::Outcome.eq(Outcome::Registered.as_str()))
-        .count(registrar.audit.connection())
+        .count(&registrar.audit.connection())
         .await
         .unwrap();
     assert_eq!(rows, 5000);
@@ -81,7 +81,7 @@ async fn five_thousand_users_take_exactly_five_full_calls() {
 
     // one vendor-call row per call, with its request id and status
     let vendor_calls = registrar::audit::entity::vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     assert_eq!(vendor_calls.len(), 5);

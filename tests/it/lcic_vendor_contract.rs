@@ -104,7 +104,7 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
     if let Some(audit) = audit {
         let rows = registration::Entity::find()
             .filter(registration::Column::UserId.is_in(origin_ids.clone()))
-            .all(audit.connection())
+            .all(&audit.connection())
             .await
             .unwrap();
         let recorded: HashSet<&str> = rows.iter().map(|row| row.user_id.as_str()).collect();
@@ -115,7 +115,7 @@ async fn answer(State(vendor): State<Vendor>, headers: HeaderMap, body: Bytes) -
         }
         let open_calls = vendor_call::Entity::find()
             .filter(vendor_call::Column::FinishedAt.is_null())
-            .all(audit.connection())
+            .all(&audit.connection())
             .await
             .unwrap();
         if !open_calls
@@ -209,7 +209,7 @@ async fn a_retryable_vendor_error_is_retried_with_a_fresh_signature() {
             .all(|result| result.outcome() == pb::Outcome::Registered && result.attempts == 3)
     );
     let calls = vendor_call::Entity::find()
-        .all(registrar.audit.connection())
+        .all(&registrar.audit.connection())
         .await
         .unwrap();
     let mut attempts: Vec<i32> = calls.iter().map(|call| call.attempt).collect();

@@ -7,16 +7,23 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// The caller's key; a dry run's is stored with a `dry-run/` prefix, so
+    /// that it never blocks a real run with the same key.
     #[sea_orm(unique)]
     pub idempotency_key: Option<String>,
     /// Target names, comma-separated, in the caller's order.
     pub targets: String,
     pub dry_run: bool,
-    /// `running`, `completed` or `aborted`.
+    /// `running`, `completed`, `interrupted` or (older versions) `aborted`.
     pub state: String,
+    /// Users of the caller's input recorded so far.
     pub user_count: i64,
     pub created_at: ChronoDateTimeUtc,
     pub finished_at: Option<ChronoDateTimeUtc>,
+    /// The server run that owns the batch while it runs: `INSTANCE/RUN`.
+    pub owner: Option<String>,
+    /// Until when the owner's lease holds; renewed while the owner lives.
+    pub lease_expires_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,16 +13,19 @@ pub struct Model {
     pub idx: i64,
     pub target: String,
     pub user_id: String,
-    /// `pending`, `registered`, `already_exists`, `rejected`, `failed` or `validated`.
+    /// `pending`, `registered`, `already_exists`, `rejected`, `failed`,
+    /// `validated`, or for an interrupted batch `not_sent` or `answer_lost`.
     pub outcome: String,
     pub vendor_user_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub attempts: i32,
-    /// The last vendor call that carried the user.
+    /// The last vendor call that carried the user, written before the call is made.
     pub vendor_call_id: Option<i64>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
+    /// A keyed hash of what the caller asked for this user (see docs/operations.md#idempotency-keys).
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
