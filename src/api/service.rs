@@ -157,13 +157,27 @@ async fn feed_chunks(
     mut input: Streaming<pb::BatchRegisterStreamRequest>,
     max_users: usize,
     idempotency_key: String,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<(), Status> {
     use pb::batch_register_stream_request::Message;
+    let deadline_passed = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline_passed);
     loop {
         let message = tokio::select! {
             biased;
             () = writer.input_stopped() => {
                 return Err(Status::from(writer.input_stopped_error(&idempotency_key)));
+            }
+            () = &mut deadline_passed => {
+                return Err(Status::deadline_exceeded(format!(
+                    "the call's deadline passed before its input ended: {}",
+                    writer.input_cut_advice(&idempotency_key)
+                )));
             }
             message = input.message() => message?,
         };
@@ -186,6 +200,26 @@ async fn feed_chunks(
         submit_chunk(&mut writer, users, max_users).await?;
     }
     writer.close().map_err(Status::from)
+}
+
+/// The instant a call's `grpc-timeout` header ends it, if it has one: a
+/// stream's input is cut there, so the batch ends interrupted rather than
+/// waiting for input its caller stopped waiting for.
+fn request_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<tokio::time::Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let split = value.len().checked_sub(1)?;
+    let (amount, unit) = value.split_at(split);
+    let amount: u64 = amount.parse().ok()?;
+    let timeout = match unit {
+        "H" => std::time::Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => std::time::Duration::from_secs(amount.saturating_mul(60)),
+        "S" => std::time::Duration::from_secs(amount),
+        "m" => std::time::Duration::from_millis(amount),
+        "u" => std::time::Duration::from_micros(amount),
+        "n" => std::time::Duration::from_nanos(amount),
+        _ => return None,
+    };
+    tokio::time::Instant::now().checked_add(timeout)
 }
 
 /// A batch id as the caller typed it: a UUID, or INVALID_ARGUMENT naming `batchId`.
@@ -241,6 +275,7 @@ impl RegistrationService for RegistrationApi {
         request: Request<Streaming<pb::BatchRegisterStreamRequest>>,
     ) -> Result<Response<Self::BatchRegisterStreamStream>, Status> {
         use pb::batch_register_stream_request::Message;
+        let deadline = request_deadline(request.metadata());
         let mut input = request.into_inner();
         let header = match input.message().await? {
             Some(pb::BatchRegisterStreamRequest {
@@ -270,7 +305,7 @@ impl RegistrationService for RegistrationApi {
             .await?;
         let max_users = self.engine.max_users_per_message();
         Ok(Response::new(answer(opened, move |writer| {
-            feed_chunks(writer, input, max_users, key)
+            feed_chunks(writer, input, max_users, key, deadline)
         })))
     }
 
@@ -363,6 +398,28 @@ impl RegistrationService for RegistrationApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grpc_timeout_header_gives_the_deadline() {
+        let deadline = |value: &str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-timeout", value.parse().unwrap());
+            request_deadline(&metadata).map(|at| at - tokio::time::Instant::now())
+        };
+        let close = |got: Option<std::time::Duration>, want: u64| {
+            got.is_some_and(|got| {
+                got <= std::time::Duration::from_millis(want)
+                    && got + std::time::Duration::from_millis(50)
+                        >= std::time::Duration::from_millis(want)
+            })
+        };
+        assert!(close(deadline("1500m"), 1500));
+        assert!(close(deadline("2S"), 2000));
+        assert!(close(deadline("1M"), 60_000));
+        assert_eq!(deadline("soon"), None);
+        assert_eq!(deadline(""), None);
+        assert_eq!(deadline("5x"), None);
+    }
 
     #[test]
     fn a_malformed_batch_id_is_invalid_argument_naming_batch_id() {

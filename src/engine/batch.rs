@@ -227,6 +227,21 @@ impl BatchWriter {
         }
     }
 
+    /// What a caller whose input was cut is told: what was accepted, and how to resume.
+    pub fn input_cut_advice(&self, idempotency_key: &str) -> String {
+        let accepted = format!(
+            "batch {} accepted users[0..{}]",
+            self.shared.id, self.next_index
+        );
+        if idempotency_key.is_empty() {
+            format!("{accepted}; send the rest in a new batch")
+        } else {
+            format!(
+                "{accepted}; re-send the whole stream with idempotencyKey {idempotency_key:?} to resume"
+            )
+        }
+    }
+
     /// Validates, records and enqueues one message's users; waits while too
     /// many of the batch's users are outstanding. The rows of all of them are
     /// written before any is enqueued, so the dispatcher sees them together

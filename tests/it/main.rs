@@ -7,6 +7,7 @@ mod ciam_end_to_end;
 mod ciam_import_end_to_end;
 mod ciam_vendor_contract;
 mod coalescing;
+mod durability;
 mod fan_out_and_dry_run;
 mod faults;
 mod lcic_end_to_end;

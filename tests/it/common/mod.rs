@@ -323,3 +323,86 @@ pub fn request(targets: &[&str], users: Vec<pb::User>) -> pb::BatchRegisterReque
         ..pb::BatchRegisterRequest::default()
     }
 }
+
+/// A stream's header naming `targets`, under `idempotency_key` ("" for none).
+pub fn stream_header(targets: &[&str], idempotency_key: &str) -> pb::BatchRegisterStreamRequest {
+    pb::BatchRegisterStreamRequest {
+        message: Some(pb::batch_register_stream_request::Message::Header(
+            pb::BatchHeader {
+                targets: targets.iter().map(|target| target.to_string()).collect(),
+                idempotency_key: idempotency_key.to_owned(),
+                ..pb::BatchHeader::default()
+            },
+        )),
+    }
+}
+
+pub fn stream_chunk(users: Vec<pb::User>) -> pb::BatchRegisterStreamRequest {
+    pb::BatchRegisterStreamRequest {
+        message: Some(pb::batch_register_stream_request::Message::Users(
+            pb::UserChunk { users },
+        )),
+    }
+}
+
+/// Reads a registration stream to its end: every result and the summary,
+/// or the status the call ended with.
+pub async fn collect_stream(
+    mut responses: tonic::Streaming<pb::BatchRegisterStreamResponse>,
+) -> Result<Collected, (Collected, tonic::Status)> {
+    use pb::batch_register_stream_response::Event;
+    let mut collected = Collected::default();
+    loop {
+        match responses.message().await {
+            Ok(Some(response)) => match response.event {
+                Some(Event::Result(result)) => collected.results.push(result),
+                Some(Event::Summary(summary)) => {
+                    assert!(
+                        collected.summary.replace(summary).is_none(),
+                        "two summaries"
+                    )
+                }
+                None => panic!("an empty response event"),
+            },
+            Ok(None) => return Ok(collected),
+            Err(status) => return Err((collected, status)),
+        }
+    }
+}
+
+/// Sends `users` as one `BatchRegisterStream` in chunks of `chunk` under
+/// `key`, and reads it to its end.
+pub async fn stream_register(
+    client: &mut RegistrationServiceClient<Channel>,
+    targets: &[&str],
+    key: &str,
+    users: Vec<pb::User>,
+    chunk: usize,
+) -> Result<Collected, (Collected, tonic::Status)> {
+    let mut messages = vec![stream_header(targets, key)];
+    messages.extend(
+        users
+            .chunks(chunk)
+            .map(|users| stream_chunk(users.to_vec())),
+    );
+    let responses = client
+        .batch_register_stream(tokio_stream::iter(messages))
+        .await
+        .map_err(|status| (Collected::default(), status))?
+        .into_inner();
+    collect_stream(responses).await
+}
+
+/// Each index of `0..count` exactly once.
+pub fn assert_one_result_per_index(results: &[pb::UserResult], count: usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    for result in results {
+        assert!(
+            seen.insert(result.index),
+            "two results for index {}: {result:?}",
+            result.index
+        );
+    }
+    assert_eq!(seen.len(), count, "one result per user");
+    assert_eq!(seen.iter().next_back().copied(), Some(count as u64 - 1));
+}
