@@ -2,11 +2,13 @@
 
 mod common;
 
+mod answer_lost;
 mod audit_postgres;
 mod ciam_end_to_end;
 mod ciam_import_end_to_end;
 mod ciam_vendor_contract;
 mod coalescing;
+mod crash_recovery;
 mod durability;
 mod fan_out_and_dry_run;
 mod faults;

@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod process;
+pub mod small_fs;
 pub mod tencent_sdk;
 pub mod vendors;
 

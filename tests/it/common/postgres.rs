@@ -138,6 +138,33 @@ impl TestPostgres {
         }
     }
 
+    /// Stops the server (fast shutdown: open connections are cut), keeping its data.
+    pub fn stop(&self) {
+        let data_dir = self.data_dir.display().to_string();
+        run_checked(
+            self.command("pg_ctl")
+                .args(["-D", &data_dir, "-m", "fast", "-w", "-t", "60", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts the stopped server again, on the same port and data.
+    pub fn restart(&self) {
+        let data_dir = self.data_dir.display().to_string();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log_file = self.log_file.display().to_string();
+        run_checked(
+            self.command("pg_ctl")
+                .args(["-D", &data_dir, "-l", &log_file, "-o", &options, "-w"])
+                .args(["-t", "60", "start"]),
+            "pg_ctl start again",
+        );
+    }
+
     /// The server's log so far, for failure messages.
     pub fn server_log(&self) -> String {
         fs::read_to_string(&self.log_file)
