@@ -16,6 +16,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use tokio_util::sync::CancellationToken;
 use tower::Service;
 use tracing::Instrument;
 
@@ -34,11 +35,22 @@ pub struct AttemptService {
     http: HttpService,
     /// The target's limiter, for the extra calls of a job (its polls).
     limiter: Arc<dyn Limiter>,
+    exit: CancellationToken,
 }
 
 impl AttemptService {
-    pub(super) fn new(log: SharedCallLog, http: HttpService, limiter: Arc<dyn Limiter>) -> Self {
-        AttemptService { log, http, limiter }
+    pub(super) fn new(
+        log: SharedCallLog,
+        http: HttpService,
+        limiter: Arc<dyn Limiter>,
+        exit: CancellationToken,
+    ) -> Self {
+        AttemptService {
+            log,
+            http,
+            limiter,
+            exit,
+        }
     }
 }
 
@@ -70,6 +82,7 @@ impl Service<CallRequest> for AttemptService {
                     http: &service.http,
                     target: &request.target,
                     span: &span,
+                    exit: &service.exit,
                 };
                 let response = match request.target.vendor.jobs() {
                     Some(jobs) => {

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{
     call_log::CallLog,
+    commit::until_committed,
     target::{Health, TargetSpec},
 };
 use crate::{
@@ -57,6 +60,8 @@ pub(super) struct Exchange<'a> {
     pub http: &'a HttpService,
     pub target: &'a TargetSpec,
     pub span: &'a tracing::Span,
+    /// Cancelled when the server exits: a call waiting for its row gives up.
+    pub exit: &'a CancellationToken,
 }
 
 impl Exchange<'_> {
@@ -68,11 +73,14 @@ impl Exchange<'_> {
             http: self.http,
             target: self.target,
             span,
+            exit: self.exit,
         }
     }
 
     /// Writes the call's row, naming it in the rows of the users it
-    /// carries; `None` when the audit store is unavailable.
+    /// carries. While the store cannot commit, the call waits for it (its
+    /// users were never sent, so waiting loses nothing); `None` only when
+    /// the server exits first.
     pub async fn open(&self, action: &str, attempt: u32, carried: Vec<CarriedUser>) -> Option<i64> {
         let call = NewVendorCall {
             target: self.target.name.to_string(),
@@ -82,13 +90,12 @@ impl Exchange<'_> {
             user_count: carried.len(),
             carried,
         };
-        match self.log.start_call(&call).await {
-            Ok(id) => Some(id),
-            Err(error) => {
-                tracing::error!(target = %self.target.name, action, %error, "vendor call not made: its audit row could not be written");
-                None
-            }
+        let opened =
+            until_committed("vendor call row", self.exit, || self.log.start_call(&call)).await;
+        if opened.is_none() {
+            tracing::error!(target = %self.target.name, action, "vendor call not made: its audit row was not written before exit");
         }
+        opened
     }
 
     /// Sends a built request under the call timeout.

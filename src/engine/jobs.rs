@@ -315,11 +315,15 @@ mod tests {
             let request =
                 CallRequest::first(self.target.clone(), group(&shared, 0, &["u0", "u1", "u2"]));
             let span = tracing::Span::none();
+            // exit has come: a call whose row cannot be written fails at once
+            let exited = tokio_util::sync::CancellationToken::new();
+            exited.cancel();
             let exchange = Exchange {
                 log: &self.log,
                 http: &self.service,
                 target: &self.target,
                 span: &span,
+                exit: &exited,
             };
             run(&exchange, &ScriptedVendor, &self.limiter, &request).await
         }

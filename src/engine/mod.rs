@@ -122,7 +122,13 @@ impl Engine {
                 let spec = Arc::new(spec);
                 let limiter: Arc<dyn Limiter> =
                     Arc::new(GcraLimiter::per_second(spec.qps, spec.rate_margin));
-                let service = stack::outbound_stack(&spec, &log, client.clone(), limiter.clone());
+                let service = stack::outbound_stack(
+                    &spec,
+                    &log,
+                    client.clone(),
+                    limiter.clone(),
+                    exit.clone(),
+                );
                 let queue = dispatcher::spawn(
                     spec.clone(),
                     service,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
 use tower::{
     Layer, ServiceBuilder,
     util::{BoxCloneService, BoxCloneSyncService},
@@ -28,6 +29,7 @@ pub(super) fn outbound_stack(
     log: &SharedCallLog,
     client: HttpClient,
     limiter: Arc<dyn Limiter>,
+    exit: CancellationToken,
 ) -> CallService {
     // the send guard sits right above the HTTP exchange, after every other
     // step of an attempt; its wait is not part of the call's timeout, so an
@@ -37,7 +39,7 @@ pub(super) fn outbound_stack(
         .layer(TraceLayer)
         .layer(RetryLayer::new(RetryPolicy::new(spec.max_attempts)))
         .layer(RateLimitLayer::new(limiter.clone()))
-        .service(AttemptService::new(log.clone(), http, limiter));
+        .service(AttemptService::new(log.clone(), http, limiter, exit));
     BoxCloneService::new(stack)
 }
 

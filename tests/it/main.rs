@@ -16,6 +16,7 @@ mod lcic_end_to_end;
 mod lcic_vendor_contract;
 mod no_secrets_in_logs;
 mod sim_lcic;
+mod store_faults;
 mod streams;
 mod volc_end_to_end;
 mod zim_end_to_end;

@@ -1,0 +1,235 @@
+//! The audit store going away mid-stream and coming back: PostgreSQL
+//! stopped and started again, and a SQLite file on a small filesystem that
+//! fills up and is freed. While the store cannot commit, readiness says
+//! NOT_SERVING and new work gets UNAVAILABLE; no vendor call is made without
+//! its committed row, no result reaches the caller that the store does not
+//! hold, and the server serves again by itself once the store is back. A
+//! replay with the key then completes the batch.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use crate::common::{postgres::TestPostgres, process::health_client, small_fs::SmallFilesystem, *};
+use registrar::{
+    api::pb,
+    audit::entity::{registration, vendor_call},
+    domain::VendorKind,
+    sim::{Simulator, faults::SimFaults},
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+const STEP: Duration = Duration::from_secs(60);
+const USERS: usize = 30_000;
+
+fn numbered(count: usize) -> Vec<pb::User> {
+    (0..count)
+        .map(|n| pb::User {
+            user_id: format!("f{n:07}"),
+            display_name: format!("Store fault user {n}"),
+            ..pb::User::default()
+        })
+        .collect()
+}
+
+async fn readiness(registrar: &Registrar) -> Option<ServingStatus> {
+    let mut health = health_client(registrar.addr).await?;
+    let answer = health
+        .check(HealthCheckRequest {
+            service: "registrar.v1.RegistrationService".to_owned(),
+        })
+        .await
+        .ok()?;
+    Some(answer.into_inner().status())
+}
+
+async fn wait_for_readiness(registrar: &Registrar, want: ServingStatus) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        if readiness(registrar).await == Some(want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never became {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Streams `USERS` users under `key` while `outage` takes the store away and
+/// gives it back, then checks the ground truth and replays.
+async fn store_goes_away_mid_stream(
+    simulator: &Simulator,
+    registrar: &mut Registrar,
+    take_away: impl FnOnce(),
+    give_back: impl FnOnce(),
+) {
+    let users = numbered(USERS);
+    let (input, requests) = mpsc::channel(4);
+    let feeder = tokio::spawn({
+        let users = users.clone();
+        async move {
+            let _ = input.send(stream_header(&["lcic"], "store-fault")).await;
+            for part in users.chunks(1000) {
+                if input.send(stream_chunk(part.to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let responses = registrar
+        .client
+        .batch_register_stream(ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let stream = tokio::spawn(collect_stream(responses));
+    let deadline = tokio::time::Instant::now() + STEP;
+    while simulator.calls().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no calls");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    take_away();
+    wait_for_readiness(registrar, ServingStatus::NotServing).await;
+    let status = batch_register(&mut registrar.client, request(&["lcic"], numbered(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    give_back();
+    wait_for_readiness(registrar, ServingStatus::Serving).await;
+
+    let streamed = tokio::time::timeout(STEP, stream)
+        .await
+        .expect("the stream ends once the store is back")
+        .unwrap();
+    feeder.abort();
+    let received = match streamed {
+        Ok(collected) => collected.results,
+        Err((collected, status)) => {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            collected.results
+        }
+    };
+    assert!(!received.is_empty());
+    let batch_id = received[0].batch_id.clone();
+
+    // ground truth: the store's rows against the results and the vendor's records
+    let db = registrar.audit.connection();
+    let rows: BTreeMap<String, registration::Model> = registration::Entity::find()
+        .filter(registration::Column::BatchId.eq(batch_id.as_str()))
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.user_id.clone(), row))
+        .collect();
+    for result in &received {
+        let row = &rows[&result.user_id];
+        assert_eq!(
+            row.outcome,
+            registrar::domain::Outcome::Registered.as_str(),
+            "a result the caller got is the one the store holds: {result:?} vs {row:?}"
+        );
+        assert_eq!(result.outcome(), pb::Outcome::Registered);
+    }
+    let call_rows = vendor_call::Entity::find().all(&db).await.unwrap().len();
+    let accepted: Vec<_> = simulator
+        .calls()
+        .into_iter()
+        .filter(|call| call.error_code.is_none())
+        .collect();
+    assert!(
+        call_rows >= accepted.len(),
+        "every call the vendor got has its committed row: {call_rows} rows, {} calls",
+        accepted.len()
+    );
+    for call in &accepted {
+        for user_id in &call.user_ids {
+            let row = rows
+                .get(user_id)
+                .unwrap_or_else(|| panic!("{user_id} reached the vendor without its row"));
+            assert!(
+                row.vendor_call_id.is_some(),
+                "{user_id} reached the vendor but its row names no call"
+            );
+        }
+    }
+
+    let replay = tokio::time::timeout(
+        STEP,
+        stream_register(&mut registrar.client, &["lcic"], "store-fault", users, 1000),
+    )
+    .await
+    .expect("the replay ends in time")
+    .expect("the replay completes");
+    assert_one_result_per_index(&replay.results, USERS);
+    assert_eq!(replay.with_outcome(pb::Outcome::Registered).len(), USERS);
+    assert_eq!(
+        simulator
+            .registered(VendorKind::TencentLcic, LCIC_APP_ID)
+            .len(),
+        USERS
+    );
+}
+
+async fn slow_lcic() -> Simulator {
+    start_simulator_with_faults(
+        vec![LCIC.sim(20)],
+        SimFaults {
+            latency: Duration::from_millis(100),
+            ..SimFaults::default()
+        },
+    )
+    .await
+}
+
+/// A short lease: its renewal is the write that tells readiness the store commits again.
+const SERVER: &str = "batch_lease = \"2s\"";
+
+#[tokio::test]
+async fn postgres_stopped_and_started_mid_stream_loses_nothing_and_serving_resumes_by_itself() {
+    let postgres = TestPostgres::start_async().await;
+    let simulator = slow_lcic().await;
+    let mut registrar = Registrar::start_with_database(
+        &LCIC.target("lcic", &simulator.endpoint(), "qps = 20"),
+        &postgres.url,
+        SERVER,
+    )
+    .await;
+    store_goes_away_mid_stream(
+        &simulator,
+        &mut registrar,
+        || postgres.stop(),
+        || postgres.restart(),
+    )
+    .await;
+    registrar.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_sqlite_filesystem_mid_stream_loses_nothing_and_serving_resumes_once_freed() {
+    let filesystem = SmallFilesystem::mount(64 * 1024 * 1024);
+    let simulator = slow_lcic().await;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        filesystem.path().join("audit.db").display()
+    );
+    let mut registrar = Registrar::start_with_database(
+        &LCIC.target("lcic", &simulator.endpoint(), "qps = 20"),
+        &url,
+        SERVER,
+    )
+    .await;
+    store_goes_away_mid_stream(
+        &simulator,
+        &mut registrar,
+        || filesystem.fill(),
+        || filesystem.free(),
+    )
+    .await;
+    registrar.stop().await;
+}
