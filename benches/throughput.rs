@@ -6,6 +6,12 @@
 //! and the server's peak RSS; then registrar's speed-up over the sequential
 //! client a team would otherwise write.
 //!
+//! Scenarios whose name ends in `postgres` keep the audit store on a
+//! throwaway PostgreSQL server the benchmark starts (Debian's `postgresql`
+//! package, loopback only, PostgreSQL's durable defaults: fsync on,
+//! synchronous commit), a fresh database per run; each reports the rows it
+//! wrote. The others use a SQLite file.
+//!
 //! Options (after `--`): `--runs N` (default 3; figures are medians),
 //! `--only A,B` (scenarios whose name contains A or B), `--seconds S` (vendor
 //! time per throughput scenario, default 10).
@@ -49,6 +55,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+#[path = "../tests/it/common/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+use postgres::TestPostgres;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_registrar");
 
 /// Throttle codes of each vendor (docs/vendors/tencent-cloud-api.md#rate-limits,
@@ -83,6 +95,8 @@ struct Scenario {
     /// The vendor's real quota, when lower than configured.
     real_qps: Option<u32>,
     shape: Shape,
+    /// The audit store on PostgreSQL rather than SQLite.
+    postgres: bool,
 }
 
 impl Scenario {
@@ -108,6 +122,8 @@ struct Row {
     wall: Duration,
     /// Faults: results registered or already existing, and found at the vendor.
     truthful_success: usize,
+    /// PostgreSQL: registration rows in the store after the run.
+    rows_written: usize,
 }
 
 fn free_port() -> u16 {
@@ -364,16 +380,23 @@ async fn drive_callers(
     (results, last)
 }
 
-async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
+async fn run_registrar(
+    scenario: &Scenario,
+    dir: &Path,
+    store: Option<(&TestPostgres, &str)>,
+) -> Row {
     let sim_port = free_port();
     let server_port = free_port();
     let endpoint = format!("http://127.0.0.1:{sim_port}");
     let config = dir.join("registrar.toml");
+    let database_url = match store {
+        Some((postgres, database)) => postgres.create_database(database),
+        None => format!("sqlite://{}?mode=rwc", dir.join("audit.db").display()),
+    };
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{server_port}\"\nshutdown_grace = \"5s\"\n\n[audit]\ndatabase_url = \"sqlite://{}?mode=rwc\"\n\n[telemetry]\nlog_format = \"json\"\n\n{}",
-            dir.join("audit.db").display(),
+            "[server]\nlisten = \"127.0.0.1:{server_port}\"\nshutdown_grace = \"5s\"\n\n[audit]\ndatabase_url = \"{database_url}\"\n\n[telemetry]\nlog_format = \"json\"\n\n{}",
             target_toml(scenario, &endpoint)
         ),
     )
@@ -504,6 +527,12 @@ async fn run_registrar(scenario: &Scenario, dir: &Path) -> Row {
         peak_rss_mb,
         wall,
         truthful_success,
+        rows_written: store.map_or(0, |(postgres, database)| {
+            postgres
+                .query(database, "SELECT count(*) FROM registrations")
+                .parse()
+                .unwrap_or(0)
+        }),
     }
 }
 
@@ -621,6 +650,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
                 max_batch,
                 real_qps: None,
                 shape: Shape::Stream(chunk),
+                postgres: false,
             });
         }
     }
@@ -637,6 +667,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
             max_batch: 1000,
             real_qps: None,
             shape: Shape::Stream(1000),
+            postgres: false,
         });
     }
     all.push(Scenario {
@@ -649,6 +680,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
         max_batch: 100,
         real_qps: None,
         shape: Shape::Callers(2000),
+        postgres: false,
     });
     all.push(Scenario {
         name: "overhead tencent-lcic 1M, no quota".to_owned(),
@@ -660,6 +692,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
         max_batch: 1000,
         real_qps: None,
         shape: Shape::Stream(1000),
+        postgres: false,
     });
     for (vendor, qps, max_batch, chunk) in vendors {
         let users = (f64::from(qps) * max_batch as f64 * seconds / 2.0) as usize;
@@ -673,6 +706,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
             max_batch,
             real_qps: None,
             shape: Shape::Stream(chunk),
+            postgres: false,
         });
     }
     all.push(Scenario {
@@ -685,7 +719,21 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
         max_batch: 1000,
         real_qps: Some(10),
         shape: Shape::Stream(1000),
+        postgres: false,
     });
+    // the audit store on PostgreSQL, at the LCIC ceiling and with no quota
+    let on_postgres: Vec<Scenario> = all
+        .iter()
+        .filter(|scenario| {
+            scenario.name == "tencent-lcic 50ms" || scenario.name.starts_with("overhead")
+        })
+        .map(|scenario| Scenario {
+            name: format!("{} postgres", scenario.name),
+            postgres: true,
+            ..scenario.clone()
+        })
+        .collect();
+    all.extend(on_postgres);
     for latency in [50, 300] {
         for (vendor, qps, max_batch, _) in &vendors[..3] {
             all.push(Scenario {
@@ -698,6 +746,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
                 max_batch: *max_batch,
                 real_qps: None,
                 shape: Shape::Baseline,
+                postgres: false,
             });
         }
     }
@@ -730,6 +779,7 @@ fn median_row(rows: &[Row]) -> Row {
         peak_rss_mb: pick(|row| row.peak_rss_mb),
         wall: Duration::from_secs_f64(pick(|row| row.wall.as_secs_f64())),
         truthful_success: pick(|row| row.truthful_success as f64) as usize,
+        rows_written: pick(|row| row.rows_written as f64) as usize,
     }
 }
 
@@ -776,24 +826,42 @@ fn main() {
         "e2e u/s",
         "results"
     );
+    let selected: Vec<Scenario> = scenarios(seconds)
+        .into_iter()
+        .filter(|scenario| {
+            only.as_deref()
+                .is_none_or(|only| only.split(',').any(|part| scenario.name.contains(part)))
+        })
+        .collect();
+    let postgres = selected
+        .iter()
+        .any(|scenario| scenario.postgres)
+        .then(TestPostgres::start_durable);
+    if let Some(postgres) = &postgres {
+        println!(
+            "PostgreSQL on 127.0.0.1:{} with its durable defaults (fsync on, synchronous commit), a fresh database per run",
+            postgres.port
+        );
+    }
     let mut medians: BTreeMap<String, Row> = BTreeMap::new();
-    for scenario in scenarios(seconds) {
-        if only
-            .as_deref()
-            .is_some_and(|only| !only.split(',').any(|part| scenario.name.contains(part)))
-        {
-            continue;
-        }
+    let mut databases = 0;
+    for scenario in selected {
         let rows: Vec<Row> = (0..runs)
             .map(|run| {
                 let run_dir: PathBuf = dir
                     .path()
                     .join(format!("{}-{run}", scenario.name.replace([' ', '%'], "_")));
                 std::fs::create_dir_all(&run_dir).unwrap();
+                databases += 1;
+                let database = format!("bench_{databases}");
+                let store = postgres
+                    .as_ref()
+                    .filter(|_| scenario.postgres)
+                    .map(|postgres| (postgres, database.as_str()));
                 runtime.block_on(async {
                     match scenario.shape {
                         Shape::Baseline => run_baseline(&scenario, &run_dir, seconds / 2.0).await,
-                        _ => run_registrar(&scenario, &run_dir).await,
+                        _ => run_registrar(&scenario, &run_dir, store).await,
                     }
                 })
             })
@@ -826,6 +894,12 @@ fn main() {
             row.users_per_second,
             row.results,
         );
+        if scenario.postgres {
+            println!(
+                "    registration rows written to PostgreSQL: {} of {}",
+                row.rows_written, row.users
+            );
+        }
         if scenario.name.starts_with("coalescing") {
             // the first request leaves before the first vendor call: this bounds
             // the time from the first call to the last result from above

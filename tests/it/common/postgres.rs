@@ -1,7 +1,9 @@
-//! A throwaway PostgreSQL server for tests: a fresh cluster from the Debian
-//! packages in a temporary directory, listening on a free loopback port only.
-//! It never skips: when PostgreSQL is missing the test fails, naming the
-//! package to install, so CI proves the PostgreSQL tests ran.
+//! A throwaway PostgreSQL server for tests and the benchmark: a fresh
+//! cluster from the Debian packages in a temporary directory, listening on a
+//! free loopback port only. It never skips: when PostgreSQL is missing the
+//! test fails, naming the package to install, so CI proves the PostgreSQL
+//! tests ran. Tests run it with `fsync=off`; the benchmark with PostgreSQL's
+//! own durable defaults.
 
 use std::{
     fs,
@@ -24,13 +26,25 @@ pub struct TestPostgres {
     log_file: PathBuf,
     /// Initdb refuses to run as root, so as root every command runs as `postgres`.
     run_as_postgres: bool,
+    /// `-c NAME=VALUE` settings beyond the listen address.
+    settings: &'static str,
     dir: tempfile::TempDir,
 }
 
 impl TestPostgres {
-    /// Initializes and starts a cluster; panics with the reason (and the
-    /// tools' output and the server log) when it cannot.
+    /// Initializes and starts a cluster for tests (no fsync); panics with the
+    /// reason (and the tools' output and the server log) when it cannot.
     pub fn start() -> TestPostgres {
+        TestPostgres::start_with("-c fsync=off")
+    }
+
+    /// As [`TestPostgres::start`], with PostgreSQL's durable defaults
+    /// (fsync on, synchronous commit): what a benchmark of production load needs.
+    pub fn start_durable() -> TestPostgres {
+        TestPostgres::start_with("")
+    }
+
+    fn start_with(settings: &'static str) -> TestPostgres {
         let bin_dir = find_bin_dir().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL's initdb and pg_ctl were not found (looked at `pg_config --bindir`, \
@@ -73,6 +87,7 @@ impl TestPostgres {
             data_dir,
             log_file,
             run_as_postgres,
+            settings,
             dir,
         };
         let data_dir = postgres.data_dir.display().to_string();
@@ -97,8 +112,9 @@ impl TestPostgres {
         for _ in 0..START_ATTEMPTS {
             let port = free_loopback_port();
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                postgres.dir.path().display()
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 {}",
+                postgres.dir.path().display(),
+                postgres.settings
             );
             let log_file = postgres.log_file.display().to_string();
             let output = postgres
@@ -152,9 +168,10 @@ impl TestPostgres {
     pub fn restart(&self) {
         let data_dir = self.data_dir.display().to_string();
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let log_file = self.log_file.display().to_string();
         run_checked(
@@ -163,6 +180,29 @@ impl TestPostgres {
                 .args(["-t", "60", "start"]),
             "pg_ctl start again",
         );
+    }
+
+    /// A new, empty database on this server: its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        let port = self.port.to_string();
+        run_checked(
+            self.command("createdb")
+                .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name]),
+            "createdb",
+        );
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The one value `sql` selects in database `name`, as psql prints it.
+    pub fn query(&self, name: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let output = run_checked(
+            self.command("psql")
+                .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", name])
+                .args(["-tA", "-c", sql]),
+            "psql",
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// The server's log so far, for failure messages.
