@@ -236,8 +236,9 @@ impl MigrationTrait for AddVendorJobId {
 }
 
 /// Durable batches: the server instance that owns a running batch and until
-/// when its lease holds, and each row's fingerprint of what was asked, so a
-/// replay can resume the batch and tell a changed request from the same one.
+/// when its lease holds, the users each vendor call carries, and each row's
+/// fingerprint of what was asked, so a replay can resume the batch, knowing
+/// which users were sent, and tell a changed request from the same one.
 struct DurableBatches;
 
 #[derive(DeriveIden)]
@@ -247,6 +248,13 @@ enum BatchesLease {
     Owner,
     LeaseExpiresAt,
     State,
+}
+
+#[derive(DeriveIden)]
+enum VendorCallsCarried {
+    #[sea_orm(iden = "vendor_calls")]
+    Table,
+    Carried,
 }
 
 #[derive(DeriveIden)]
@@ -291,6 +299,14 @@ impl MigrationTrait for DurableBatches {
             )
             .await?;
         manager
+            .alter_table(
+                Table::alter()
+                    .table(VendorCallsCarried::Table)
+                    .add_column(text_null(VendorCallsCarried::Carried))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .create_index(
                 Index::create()
                     .name("idx_batches_state_lease")
@@ -313,6 +329,10 @@ impl MigrationTrait for DurableBatches {
             )
             .await?;
         for (table, column) in [
+            (
+                VendorCallsCarried::Table.into_iden(),
+                VendorCallsCarried::Carried.into_iden(),
+            ),
             (
                 RegistrationsFingerprint::Table.into_iden(),
                 RegistrationsFingerprint::Fingerprint.into_iden(),

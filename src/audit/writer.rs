@@ -28,7 +28,7 @@ use chrono::Utc;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
+    QueryOrder, TransactionTrait,
     sea_query::OnConflict,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -384,13 +384,12 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 latency_ms: Set(None),
                 started_at: Set(now),
                 finished_at: Set(None),
+                carried: Set(Some(carried_ranges(&call.carried))),
             };
-            let call_id = vendor_call::Entity::insert(row)
+            return Ok(vendor_call::Entity::insert(row)
                 .exec(connection)
                 .await?
-                .last_insert_id;
-            mark_carried(connection, &call.target, &call.carried, call_id).await?;
-            return Ok(call_id);
+                .last_insert_id);
         }
         Write::FinishVendorCall(id, end) => {
             vendor_call::Entity::update_many()
@@ -490,14 +489,10 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
     Ok(0)
 }
 
-/// Names the call in the rows of the users it carries, in the commit that
-/// opens the call: consecutive indexes of one batch become one range.
-async fn mark_carried<C: ConnectionTrait>(
-    connection: &C,
-    target: &str,
-    carried: &[CarriedUser],
-    call_id: i64,
-) -> Result<(), DbErr> {
+/// The users a call carries as index ranges per batch, `BATCH:FIRST-LAST;...`:
+/// consecutive indexes of one batch become one range, so a call of 1000
+/// users of one stream is one short text.
+pub(super) fn carried_ranges(carried: &[CarriedUser]) -> String {
     let mut sorted: Vec<&CarriedUser> = carried.iter().collect();
     sorted.sort();
     let mut ranges: Vec<(&str, u64, u64)> = Vec::new();
@@ -511,16 +506,20 @@ async fn mark_carried<C: ConnectionTrait>(
             _ => ranges.push((&user.batch_id, user.index, user.index)),
         }
     }
-    for (batch_id, first, last) in ranges {
-        registration::Entity::update_many()
-            .col_expr(registration::Column::VendorCallId, Some(call_id).into())
-            .filter(registration::Column::BatchId.eq(batch_id))
-            .filter(registration::Column::Target.eq(target))
-            .filter(registration::Column::Idx.between(first as i64, last as i64))
-            .exec(connection)
-            .await?;
-    }
-    Ok(())
+    ranges
+        .iter()
+        .map(|(batch_id, first, last)| format!("{batch_id}:{first}-{last}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The index ranges of `batch_id` in a call's `carried` text.
+fn ranges_of<'a>(carried: &'a str, batch_id: &'a str) -> impl Iterator<Item = (u64, u64)> + 'a {
+    carried.split(';').filter_map(move |range| {
+        let (batch, indexes) = range.rsplit_once(':')?;
+        let (first, last) = indexes.split_once('-')?;
+        (batch == batch_id).then_some((first.parse().ok()?, last.parse().ok()?))
+    })
 }
 
 /// Says of each unfinished row of an interrupted batch what is known: no
@@ -536,20 +535,75 @@ async fn mark_unfinished<C: ConnectionTrait>(
         Outcome::NotSent.as_str(),
         Outcome::AnswerLost.as_str(),
     ];
-    for (outcome, carried) in [(Outcome::NotSent, false), (Outcome::AnswerLost, true)] {
-        let call = registration::Column::VendorCallId;
-        registration::Entity::update_many()
-            .col_expr(registration::Column::Outcome, outcome.as_str().into())
-            .col_expr(registration::Column::UpdatedAt, now.into())
-            .filter(registration::Column::BatchId.eq(batch_id))
-            .filter(registration::Column::Outcome.is_in(unfinished))
-            .filter(if carried {
-                call.is_not_null()
-            } else {
-                call.is_null()
-            })
-            .exec(connection)
-            .await?;
+    registration::Entity::update_many()
+        .col_expr(
+            registration::Column::Outcome,
+            Outcome::NotSent.as_str().into(),
+        )
+        .col_expr(registration::Column::UpdatedAt, now.into())
+        .filter(registration::Column::BatchId.eq(batch_id))
+        .filter(registration::Column::Outcome.is_in(unfinished))
+        .exec(connection)
+        .await?;
+    let Some(batch) = batch::Entity::find_by_id(batch_id.to_owned())
+        .one(connection)
+        .await?
+    else {
+        return Ok(());
+    };
+    // the calls of the batch's targets since it was created that carried its users, oldest first
+    let calls = vendor_call::Entity::find()
+        .filter(vendor_call::Column::Target.is_in(super::records::split_targets(&batch.targets)))
+        .filter(vendor_call::Column::StartedAt.gte(batch.created_at))
+        .filter(vendor_call::Column::Carried.contains(batch_id))
+        .order_by_asc(vendor_call::Column::Id)
+        .all(connection)
+        .await?;
+    for call in calls {
+        let carried = call.carried.as_deref().unwrap_or_default();
+        for (first, last) in ranges_of(carried, batch_id) {
+            registration::Entity::update_many()
+                .col_expr(
+                    registration::Column::Outcome,
+                    Outcome::AnswerLost.as_str().into(),
+                )
+                .col_expr(registration::Column::VendorCallId, Some(call.id).into())
+                .filter(registration::Column::BatchId.eq(batch_id))
+                .filter(registration::Column::Target.eq(call.target.as_str()))
+                .filter(registration::Column::Idx.between(first as i64, last as i64))
+                .filter(registration::Column::Outcome.is_in(unfinished))
+                .exec(connection)
+                .await?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn carried_users_are_kept_as_ranges_per_batch() {
+        let user = |batch: &str, index| CarriedUser {
+            batch_id: Arc::from(batch),
+            index,
+        };
+        let carried = carried_ranges(&[
+            user("b", 7),
+            user("a", 1),
+            user("a", 2),
+            user("a", 3),
+            user("a", 5),
+        ]);
+        assert_eq!(carried, "a:1-3;a:5-5;b:7-7");
+        assert_eq!(
+            ranges_of(&carried, "a").collect::<Vec<_>>(),
+            [(1, 3), (5, 5)]
+        );
+        assert_eq!(ranges_of(&carried, "b").collect::<Vec<_>>(), [(7, 7)]);
+        assert_eq!(ranges_of(&carried, "c").count(), 0);
+    }
 }

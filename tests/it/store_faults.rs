@@ -233,3 +233,48 @@ async fn a_full_sqlite_filesystem_mid_stream_loses_nothing_and_serving_resumes_o
     .await;
     registrar.stop().await;
 }
+
+#[tokio::test]
+async fn a_removed_sqlite_directory_is_noticed_and_a_new_file_is_opened_once_it_is_back() {
+    let simulator = start_simulator(vec![LCIC.sim(1000)]).await;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("audit");
+    std::fs::create_dir(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
+    let mut registrar = Registrar::start_with_database(
+        &LCIC.target("lcic", &simulator.endpoint(), "qps = 1000"),
+        &url,
+        SERVER,
+    )
+    .await;
+    let first = batch_register(&mut registrar.client, request(&["lcic"], numbered(10)))
+        .await
+        .unwrap();
+    assert_eq!(first.with_outcome(pb::Outcome::Registered).len(), 10);
+
+    // the directory goes: writes would go to a removed file and be lost
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_for_readiness(&registrar, ServingStatus::NotServing).await;
+    let calls = simulator.calls().len();
+    let status = batch_register(&mut registrar.client, request(&["lcic"], numbered(5)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        simulator.calls().len(),
+        calls,
+        "nothing is sent without a row"
+    );
+
+    // the directory is back: a new file, with its schema, and service resumes
+    std::fs::create_dir(&dir).unwrap();
+    wait_for_readiness(&registrar, ServingStatus::Serving).await;
+    let again = batch_register(&mut registrar.client, request(&["lcic"], numbered(5)))
+        .await
+        .unwrap();
+    assert_eq!(again.with_outcome(pb::Outcome::Registered).len(), 5);
+    assert!(dir.join("audit.db").exists());
+    let batch = registrar.get_batch(&again.batch_id()).await;
+    assert_eq!(batch.state(), pb::BatchState::Completed);
+    registrar.stop().await;
+}

@@ -24,6 +24,10 @@ pub struct Model {
     pub latency_ms: Option<i64>,
     pub started_at: ChronoDateTimeUtc,
     pub finished_at: Option<ChronoDateTimeUtc>,
+    /// The users the call carries, as index ranges per batch:
+    /// `BATCH:FIRST-LAST;...`. Written with the row, before the call is
+    /// made; recovery reads it to tell a user sent from one never sent.
+    pub carried: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
