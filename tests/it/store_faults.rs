@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use crate::common::{postgres::TestPostgres, process::health_client, small_fs::SmallFilesystem, *};
+use crate::common::{postgres::TestPostgres, process::readiness, small_fs::SmallFilesystem, *};
 use registrar::{
     api::pb,
     audit::entity::{registration, vendor_call},
@@ -18,7 +18,7 @@ use registrar::{
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const STEP: Duration = Duration::from_secs(60);
 const USERS: usize = 30_000;
@@ -33,21 +33,10 @@ fn numbered(count: usize) -> Vec<pb::User> {
         .collect()
 }
 
-async fn readiness(registrar: &Registrar) -> Option<ServingStatus> {
-    let mut health = health_client(registrar.addr).await?;
-    let answer = health
-        .check(HealthCheckRequest {
-            service: "registrar.v1.RegistrationService".to_owned(),
-        })
-        .await
-        .ok()?;
-    Some(answer.into_inner().status())
-}
-
 async fn wait_for_readiness(registrar: &Registrar, want: ServingStatus) {
     let deadline = tokio::time::Instant::now() + STEP;
     loop {
-        if readiness(registrar).await == Some(want) {
+        if readiness(registrar.addr).await == Some(want) {
             return;
         }
         assert!(

@@ -109,14 +109,7 @@ impl ServeProcess {
 
     /// What readiness (`registrar.v1.RegistrationService`) says now.
     pub async fn readiness(&self) -> Option<ServingStatus> {
-        let mut health = health_client(self.addr).await?;
-        let answer = health
-            .check(HealthCheckRequest {
-                service: "registrar.v1.RegistrationService".to_owned(),
-            })
-            .await
-            .ok()?;
-        Some(answer.into_inner().status())
+        readiness(self.addr).await
     }
 
     pub fn pid(&self) -> u32 {
@@ -164,6 +157,19 @@ impl Drop for ServeProcess {
             self.kill();
         }
     }
+}
+
+/// What readiness (`registrar.v1.RegistrationService`) of the server at
+/// `addr` says now; `None` while it does not answer.
+pub async fn readiness(addr: SocketAddr) -> Option<ServingStatus> {
+    let mut health = health_client(addr).await?;
+    let answer = health
+        .check(HealthCheckRequest {
+            service: "registrar.v1.RegistrationService".to_owned(),
+        })
+        .await
+        .ok()?;
+    Some(answer.into_inner().status())
 }
 
 /// A grpc.health.v1 client of the server at `addr`, once it accepts connections.
