@@ -23,9 +23,9 @@ impl From<EngineError> for Status {
             EngineError::NoTargets { .. }
             | EngineError::UnknownTarget { .. }
             | EngineError::DuplicateTarget(_) => invalid_argument("targets", error.to_string()),
-            EngineError::BatchInProgress { .. }
-            | EngineError::BatchBeingCreated
-            | EngineError::Audit(AuditError::ClaimLost(_)) => Status::aborted(error.to_string()),
+            EngineError::BatchInProgress { .. } | EngineError::BatchBeingCreated => {
+                Status::aborted(error.to_string())
+            }
             EngineError::RequestDiffers { index, .. } => Status::with_error_details(
                 Code::FailedPrecondition,
                 error.to_string(),

@@ -127,10 +127,11 @@ impl AuditStore {
         state: BatchState,
         owner: &str,
     ) -> Result<bool, AuditError> {
-        self.write(Write::FinishBatch {
+        self.write(Write::EndBatch {
             batch_id: batch_id.to_owned(),
             state,
-            owner: owner.to_owned(),
+            owner: Some(owner.to_owned()),
+            expired_only: false,
         })
         .await
         .map(|ended| ended > 0)
@@ -190,8 +191,9 @@ impl AuditStore {
         owner: Option<&str>,
         expired_only: bool,
     ) -> Result<bool, AuditError> {
-        self.write(Write::Interrupt {
+        self.write(Write::EndBatch {
             batch_id: batch_id.to_owned(),
+            state: BatchState::Interrupted,
             owner: owner.map(str::to_owned),
             expired_only,
         })
@@ -297,7 +299,6 @@ impl AuditStore {
             counts,
             created_at: row.created_at,
             finished_at: row.finished_at,
-            lease: records::lease_of(row.owner, row.lease_expires_at),
         }))
     }
 

@@ -20,9 +20,6 @@ pub enum AuditError {
     Unavailable(String),
     #[error("a batch with idempotency key {0:?} already exists")]
     DuplicateIdempotencyKey(String),
-    /// Another server run took the batch first (a concurrent resume).
-    #[error("batch {0} was taken by another request")]
-    ClaimLost(String),
 }
 
 impl From<sea_orm::DbErr> for AuditError {
@@ -196,8 +193,6 @@ pub struct BatchRecord {
     pub counts: BTreeMap<String, OutcomeCounts>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// The owner's lease while the batch runs.
-    pub lease: Option<Lease>,
 }
 
 /// What opening or recovering a batch needs to know of it, without its counts.

@@ -52,13 +52,16 @@ const QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub(super) enum Write {
     CreateBatch(NewBatch),
-    /// Ends a batch its owner holds; `Interrupted` also says of each
-    /// unfinished row whether a vendor call carried it. Affects 0 rows when
-    /// the batch is no longer the owner's.
-    FinishBatch {
+    /// Ends a running batch held by `owner` (`None`: by nobody), only once
+    /// its lease has expired when `expired_only`; `Interrupted` also says of
+    /// each unfinished row whether a vendor call carried it. Affects 0 rows
+    /// when the batch is not in that state (its owner renewed, or another
+    /// server got there first).
+    EndBatch {
         batch_id: String,
         state: BatchState,
-        owner: String,
+        owner: Option<String>,
+        expired_only: bool,
     },
     /// Rows of users just accepted, and the batch's user count after them.
     InsertRegistrations {
@@ -71,14 +74,6 @@ pub(super) enum Write {
     FinishVendorCall(i64, VendorCallEnd),
     /// Extends the lease of every running batch `owner` holds.
     RenewLeases(Lease),
-    /// Interrupts a running batch whose lease held by `owner` has expired
-    /// (or, with `expired_only` false, any lease `owner` holds: the same
-    /// instance restarting). Affects 0 rows when the owner renewed meanwhile.
-    Interrupt {
-        batch_id: String,
-        owner: Option<String>,
-        expired_only: bool,
-    },
     /// Takes a batch found in state `from` for a new run, atomically: 0 rows
     /// when another request took it first.
     Claim {
@@ -301,30 +296,6 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 .exec_without_returning(connection)
                 .await?;
         }
-        Write::FinishBatch {
-            batch_id,
-            state,
-            owner,
-        } => {
-            let ended = batch::Entity::update_many()
-                .col_expr(batch::Column::State, state.as_str().into())
-                .col_expr(batch::Column::FinishedAt, Some(now).into())
-                .col_expr(batch::Column::Owner, Option::<String>::None.into())
-                .col_expr(
-                    batch::Column::LeaseExpiresAt,
-                    Option::<chrono::DateTime<Utc>>::None.into(),
-                )
-                .filter(batch::Column::Id.eq(batch_id.as_str()))
-                .filter(batch::Column::State.eq(BatchState::Running.as_str()))
-                .filter(batch::Column::Owner.eq(owner.as_str()))
-                .exec(connection)
-                .await?
-                .rows_affected;
-            if ended > 0 && *state == BatchState::Interrupted {
-                mark_unfinished(connection, batch_id, now).await?;
-            }
-            return Ok(ended as i64);
-        }
         Write::InsertRegistrations {
             rows,
             batch_id,
@@ -431,16 +402,14 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 .await?
                 .rows_affected as i64);
         }
-        Write::Interrupt {
+        Write::EndBatch {
             batch_id,
+            state,
             owner,
             expired_only,
         } => {
             let mut update = batch::Entity::update_many()
-                .col_expr(
-                    batch::Column::State,
-                    BatchState::Interrupted.as_str().into(),
-                )
+                .col_expr(batch::Column::State, state.as_str().into())
                 .col_expr(batch::Column::FinishedAt, Some(now).into())
                 .col_expr(batch::Column::Owner, Option::<String>::None.into())
                 .col_expr(
@@ -460,11 +429,11 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                         .add(batch::Column::LeaseExpiresAt.lt(now)),
                 );
             }
-            let interrupted = update.exec(connection).await?.rows_affected;
-            if interrupted > 0 {
+            let ended = update.exec(connection).await?.rows_affected;
+            if ended > 0 && *state == BatchState::Interrupted {
                 mark_unfinished(connection, batch_id, now).await?;
             }
-            return Ok(interrupted as i64);
+            return Ok(ended as i64);
         }
         Write::Claim {
             batch_id,
