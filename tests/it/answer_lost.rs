@@ -6,15 +6,14 @@
 //! (docs/operations.md#resuming-a-batch has the table), and where it is not
 //! safe ends them FAILED with `registrar.OutcomeUnknown` and sends nothing.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use crate::common::{process::ServeProcess, *};
 use registrar::{
-    api::pb::{self, registration_service_client::RegistrationServiceClient},
+    api::pb,
     domain::VendorKind,
     sim::{SimAccount, Simulator, faults::SimFaults},
 };
-use tonic::transport::Channel;
 
 const STEP: Duration = Duration::from_secs(60);
 const USERS: usize = 3;
@@ -81,25 +80,6 @@ fn expected_after_repeat(vendor: VendorKind) -> (pb::Outcome, &'static str) {
     }
 }
 
-async fn rows(
-    client: &RegistrationServiceClient<Channel>,
-    batch_id: &str,
-) -> BTreeMap<String, pb::Outcome> {
-    client
-        .clone()
-        .list_registrations(pb::ListRegistrationsRequest {
-            batch_id: batch_id.to_owned(),
-            ..pb::ListRegistrationsRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .registrations
-        .into_iter()
-        .map(|row| (row.user_id.clone(), row.outcome()))
-        .collect()
-}
-
 async fn answer_lost_through_a_crash(account: TestAccount, sim_account: SimAccount) {
     let vendor = account.vendor;
     let simulator: Simulator = start_simulator_with_faults(
@@ -147,19 +127,8 @@ async fn answer_lost_through_a_crash(account: TestAccount, sim_account: SimAccou
     let jobs_before = simulator.jobs(vendor, account.app_id).len();
 
     let mut second = ServeProcess::start(dir.path(), server, &config).await;
-    let batch_id = {
-        let page = second
-            .client
-            .list_registrations(pb::ListRegistrationsRequest {
-                user_id: users[0].user_id.clone(),
-                ..pb::ListRegistrationsRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        page.registrations[0].batch_id.clone()
-    };
-    let before = rows(&second.client, &batch_id).await;
+    let batch_id = batch_id_of_user(&second.client, &users[0].user_id).await;
+    let before = outcomes_by_user(&second.client, &batch_id).await;
     assert!(
         before
             .values()
@@ -224,14 +193,7 @@ async fn answer_lost_through_a_crash(account: TestAccount, sim_account: SimAccou
     } else {
         assert!(!resent.is_empty(), "{vendor}: a safe repeat is sent again");
     }
-    let batch = second
-        .client
-        .get_batch(pb::GetBatchRequest { batch_id })
-        .await
-        .unwrap()
-        .into_inner()
-        .batch
-        .unwrap();
+    let batch = get_batch(&second.client, &batch_id).await;
     assert_eq!(batch.state(), pb::BatchState::Completed, "{vendor}");
 }
 

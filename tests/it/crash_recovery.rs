@@ -5,10 +5,7 @@
 //! simulator runs in the test process, so its records are ground truth; the
 //! batch and its rows are read back through GetBatch and ListRegistrations.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use crate::common::{postgres::TestPostgres, process::ServeProcess, *};
 use registrar::{
@@ -16,8 +13,6 @@ use registrar::{
     domain::VendorKind,
     sim::{Simulator, faults::SimFaults},
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 /// Long enough for any single step of these tests on a loaded machine.
@@ -50,134 +45,6 @@ fn server(instance: &str) -> String {
     format!("instance_name = \"{instance}\"\nbatch_lease = \"3s\"\nshutdown_grace = \"10s\"")
 }
 
-/// Starts a stream of `users` under `key` in the background, a chunk of
-/// 1000 at a time; its results, or the status it ended with.
-fn stream_in_background(
-    client: &RegistrationServiceClient<Channel>,
-    targets: &'static [&'static str],
-    key: &str,
-    users: Vec<pb::User>,
-) -> tokio::task::JoinHandle<Result<Collected, (Collected, tonic::Status)>> {
-    let mut client = client.clone();
-    let key = key.to_owned();
-    tokio::spawn(async move {
-        let (input, requests) = mpsc::channel(4);
-        let feeder = tokio::spawn(async move {
-            if input.send(stream_header(targets, &key)).await.is_err() {
-                return;
-            }
-            for part in users.chunks(1000) {
-                if input.send(stream_chunk(part.to_vec())).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let responses = client
-            .batch_register_stream(ReceiverStream::new(requests))
-            .await
-            .map_err(|status| (Collected::default(), status))?
-            .into_inner();
-        let collected = collect_stream(responses).await;
-        feeder.abort();
-        collected
-    })
-}
-
-/// Waits (bounded) until the simulator has received `calls` calls.
-async fn wait_for_calls(simulator: &Simulator, calls: usize) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    while simulator.calls().len() < calls {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the simulator got {} calls, not {calls}",
-            simulator.calls().len()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Every row of a batch through ListRegistrations: user id -> outcome (one target).
-async fn outcomes(
-    client: &RegistrationServiceClient<Channel>,
-    batch_id: &str,
-) -> BTreeMap<String, pb::Outcome> {
-    let mut client = client.clone();
-    let mut rows = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_registrations(pb::ListRegistrationsRequest {
-                batch_id: batch_id.to_owned(),
-                page_size: 1000,
-                page_token,
-                ..pb::ListRegistrationsRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for row in page.registrations {
-            rows.insert(row.user_id.clone(), row.outcome());
-        }
-        if page.next_page_token.is_empty() {
-            return rows;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-async fn get_batch(client: &RegistrationServiceClient<Channel>, batch_id: &str) -> pb::Batch {
-    client
-        .clone()
-        .get_batch(pb::GetBatchRequest {
-            batch_id: batch_id.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batch
-        .unwrap()
-}
-
-/// Waits (bounded) until GetBatch reports `state`.
-async fn wait_for_state(
-    client: &RegistrationServiceClient<Channel>,
-    batch_id: &str,
-    state: pb::BatchState,
-    within: Duration,
-) -> pb::Batch {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let batch = get_batch(client, batch_id).await;
-        if batch.state() == state {
-            return batch;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "batch {batch_id} is {:?}, not {state:?}",
-            batch.state()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The id of the batch a key names, read off the batch's rows.
-async fn batch_id_of_key(client: &RegistrationServiceClient<Channel>, first_user: &str) -> String {
-    let page = client
-        .clone()
-        .list_registrations(pb::ListRegistrationsRequest {
-            user_id: first_user.to_owned(),
-            ..pb::ListRegistrationsRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    page.registrations
-        .first()
-        .expect("the first user has a row")
-        .batch_id
-        .clone()
-}
-
 /// Replays `users` under `key` and checks the resume against the rows read
 /// after the crash: one result per input, all registered, nothing finished
 /// sent again, the vendor holding every user, the batch completed.
@@ -188,7 +55,7 @@ async fn replay_resumes(
     users: Vec<pb::User>,
     batch_id: &str,
 ) {
-    let recorded = outcomes(client, batch_id).await;
+    let recorded = outcomes_by_user(client, batch_id).await;
     let finished: BTreeSet<&String> = recorded
         .iter()
         .filter(|(_, outcome)| {
@@ -244,7 +111,7 @@ async fn replay_resumes(
         .map(|user| user.origin_id)
         .collect();
     assert_eq!(held.len(), count, "the vendor holds every user");
-    wait_for_state(client, batch_id, pb::BatchState::Completed, STEP).await;
+    wait_for_batch_state(client, batch_id, pb::BatchState::Completed, STEP).await;
 }
 
 /// A slow LCIC: 300 ms a call at 20 calls a second.
@@ -277,7 +144,7 @@ async fn killed_mid_stream_then_replayed(audit: &str, dir: &std::path::Path) {
 
     // the same instance restarting takes its batches over at once
     let mut second = ServeProcess::start(dir, &server("crash"), &config).await;
-    let batch_id = batch_id_of_key(&second.client, &users[0].user_id).await;
+    let batch_id = batch_id_of_user(&second.client, &users[0].user_id).await;
     let batch = get_batch(&second.client, &batch_id).await;
     assert_eq!(batch.state(), pb::BatchState::Interrupted);
     let counts = &batch.counts[0];
@@ -323,7 +190,7 @@ async fn two_servers_on_one_postgres_never_steal_a_live_batch_and_recover_a_dead
     let users = numbered(LCIC_USERS);
     let stream = stream_in_background(&a.client, &["lcic"], "shared", users.clone());
     wait_for_calls(&simulator, 2).await;
-    let batch_id = batch_id_of_key(&b.client, &users[0].user_id).await;
+    let batch_id = batch_id_of_user(&b.client, &users[0].user_id).await;
 
     // while a lives, b refuses its key and leaves its batch alone, past a lease
     let status = stream_register(&mut b.client, &["lcic"], "shared", users[..10].to_vec(), 10)
@@ -341,7 +208,7 @@ async fn two_servers_on_one_postgres_never_steal_a_live_batch_and_recover_a_dead
     // a dies: after its lease, b's recovery interrupts the batch
     a.kill();
     assert!(stream.await.unwrap().is_err());
-    let batch = wait_for_state(
+    let batch = wait_for_batch_state(
         &b.client,
         &batch_id,
         pb::BatchState::Interrupted,
@@ -429,5 +296,5 @@ async fn sigterm_during_a_million_user_stream_exits_within_the_grace_and_a_repla
             .len(),
         USERS
     );
-    wait_for_state(&second.client, &batch_id, pb::BatchState::Completed, STEP).await;
+    wait_for_batch_state(&second.client, &batch_id, pb::BatchState::Completed, STEP).await;
 }

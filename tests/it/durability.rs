@@ -10,12 +10,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use crate::common::*;
-use registrar::{
-    api::pb,
-    audit::{BatchState, entity::registration},
-    domain::VendorKind,
-    sim::faults::SimFaults,
-};
+use registrar::{api::pb, audit::entity::registration, domain::VendorKind, sim::faults::SimFaults};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,23 +34,6 @@ fn named_users(count: usize) -> Vec<pb::User> {
             ..pb::User::default()
         })
         .collect()
-}
-
-/// Waits (bounded) until the audit store says the batch is in `state`.
-async fn wait_for_state(registrar: &Registrar, batch_id: &str, state: BatchState) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        let batch = registrar.audit.batch(batch_id).await.unwrap().unwrap();
-        if batch.state == state {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "batch {batch_id} is {:?}, not {state:?}",
-            batch.state
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// User ids whose rows hold a final outcome, read from the audit store.
@@ -267,6 +245,23 @@ async fn slow_lcic() -> (registrar::sim::Simulator, Registrar) {
     (simulator, registrar)
 }
 
+/// A stream's input under `key` holding the first half of `users` and
+/// left open: the sender (drop it to close the input) and the stream to send.
+async fn half_sent_stream(
+    key: &str,
+    users: &[pb::User],
+) -> (
+    mpsc::Sender<pb::BatchRegisterStreamRequest>,
+    ReceiverStream<pb::BatchRegisterStreamRequest>,
+) {
+    let (input, requests) = mpsc::channel(8);
+    input.send(stream_header(&["lcic"], key)).await.unwrap();
+    for part in users[..users.len() / 2].chunks(500) {
+        input.send(stream_chunk(part.to_vec())).await.unwrap();
+    }
+    (input, ReceiverStream::new(requests))
+}
+
 /// Replays the whole stream under `key` and checks the resume: one result
 /// per user, every user registered, the users finished before it not sent
 /// again, the batch completed, and the vendor holding every user.
@@ -330,25 +325,18 @@ async fn replay_and_check_resume(
         count,
         "the vendor holds every user"
     );
-    wait_for_state(registrar, batch_id, BatchState::Completed).await;
+    wait_for_batch_state(&registrar.client, batch_id, pb::BatchState::Completed, STEP).await;
 }
 
 #[tokio::test]
 async fn a_cancelled_stream_ends_interrupted_and_a_replay_resumes_it() {
     let (simulator, mut registrar) = slow_lcic().await;
     let users = named_users(6000);
-    let (input, requests) = mpsc::channel(8);
-    input
-        .send(stream_header(&["lcic"], "cancelled"))
-        .await
-        .unwrap();
     // 3,000 of the 6,000 users, then the caller cancels the call
-    for part in users[..3000].chunks(500) {
-        input.send(stream_chunk(part.to_vec())).await.unwrap();
-    }
+    let (input, requests) = half_sent_stream("cancelled", &users).await;
     let mut responses = registrar
         .client
-        .batch_register_stream(ReceiverStream::new(requests))
+        .batch_register_stream(requests)
         .await
         .unwrap()
         .into_inner();
@@ -362,8 +350,13 @@ async fn a_cancelled_stream_ends_interrupted_and_a_replay_resumes_it() {
     };
     drop(responses);
     drop(input);
-    wait_for_state(&registrar, &first.batch_id, BatchState::Interrupted).await;
-    let batch = registrar.get_batch(&first.batch_id).await;
+    let batch = wait_for_batch_state(
+        &registrar.client,
+        &first.batch_id,
+        pb::BatchState::Interrupted,
+        STEP,
+    )
+    .await;
     assert_eq!(batch.state(), pb::BatchState::Interrupted);
     assert_eq!(batch.user_count, 3000, "the users accepted before the cut");
 
@@ -382,16 +375,9 @@ async fn a_cancelled_stream_ends_interrupted_and_a_replay_resumes_it() {
 async fn a_stream_cut_by_its_deadline_ends_interrupted_and_a_replay_resumes_it() {
     let (simulator, mut registrar) = slow_lcic().await;
     let users = named_users(6000);
-    let (input, requests) = mpsc::channel(8);
-    input
-        .send(stream_header(&["lcic"], "deadline"))
-        .await
-        .unwrap();
-    for part in users[..3000].chunks(500) {
-        input.send(stream_chunk(part.to_vec())).await.unwrap();
-    }
+    let (input, requests) = half_sent_stream("deadline", &users).await;
     // the caller's deadline passes while its input is still open
-    let mut call = tonic::Request::new(ReceiverStream::new(requests));
+    let mut call = tonic::Request::new(requests);
     call.set_timeout(Duration::from_millis(1500));
     let responses = registrar
         .client
@@ -406,7 +392,13 @@ async fn a_stream_cut_by_its_deadline_ends_interrupted_and_a_replay_resumes_it()
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     drop(input);
     let batch_id = cut.results[0].batch_id.clone();
-    wait_for_state(&registrar, &batch_id, BatchState::Interrupted).await;
+    wait_for_batch_state(
+        &registrar.client,
+        &batch_id,
+        pb::BatchState::Interrupted,
+        STEP,
+    )
+    .await;
 
     replay_and_check_resume(&simulator, &mut registrar, "deadline", users, &batch_id).await;
     registrar.stop().await;

@@ -16,8 +16,6 @@ use registrar::{
     sim::{Simulator, faults::SimFaults},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const STEP: Duration = Duration::from_secs(60);
@@ -56,30 +54,8 @@ async fn store_goes_away_mid_stream(
     give_back: impl FnOnce(),
 ) {
     let users = numbered(USERS);
-    let (input, requests) = mpsc::channel(4);
-    let feeder = tokio::spawn({
-        let users = users.clone();
-        async move {
-            let _ = input.send(stream_header(&["lcic"], "store-fault")).await;
-            for part in users.chunks(1000) {
-                if input.send(stream_chunk(part.to_vec())).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let responses = registrar
-        .client
-        .batch_register_stream(ReceiverStream::new(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let stream = tokio::spawn(collect_stream(responses));
-    let deadline = tokio::time::Instant::now() + STEP;
-    while simulator.calls().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "no calls");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let stream = stream_in_background(&registrar.client, &["lcic"], "store-fault", users.clone());
+    wait_for_calls(simulator, 3).await;
 
     take_away();
     wait_for_readiness(registrar, ServingStatus::NotServing).await;
@@ -95,7 +71,6 @@ async fn store_goes_away_mid_stream(
         .await
         .expect("the stream ends once the store is back")
         .unwrap();
-    feeder.abort();
     let received = match streamed {
         Ok(collected) => collected.results,
         Err((collected, status)) => {

@@ -154,16 +154,7 @@ impl Registrar {
 
     /// The batch as `GetBatch` reports it.
     pub async fn get_batch(&self, batch_id: &str) -> pb::Batch {
-        self.client
-            .clone()
-            .get_batch(pb::GetBatchRequest {
-                batch_id: batch_id.to_owned(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .batch
-            .unwrap()
+        get_batch(&self.client, batch_id).await
     }
 
     /// The targets as `ListTargets` reports them.
@@ -184,26 +175,7 @@ impl Registrar {
         batch_id: &str,
         page_size: u32,
     ) -> Vec<Vec<pb::Registration>> {
-        let mut client = self.client.clone();
-        let mut pages = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = client
-                .list_registrations(pb::ListRegistrationsRequest {
-                    batch_id: batch_id.to_owned(),
-                    page_size,
-                    page_token: page_token.clone(),
-                    ..pb::ListRegistrationsRequest::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            pages.push(page.registrations);
-            if page.next_page_token.is_empty() {
-                return pages;
-            }
-            page_token = page.next_page_token;
-        }
+        list_registration_pages(&self.client, batch_id, page_size).await
     }
 
     /// Sends SIGTERM's equivalent and waits for the drain to end.
@@ -218,6 +190,153 @@ impl Registrar {
                 .unwrap()
                 .unwrap();
         }
+    }
+}
+
+/// The batch as `GetBatch` reports it, from any server.
+pub async fn get_batch(client: &RegistrationServiceClient<Channel>, batch_id: &str) -> pb::Batch {
+    client
+        .clone()
+        .get_batch(pb::GetBatchRequest {
+            batch_id: batch_id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .batch
+        .unwrap()
+}
+
+/// Waits (bounded by `within`) until `GetBatch` reports `state`.
+pub async fn wait_for_batch_state(
+    client: &RegistrationServiceClient<Channel>,
+    batch_id: &str,
+    state: pb::BatchState,
+    within: Duration,
+) -> pb::Batch {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let batch = get_batch(client, batch_id).await;
+        if batch.state() == state {
+            return batch;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "batch {batch_id} is {:?}, not {state:?}",
+            batch.state()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every page `ListRegistrations` returns for the batch, `page_size` rows
+/// a page, following the page tokens to the last page.
+pub async fn list_registration_pages(
+    client: &RegistrationServiceClient<Channel>,
+    batch_id: &str,
+    page_size: u32,
+) -> Vec<Vec<pb::Registration>> {
+    let mut client = client.clone();
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_registrations(pb::ListRegistrationsRequest {
+                batch_id: batch_id.to_owned(),
+                page_size,
+                page_token: page_token.clone(),
+                ..pb::ListRegistrationsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages.push(page.registrations);
+        if page.next_page_token.is_empty() {
+            return pages;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Every row of a batch of one target: user id -> outcome.
+pub async fn outcomes_by_user(
+    client: &RegistrationServiceClient<Channel>,
+    batch_id: &str,
+) -> BTreeMap<String, pb::Outcome> {
+    list_registration_pages(client, batch_id, 1000)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|row| (row.user_id.clone(), row.outcome()))
+        .collect()
+}
+
+/// The batch a user's first row belongs to: how a test finds the batch of a
+/// call that never got to its summary.
+pub async fn batch_id_of_user(
+    client: &RegistrationServiceClient<Channel>,
+    user_id: &str,
+) -> String {
+    let page = client
+        .clone()
+        .list_registrations(pb::ListRegistrationsRequest {
+            user_id: user_id.to_owned(),
+            ..pb::ListRegistrationsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    page.registrations
+        .first()
+        .expect("the user has a row")
+        .batch_id
+        .clone()
+}
+
+/// Starts a stream of `users` under `key` in the background, a chunk of
+/// 1000 at a time as the server takes them; its results, or the status it
+/// ended with.
+pub fn stream_in_background(
+    client: &RegistrationServiceClient<Channel>,
+    targets: &'static [&'static str],
+    key: &str,
+    users: Vec<pb::User>,
+) -> JoinHandle<Result<Collected, (Collected, tonic::Status)>> {
+    let mut client = client.clone();
+    let key = key.to_owned();
+    tokio::spawn(async move {
+        let (input, requests) = tokio::sync::mpsc::channel(4);
+        let feeder = tokio::spawn(async move {
+            if input.send(stream_header(targets, &key)).await.is_err() {
+                return;
+            }
+            for part in users.chunks(1000) {
+                if input.send(stream_chunk(part.to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let responses = client
+            .batch_register_stream(tokio_stream::wrappers::ReceiverStream::new(requests))
+            .await
+            .map_err(|status| (Collected::default(), status))?
+            .into_inner();
+        let collected = collect_stream(responses).await;
+        feeder.abort();
+        collected
+    })
+}
+
+/// Waits (bounded) until the simulator has received `calls` calls.
+pub async fn wait_for_calls(simulator: &Simulator, calls: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while simulator.calls().len() < calls {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the simulator got {} calls, not {calls}",
+            simulator.calls().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -289,7 +289,8 @@ fn running_as_root() -> bool {
 }
 
 /// A loopback port nothing listens on right now.
-fn free_loopback_port() -> u16 {
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_loopback_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")

@@ -31,7 +31,7 @@ impl ServeProcess {
     /// Serves `config_toml` (its [audit] and [[targets]]) with a `[server]`
     /// section of a free loopback port plus `server_toml`, from `dir`.
     pub async fn start(dir: &Path, server_toml: &str, config_toml: &str) -> ServeProcess {
-        let port = free_port();
+        let port = super::postgres::free_loopback_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config_path = dir.join(format!("registrar-{port}.toml"));
         fs::write(
@@ -180,12 +180,4 @@ pub async fn health_client(addr: SocketAddr) -> Option<HealthClient<Channel>> {
         .await
         .ok()?;
     Some(HealthClient::new(channel))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
