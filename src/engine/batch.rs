@@ -67,6 +67,9 @@ pub struct BatchWriter {
     dry_run: bool,
     next_index: u64,
     resume: Option<Resume>,
+    /// Whether the batch has an idempotency key: only then can it be named
+    /// again, so only then are its users' fingerprints worth computing.
+    keyed: bool,
 }
 
 /// The results side of a batch: `next` until `None`, then `finish`.
@@ -106,6 +109,7 @@ pub(super) fn open(
     dry_run: bool,
     max_outstanding: usize,
     resume: Option<Resume>,
+    keyed: bool,
 ) -> (BatchWriter, BatchResults) {
     let batch_id: Arc<str> = Arc::from(batch_id);
     let (sender, receiver) = mpsc::unbounded_channel();
@@ -128,6 +132,7 @@ pub(super) fn open(
         dry_run,
         next_index: 0,
         resume,
+        keyed,
     };
     let results = BatchResults {
         batch_id,
@@ -171,12 +176,12 @@ impl RecordedRows {
 
     /// Whether the user at `index` is the one recorded there: same
     /// fingerprint (or, for rows written before fingerprints, same id).
-    fn matches(&self, index: u64, user_id: &str, fingerprint: &str) -> bool {
+    fn matches(&self, index: u64, user_id: &str, fingerprint: Option<&str>) -> bool {
         match self.by_index.get(&index).and_then(|rows| rows.first()) {
             None => true,
-            Some(row) => match &row.fingerprint {
-                Some(recorded) => recorded == fingerprint,
-                None => row.user_id == user_id,
+            Some(row) => match (row.fingerprint.as_deref(), fingerprint) {
+                (Some(recorded), Some(fingerprint)) => recorded == fingerprint,
+                _ => row.user_id == user_id,
             },
         }
     }
@@ -279,8 +284,8 @@ impl BatchWriter {
         for user in users {
             let index = self.next_index;
             self.next_index += 1;
-            let fingerprint = fingerprint(&self.shared.id, &user);
-            if !recorded.matches(index, &user.user_id, &fingerprint) {
+            let fingerprint = self.keyed.then(|| fingerprint(&self.shared.id, &user));
+            if !recorded.matches(index, &user.user_id, fingerprint.as_deref()) {
                 return Err(EngineError::RequestDiffers {
                     batch_id: self.shared.id.to_string(),
                     index,
@@ -305,7 +310,11 @@ impl BatchWriter {
                     match self.resumed(spec, row, verdict) {
                         Recorded::Replay(result) => decided.push(result),
                         Recorded::Unknown(result) => {
-                            resumed_rows.push(stored_row(&result, vendor_call_id, &fingerprint));
+                            resumed_rows.push(stored_row(
+                                &result,
+                                vendor_call_id,
+                                fingerprint.as_deref(),
+                            ));
                             decided.push(result);
                         }
                         Recorded::Send => {
@@ -317,7 +326,11 @@ impl BatchWriter {
                                 Outcome::Pending,
                                 None,
                             );
-                            resumed_rows.push(stored_row(&result, vendor_call_id, &fingerprint));
+                            resumed_rows.push(stored_row(
+                                &result,
+                                vendor_call_id,
+                                fingerprint.as_deref(),
+                            ));
                             group.push(pending());
                         }
                     }
@@ -336,7 +349,7 @@ impl BatchWriter {
                     outcome,
                     verdict.err(),
                 );
-                fresh_rows.push(stored_row(&result, None, &fingerprint));
+                fresh_rows.push(stored_row(&result, None, fingerprint.as_deref()));
                 match outcome {
                     Outcome::Pending => group.push(pending()),
                     _ => decided.push(result),
@@ -468,10 +481,10 @@ impl BatchWriter {
 fn stored_row(
     result: &UserResult,
     vendor_call_id: Option<i64>,
-    fingerprint: &str,
+    fingerprint: Option<&str>,
 ) -> RegistrationRow {
     let mut row = registration_row(result, vendor_call_id);
-    row.fingerprint = Some(fingerprint.to_owned());
+    row.fingerprint = fingerprint.map(str::to_owned);
     row
 }
 

@@ -239,6 +239,7 @@ impl Engine {
             // one whole message always fits, so a submit can always proceed
             MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message) * options.targets.len(),
             resume,
+            options.idempotency_key.is_some(),
         );
         Ok(OpenedBatch {
             writer: Box::new(writer),

@@ -24,7 +24,8 @@ pub struct Model {
     pub vendor_call_id: Option<i64>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
-    /// A keyed hash of what the caller asked for this user (see docs/operations.md#idempotency-keys).
+    /// A keyed hash of what the caller asked for this user, in a batch
+    /// opened with an idempotency key (see docs/outcomes-and-errors.md#idempotencykey).
     pub fingerprint: Option<String>,
 }
 
