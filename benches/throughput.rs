@@ -124,6 +124,8 @@ struct Row {
     truthful_success: usize,
     /// PostgreSQL: registration rows in the store after the run.
     rows_written: usize,
+    /// PostgreSQL: the share of row updates made in place (heap-only tuples).
+    in_place_updates: f64,
 }
 
 fn free_port() -> u16 {
@@ -533,6 +535,18 @@ async fn run_registrar(
                 .parse()
                 .unwrap_or(0)
         }),
+        in_place_updates: store.map_or(0.0, |(postgres, database)| {
+            // the statistics reach the view within a second of each commit
+            std::thread::sleep(Duration::from_secs(2));
+            postgres
+                .query(
+                    database,
+                    "SELECT n_tup_hot_upd::float8 / greatest(n_tup_upd, 1) \
+                     FROM pg_stat_user_tables WHERE relname = 'registrations'",
+                )
+                .parse()
+                .unwrap_or(0.0)
+        }),
     }
 }
 
@@ -780,6 +794,7 @@ fn median_row(rows: &[Row]) -> Row {
         wall: Duration::from_secs_f64(pick(|row| row.wall.as_secs_f64())),
         truthful_success: pick(|row| row.truthful_success as f64) as usize,
         rows_written: pick(|row| row.rows_written as f64) as usize,
+        in_place_updates: pick(|row| row.in_place_updates),
     }
 }
 
@@ -896,8 +911,10 @@ fn main() {
         );
         if scenario.postgres {
             println!(
-                "    registration rows written to PostgreSQL: {} of {}",
-                row.rows_written, row.users
+                "    registration rows written to PostgreSQL: {} of {}; outcome updates made in place: {:.1}%",
+                row.rows_written,
+                row.users,
+                100.0 * row.in_place_updates
             );
         }
         if scenario.name.starts_with("coalescing") {

@@ -5,6 +5,7 @@
 //! before any vendor call carries that user, and rows never hold a secret or
 //! a password: only ids, outcomes, vendor codes and messages.
 
+mod bulk_rows;
 mod connection;
 pub mod entity;
 pub mod migration;

@@ -27,13 +27,14 @@ use std::{
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, TransactionTrait,
     sea_query::OnConflict,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    bulk_rows,
     connection::{Connector, SqliteFile},
     entity::{batch, registration, vendor_call},
     records::{
@@ -302,6 +303,12 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
             user_count,
         } => {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                if connection.get_database_backend() == DbBackend::Postgres {
+                    connection
+                        .execute_raw(bulk_rows::insert(chunk, now))
+                        .await?;
+                    continue;
+                }
                 let models = chunk.iter().map(|row| active_registration(row, now));
                 registration::Entity::insert_many(models)
                     .exec_without_returning(connection)
@@ -316,6 +323,12 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
         }
         Write::RecordOutcomes(rows) => {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                if connection.get_database_backend() == DbBackend::Postgres {
+                    connection
+                        .execute_raw(bulk_rows::upsert_outcomes(chunk, now))
+                        .await?;
+                    continue;
+                }
                 let models = chunk.iter().map(|row| active_registration(row, now));
                 registration::Entity::insert_many(models)
                     .on_conflict(

@@ -1,12 +1,20 @@
 //! The audit store going away mid-stream and coming back: PostgreSQL
-//! stopped and started again, and a SQLite file on a small filesystem that
-//! fills up and is freed. While the store cannot commit, readiness says
+//! stopped and started again, a SQLite file on a small filesystem that
+//! fills up and is freed, and a SQLite file another process locks and
+//! releases. While the store cannot commit, readiness says
 //! NOT_SERVING and new work gets UNAVAILABLE; no vendor call is made without
 //! its committed row, no result reaches the caller that the store does not
 //! hold, and the server serves again by itself once the store is back. A
 //! replay with the key then completes the batch.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::Duration,
+};
 
 use crate::common::{postgres::TestPostgres, process::readiness, small_fs::SmallFilesystem, *};
 use registrar::{
@@ -193,6 +201,101 @@ async fn a_full_sqlite_filesystem_mid_stream_loses_nothing_and_serving_resumes_o
         &mut registrar,
         || filesystem.fill(),
         || filesystem.free(),
+    )
+    .await;
+    registrar.stop().await;
+}
+
+/// Another process holding a SQLite file's write lock: the `sqlite3` shell
+/// in a transaction it began and leaves open, as an operator's session
+/// would, until it is rolled back.
+struct SqliteLock {
+    path: std::path::PathBuf,
+    shell: Mutex<Option<Child>>,
+}
+
+impl SqliteLock {
+    fn new(path: &Path) -> Self {
+        SqliteLock {
+            path: path.to_owned(),
+            shell: Mutex::new(None),
+        }
+    }
+
+    /// Starts the shell, which takes the lock as soon as the server's writer
+    /// is between two transactions. It does not wait for that: the server
+    /// runs on this test's thread, and a transaction it has begun ends only
+    /// when this thread is free again.
+    fn take(&self) {
+        let mut shell = Command::new("sqlite3")
+            .arg("-bail")
+            .arg(&self.path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the sqlite3 shell runs (Debian package sqlite3)");
+        let script = ".timeout 30000\nBEGIN IMMEDIATE;\n.print locked\n";
+        let stdin = shell.stdin.as_mut().unwrap();
+        stdin.write_all(script.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        *self.shell.lock().unwrap() = Some(shell);
+    }
+
+    /// Rolls the shell's transaction back; checks that it had the lock.
+    fn release(&self) {
+        let mut shell = self
+            .shell
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the lock was taken");
+        let mut stdin = shell.stdin.take().unwrap();
+        // a shell that failed to lock has exited (-bail): its status says so below
+        let _ = stdin.write_all(b"ROLLBACK;\n.quit\n");
+        drop(stdin);
+        let output = shell.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "sqlite3 ended with {}",
+            output.status
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "locked",
+            "sqlite3 held the lock"
+        );
+    }
+}
+
+impl Drop for SqliteLock {
+    fn drop(&mut self) {
+        if let Some(mut shell) = self.shell.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = shell.kill();
+            let _ = shell.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sqlite_file_locked_by_another_process_mid_stream_loses_nothing_and_serving_resumes_once_released()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let simulator = slow_lcic().await;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut registrar = Registrar::start_with_database(
+        &LCIC.target("lcic", &simulator.endpoint(), "qps = 20"),
+        &url,
+        SERVER,
+    )
+    .await;
+    let lock = SqliteLock::new(&path);
+    store_goes_away_mid_stream(
+        &simulator,
+        &mut registrar,
+        || lock.take(),
+        || lock.release(),
     )
     .await;
     registrar.stop().await;
