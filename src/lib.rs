@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod import;
 pub mod outbound;
 pub mod sim;
 pub mod telemetry;

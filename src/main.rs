@@ -1,5 +1,5 @@
-//! The `registrar` command line: serve, sim, migrate. Thin: it parses
-//! arguments, loads configuration and hands over to the library.
+//! The `registrar` command line: serve, sim, migrate, import. Thin: it
+//! parses arguments, loads configuration and hands over to the library.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -9,9 +9,11 @@ use registrar::{
     app,
     audit::AuditStore,
     config::{CliOverrides, Config},
+    import,
     sim::{self, SimConfig, faults::SimFaults},
     telemetry,
 };
+use secrecy::SecretString;
 
 // under load the server makes and drops many short-lived rows and buffers
 // across threads: glibc's allocator took a quarter of its time, and
@@ -68,6 +70,11 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
     },
+    /// Register every user of a CSV or NDJSON file (optionally gzip) through a
+    /// running registrar, resuming by itself after a lost connection. Exit
+    /// code 0: every user registered or already existing; 1: some rejected
+    /// or failed (see the failed-rows file); 2: usage, file or connection errors.
+    Import(ImportArgs),
     /// Apply the audit store's pending migrations, then exit.
     Migrate {
         #[arg(long, env = "REGISTRAR_CONFIG")]
@@ -76,6 +83,120 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The file of users: CSV with a header row, or NDJSON; `-` reads stdin;
+    /// gzip is read compressed.
+    file: String,
+    /// The registrar server's URL (https:// with --ca-file).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// A target to register every user with; repeat for several.
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// The file's format, when its name does not end in .csv, .ndjson or .jsonl (.gz).
+    #[arg(long, value_enum)]
+    format: Option<import::source::Format>,
+    /// Where rows that end REJECTED or FAILED go [default: beside FILE, as NAME.failed.EXT].
+    #[arg(long)]
+    failed: Option<PathBuf>,
+    /// The batch's idempotency key [default: derived from the file's content
+    /// and the targets, and printed].
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Validate every row as a real run would and write the failed-rows file; call no vendor.
+    #[arg(long)]
+    dry_run: bool,
+    /// The CA certificate (PEM) that signed the server's certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), for mutual TLS.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// A file holding the bearer token (else REGISTRAR_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Reconnects after a lost connection before giving up.
+    #[arg(long, default_value_t = 20)]
+    retries: u32,
+    /// Users sent and not yet answered, at most.
+    #[arg(long, default_value_t = 50_000)]
+    max_in_flight: usize,
+}
+
+/// The bearer token from `--token-file` or `REGISTRAR_TOKEN`.
+fn bearer_token(file: Option<&std::path::Path>) -> Result<Option<SecretString>, String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|error| format!("--token-file {}: {error}", path.display()))?,
+        None => match std::env::var("REGISTRAR_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() || !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err("the bearer token must be printable ASCII without spaces".to_owned());
+    }
+    Ok(Some(SecretString::from(token.to_owned())))
+}
+
+/// Runs `registrar import`; returns its exit code.
+async fn import_command(args: ImportArgs) -> i32 {
+    let token = match bearer_token(args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(message) => {
+            eprintln!("registrar import: {message}");
+            return 2;
+        }
+    };
+    let options = import::ImportOptions {
+        input: args.file,
+        server: args.server,
+        targets: args.targets,
+        format: args.format,
+        failed: args.failed,
+        idempotency_key: args.idempotency_key,
+        dry_run: args.dry_run,
+        connection: import::connect::ConnectOptions {
+            ca_file: args.ca_file,
+            cert: args.cert,
+            key: args.key,
+            token,
+        },
+        retries: args.retries,
+        max_in_flight: args.max_in_flight,
+    };
+    let run = import::run(options);
+    tokio::select! {
+        finished = run => match finished {
+            Ok(report) => {
+                print!("{}", import::progress::summary_table(&report.summary, report.elapsed));
+                match &report.failed_file {
+                    Some(path) => println!(
+                        "{} rows that were rejected or failed are in {} (fix them and import that file)",
+                        report.failed_rows,
+                        path.display()
+                    ),
+                    None => println!("no row was rejected or failed"),
+                }
+                i32::from(report.any_failed)
+            }
+            Err(error) => {
+                eprintln!("registrar import: {error}");
+                2
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("registrar import: interrupted; run the same command again to resume");
+            130
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -170,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
             );
             sim::run(SimConfig { listen, accounts }, faults, shutdown_signal()).await
         }
+        Command::Import(args) => std::process::exit(import_command(args).await),
         Command::Migrate {
             config,
             database_url,

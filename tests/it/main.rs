@@ -12,6 +12,7 @@ mod crash_recovery;
 mod durability;
 mod fan_out_and_dry_run;
 mod faults;
+mod import;
 mod lcic_end_to_end;
 mod lcic_vendor_contract;
 mod no_secrets_in_logs;

@@ -32,6 +32,16 @@ impl ServeProcess {
     /// section of a free loopback port plus `server_toml`, from `dir`.
     pub async fn start(dir: &Path, server_toml: &str, config_toml: &str) -> ServeProcess {
         let port = super::postgres::free_loopback_port();
+        ServeProcess::start_at(dir, port, server_toml, config_toml).await
+    }
+
+    /// As `start`, on loopback port `port` (a restart where clients expect it).
+    pub async fn start_at(
+        dir: &Path,
+        port: u16,
+        server_toml: &str,
+        config_toml: &str,
+    ) -> ServeProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config_path = dir.join(format!("registrar-{port}.toml"));
         fs::write(
