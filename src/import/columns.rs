@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(Column::named("attributes."), None);
         assert_eq!(
             unknown_keys(&object(r#"{"userId":"u","nick":"x","ciam":{"mail":"m"}}"#)),
-            ["nick", "ciam.mail"]
+            ["ciam.mail", "nick"]
         );
         let error = user_from_object(&object(r#"{"userId":7}"#)).unwrap_err();
         assert!(error.contains("userId: expected a string"), "{error}");

@@ -13,7 +13,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
-use super::ImportError;
+use super::error::ImportError;
 use crate::api::pb::registration_service_client::RegistrationServiceClient;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -13,6 +13,7 @@
 
 pub mod columns;
 pub mod connect;
+mod error;
 pub mod failed;
 pub mod progress;
 pub mod source;
@@ -34,9 +35,10 @@ use tonic::Code;
 
 use crate::api::pb;
 use connect::ConnectOptions;
+pub use error::ImportError;
 use failed::{FailedRows, Failure};
 use progress::{Counts, Progress, outcome_name};
-use source::{BadRow, Format, RawRow, Source};
+use source::{Format, RawRow, Source};
 
 /// Users per stream message.
 const CHUNK: usize = 500;
@@ -59,45 +61,6 @@ pub struct ImportOptions {
     /// Reconnects after a lost connection before giving up.
     pub retries: u32,
     pub max_in_flight: usize,
-}
-
-/// Why an import could not run to its end: exit code 2.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error("{0}")]
-    Usage(String),
-    #[error("{what}: {error}")]
-    File { what: String, error: std::io::Error },
-    #[error(
-        "{input}: line {line}: unknown column{} {}; nothing was sent. The known columns are {}",
-        if names.len() == 1 { "" } else { "s" },
-        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "),
-        columns::known_columns()
-    )]
-    UnknownColumns {
-        input: String,
-        line: u64,
-        names: Vec<String>,
-    },
-    #[error("{input}: {count} row(s) describe no user; nothing was sent:\n{}", shown.iter().map(|row| format!("  line {}: {}", row.line, row.message)).collect::<Vec<_>>().join("\n"))]
-    BadRows {
-        input: String,
-        count: u64,
-        shown: Vec<BadRow>,
-    },
-    #[error("cannot reach {server}: {message}")]
-    Connection { server: String, message: String },
-    #[error("the server refused the import: {}: {}", .0.code(), .0.message())]
-    Refused(tonic::Status),
-}
-
-impl ImportError {
-    pub fn file(what: &str, error: std::io::Error) -> ImportError {
-        ImportError::File {
-            what: what.to_owned(),
-            error,
-        }
-    }
 }
 
 /// How an import that ran to its end went.

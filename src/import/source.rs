@@ -14,8 +14,8 @@ use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ImportError,
     columns::{self, Column},
+    error::{BadRow, ImportError},
 };
 use crate::api::pb;
 
@@ -59,13 +59,6 @@ pub struct Row {
     pub line: u64,
     pub raw: RawRow,
     pub user: pb::User,
-}
-
-/// A row that describes no user (a malformed line, a value of the wrong type).
-#[derive(Debug, Clone)]
-pub struct BadRow {
-    pub line: u64,
-    pub message: String,
 }
 
 pub struct Source {
