@@ -80,6 +80,8 @@ enum Shape {
     Callers(usize),
     /// The sequential client a team would otherwise write.
     Baseline,
+    /// `registrar import` of a CSV file of the scenario's users.
+    Import,
 }
 
 #[derive(Clone)]
@@ -126,6 +128,8 @@ struct Row {
     rows_written: usize,
     /// PostgreSQL: the share of row updates made in place (heap-only tuples).
     in_place_updates: f64,
+    /// Import: the `registrar import` process's peak RSS.
+    client_rss_mb: f64,
 }
 
 fn free_port() -> u16 {
@@ -382,6 +386,56 @@ async fn drive_callers(
     (results, last)
 }
 
+/// Writes the scenario's users as a CSV file and imports it with
+/// `registrar import`, sampling the command's peak RSS; returns a result
+/// per user when the command says every user ended registered (exit 0),
+/// when it ended, and its peak RSS.
+async fn drive_import(
+    dir: &Path,
+    server_port: u16,
+    users: usize,
+) -> (Vec<pb::UserResult>, Instant, f64, Instant) {
+    let file = dir.join("users.csv");
+    let mut csv = String::with_capacity(users * 40);
+    csv.push_str("userId,displayName\n");
+    for n in 0..users {
+        let user = user_for(VendorKind::TencentLcic, n);
+        csv.push_str(&format!("{},{}\n", user.user_id, user.display_name));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(BINARY)
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &format!("http://127.0.0.1:{server_port}")])
+        .args(["--target", "bench"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("registrar import starts");
+    let pid = child.id().unwrap_or(0);
+    let mut peak = 0.0_f64;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.unwrap(),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => peak = peak.max(peak_rss_mb(pid)),
+        }
+    };
+    let ended = Instant::now();
+    let results = if status.success() {
+        (0..users)
+            .map(|n| pb::UserResult {
+                user_id: user_for(VendorKind::TencentLcic, n).user_id,
+                outcome: pb::Outcome::Registered.into(),
+                ..pb::UserResult::default()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (results, started, peak, ended)
+}
+
 async fn run_registrar(
     scenario: &Scenario,
     dir: &Path,
@@ -438,12 +492,20 @@ async fn run_registrar(
     wait_for_port(server_port).await;
     let mut client = connect(server_port).await;
 
-    let started = Instant::now();
+    let mut started = Instant::now();
+    let mut client_rss_mb = 0.0;
     let (results, last_result) = match scenario.shape {
         Shape::Stream(chunk) => {
             drive_stream(&mut client, scenario.vendor, scenario.users, chunk).await
         }
         Shape::Callers(callers) => drive_callers(server_port, scenario.vendor, callers).await,
+        Shape::Import => {
+            let (results, import_started, peak, ended) =
+                drive_import(dir, server_port, scenario.users).await;
+            started = import_started;
+            client_rss_mb = peak;
+            (results, ended)
+        }
         Shape::Baseline => unreachable!("the baseline does not run registrar"),
     };
     let wall = last_result - started;
@@ -547,6 +609,7 @@ async fn run_registrar(
                 .parse()
                 .unwrap_or(0.0)
         }),
+        client_rss_mb,
     }
 }
 
@@ -735,6 +798,19 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
         shape: Shape::Stream(1000),
         postgres: false,
     });
+    // an engineer's million-user CSV through `registrar import`
+    all.push(Scenario {
+        name: "import csv 1M tencent-lcic 50ms".to_owned(),
+        vendor: VendorKind::TencentLcic,
+        users: 1_000_000,
+        latency: Duration::from_millis(50),
+        fault_rate: 0.0,
+        qps: 20,
+        max_batch: 1000,
+        real_qps: None,
+        shape: Shape::Import,
+        postgres: false,
+    });
     // the audit store on PostgreSQL, at the LCIC ceiling and with no quota
     let on_postgres: Vec<Scenario> = all
         .iter()
@@ -795,6 +871,7 @@ fn median_row(rows: &[Row]) -> Row {
         truthful_success: pick(|row| row.truthful_success as f64) as usize,
         rows_written: pick(|row| row.rows_written as f64) as usize,
         in_place_updates: pick(|row| row.in_place_updates),
+        client_rss_mb: pick(|row| row.client_rss_mb),
     }
 }
 
@@ -915,6 +992,13 @@ fn main() {
                 row.rows_written,
                 row.users,
                 100.0 * row.in_place_updates
+            );
+        }
+        if scenario.shape == Shape::Import {
+            println!(
+                "    the import command's peak RSS: {:.1} MB; end to end {:.1}% of the ceiling",
+                row.client_rss_mb,
+                100.0 * row.users_per_second / scenario.ceiling()
             );
         }
         if scenario.name.starts_with("coalescing") {

@@ -179,7 +179,7 @@ async fn import_command(args: ImportArgs) -> i32 {
                 print!("{}", import::progress::summary_table(&report.summary, report.elapsed));
                 match &report.failed_file {
                     Some(path) => println!(
-                        "{} rows that were rejected or failed are in {} (fix them and import that file)",
+                        "rows rejected or failed: {}, written to {} (fix them and import that file)",
                         report.failed_rows,
                         path.display()
                     ),

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::api::pb;
 
@@ -68,9 +68,12 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} answered, {per_sec}, ETA {eta}\n  {msg}",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} answered, {rate}, ETA {eta}\n  {msg}",
                 )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("rate", |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0} users/s", state.per_sec());
+                }),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             Display::Bar(bar)

@@ -387,3 +387,73 @@ async fn a_server_killed_mid_import_is_resumed_by_the_command_itself() {
     second.terminate();
     second.wait_exit(Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn the_same_command_after_ctrl_c_resumes_the_import() {
+    let simulator = start_simulator_with_faults(
+        vec![LCIC.sim(20)],
+        SimFaults {
+            latency: Duration::from_millis(300),
+            ..SimFaults::default()
+        },
+    )
+    .await;
+    let mut registrar =
+        Registrar::start(&LCIC.target("lcic", &simulator.endpoint(), "qps = 20")).await;
+    let server = format!("http://{}", registrar.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("users.csv");
+    let (text, valid) = csv_users(40_000, &[], &[]);
+    std::fs::write(&input, text).unwrap();
+    let args = [input.to_str().unwrap(), "--target", "lcic"];
+
+    let first = import_command(&server, &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_calls(&simulator, 12).await;
+    let pid = first.id().unwrap().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let output = tokio::time::timeout(STEP, first.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", explain(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("run the same command again"));
+
+    // the cut stream's batch ends interrupted, its finished users recorded
+    let batch_id = batch_id_of_user(&registrar.client, "i0000000").await;
+    wait_for_batch_state(
+        &registrar.client,
+        &batch_id,
+        registrar::api::pb::BatchState::Interrupted,
+        STEP,
+    )
+    .await;
+    let finished: BTreeSet<String> = outcomes_by_user(&registrar.client, &batch_id)
+        .await
+        .into_iter()
+        .filter(|(_, outcome)| *outcome == registrar::api::pb::Outcome::Registered)
+        .map(|(user_id, _)| user_id)
+        .collect();
+    assert!(!finished.is_empty() && finished.len() < valid.len());
+    let calls_before = simulator.calls().len();
+
+    let again = import(&server, &args).await;
+    assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
+    assert_eq!(lcic_holds(&simulator), valid);
+    let sent_again = simulator.calls()[calls_before..]
+        .iter()
+        .flat_map(|call| call.user_ids.clone())
+        .filter(|user_id| finished.contains(user_id))
+        .count();
+    assert_eq!(sent_again, 0, "no finished user is sent again");
+    let batch = registrar.get_batch(&batch_id).await;
+    assert_eq!(batch.state(), registrar::api::pb::BatchState::Completed);
+    registrar.stop().await;
+}
