@@ -60,6 +60,25 @@ pub struct ServerConfig {
     /// and resumable, after this long.
     #[serde(default = "default_batch_lease", with = "humantime_serde")]
     pub batch_lease: Duration,
+    /// A second, plaintext listener serving only grpc.health.v1.Health, for
+    /// probes that cannot speak TLS (Kubernetes' gRPC probes). Off when unset.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
+    /// `[server.tls]`: TLS on the gRPC port; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the server's certificate and key, and the CA whose client
+/// certificates are required (mutual TLS) when `client_ca_file` is set. All
+/// PEM; read again when they change on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +89,8 @@ impl Default for ServerConfig {
             max_unary_users: default_max_unary_users(),
             instance_name: None,
             batch_lease: default_batch_lease(),
+            health_listen: None,
+            tls: None,
         }
     }
 }

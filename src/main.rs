@@ -244,12 +244,18 @@ async fn main() -> anyhow::Result<()> {
             };
             let engine = app::start_engine(&config).await?;
             let listener = bind(config.server.listen).await?;
+            let health_listener = match config.server.health_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            };
             serve(
                 listener,
                 Arc::clone(&engine),
                 ServeOptions {
                     max_unary_users: config.server.max_unary_users,
                     shutdown_grace: config.server.shutdown_grace,
+                    tls: config.server.tls.clone(),
+                    health_listener,
                 },
                 shutdown_signal(),
             )

@@ -8,6 +8,7 @@ pub mod error;
 mod page_token;
 pub mod server;
 pub mod service;
+mod tls;
 
 /// The generated `registrar.v1` messages, client and server.
 pub mod pb {

@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
-use super::{pb, service::RegistrationApi};
-use crate::engine::Engine;
+use super::{pb, service::RegistrationApi, tls};
+use crate::{config::TlsConfig, engine::Engine};
 
 /// Binds the gRPC listener; the error names the address, so `Address already
 /// in use` says which one.
@@ -34,6 +34,10 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 pub struct ServeOptions {
     pub max_unary_users: usize,
     pub shutdown_grace: Duration,
+    /// TLS (and mutual TLS) on the gRPC port; plaintext when `None`.
+    pub tls: Option<TlsConfig>,
+    /// A plaintext listener for the health service alone (`[server] health_listen`).
+    pub health_listener: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` resolves, then drains within the grace period.
@@ -87,13 +91,36 @@ pub async fn serve(
         }
     };
     let local_addr = listener.local_addr()?;
-    tracing::info!(%local_addr, "serving registrar.v1.RegistrationService");
-    let server = Server::builder()
+    let health_only = match options.health_listener {
+        Some(health_listener) => {
+            tracing::info!(local_addr = %health_listener.local_addr()?, "serving grpc.health.v1.Health in plaintext for probes");
+            let health_service = health_service.clone();
+            Some(tokio::spawn(
+                Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming(TcpListenerStream::new(health_listener)),
+            ))
+        }
+        None => None,
+    };
+    let router = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pb::registration_service_server::RegistrationServiceServer::new(api))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .add_service(pb::registration_service_server::RegistrationServiceServer::new(api));
+    type Served =
+        std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let server: Served = match &options.tls {
+        Some(tls_config) => {
+            let incoming = tls::incoming(listener, tls_config)?;
+            tracing::info!(%local_addr, mutual_tls = tls_config.client_ca_file.is_some(), "serving registrar.v1.RegistrationService over TLS");
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+        }
+        None => {
+            tracing::info!(%local_addr, "serving registrar.v1.RegistrationService");
+            Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal))
+        }
+    };
 
     let grace = options.shutdown_grace;
     let mut stopping_at = stopping.clone();
@@ -112,6 +139,9 @@ pub async fn serve(
     audit_watch.abort();
     if !engine.drain(remaining).await {
         tracing::warn!("grace period over before every vendor call finished");
+    }
+    if let Some(health_only) = health_only {
+        health_only.abort();
     }
     Ok(())
 }

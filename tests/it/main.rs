@@ -19,5 +19,6 @@ mod no_secrets_in_logs;
 mod sim_lcic;
 mod store_faults;
 mod streams;
+mod tls;
 mod volc_end_to_end;
 mod zim_end_to_end;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod postgres;
 pub mod process;
 pub mod small_fs;
@@ -129,6 +130,11 @@ impl Registrar {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let health_listener = match config.server.health_listen {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.unwrap()),
+            None => None,
+        };
+        let over_tls = config.server.tls.is_some();
         let (shutdown, signal) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(
             listener,
@@ -136,12 +142,23 @@ impl Registrar {
             ServeOptions {
                 max_unary_users: config.server.max_unary_users,
                 shutdown_grace: config.server.shutdown_grace,
+                tls: config.server.tls.clone(),
+                health_listener,
             },
             async move {
                 let _ = signal.await;
             },
         ));
-        let client = connect(addr).await;
+        // over TLS the tests make clients of their own (tests/it/tls.rs)
+        let client = if over_tls {
+            RegistrationServiceClient::new(
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .unwrap()
+                    .connect_lazy(),
+            )
+        } else {
+            connect(addr).await
+        };
         Registrar {
             client,
             audit,
