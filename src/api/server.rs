@@ -95,9 +95,16 @@ pub async fn serve(
         Some(health_listener) => {
             tracing::info!(local_addr = %health_listener.local_addr()?, "serving grpc.health.v1.Health in plaintext for probes");
             let health_service = health_service.clone();
+            // reflection of the health service alone, so grpcurl can call it
+            let health_reflection = || {
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            };
             Some(tokio::spawn(
                 Server::builder()
                     .add_service(health_service)
+                    .add_service(health_reflection().build_v1()?)
+                    .add_service(health_reflection().build_v1alpha()?)
                     .serve_with_incoming(TcpListenerStream::new(health_listener)),
             ))
         }
