@@ -452,7 +452,7 @@ async fn run_registrar(
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{server_port}\"\nshutdown_grace = \"5s\"\n\n[audit]\ndatabase_url = \"{database_url}\"\n\n[telemetry]\nlog_format = \"json\"\n\n{}",
+            "[server]\nlisten = \"127.0.0.1:{server_port}\"\nshutdown_grace = \"5s\"\nallow_unauthenticated = true\n\n[audit]\ndatabase_url = \"{database_url}\"\n\n[telemetry]\nlog_format = \"json\"\n\n{}",
             target_toml(scenario, &endpoint)
         ),
     )

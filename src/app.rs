@@ -36,7 +36,9 @@ pub fn demo_accounts() -> Vec<SimAccount> {
 /// The embedded default configuration: one demo target per vendor, named after it.
 pub fn embedded_config_toml(sim_endpoint: &str) -> String {
     use secrecy::ExposeSecret;
-    demo_accounts()
+    // open to anyone for trying it, so reachable from this machine only
+    let server = format!("[server]\nlisten = \"{EMBEDDED_LISTEN}\"\n\n");
+    let targets: String = demo_accounts()
         .iter()
         .map(|account| {
             let vendor = account.vendor;
@@ -63,8 +65,12 @@ pub fn embedded_config_toml(sim_endpoint: &str) -> String {
             }
             lines.join("\n") + "\n\n"
         })
-        .collect()
+        .collect();
+    server + &targets
 }
+
+/// Where the embedded default listens: loopback, since it has no callers.
+pub const EMBEDDED_LISTEN: &str = "127.0.0.1:50051";
 
 /// Starts the simulator on loopback and loads the embedded default around it.
 pub async fn start_embedded(overrides: &CliOverrides) -> anyhow::Result<(Config, Simulator)> {
@@ -141,4 +147,22 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
     );
     engine.recover().await?;
     Ok(Arc::new(engine))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_open_so_it_listens_on_loopback_only() {
+        let config = Config::load(
+            None,
+            Some(&embedded_config_toml("http://127.0.0.1:9")),
+            &CliOverrides::default(),
+        )
+        .unwrap();
+        assert!(config.callers.is_empty());
+        assert_eq!(config.server.listen.to_string(), EMBEDDED_LISTEN);
+        assert!(config.server.listen.ip().is_loopback());
+    }
 }

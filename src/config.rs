@@ -35,6 +35,30 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// `[[callers]]`: who may call RegistrationService, and with which targets.
+    #[serde(default)]
+    pub callers: Vec<CallerConfig>,
+}
+
+/// `[[callers]]`: one caller, known by a bearer token's SHA-256, a client
+/// certificate's identity, or both; the targets it may use; whether it may
+/// read every batch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    pub name: String,
+    /// Hex SHA-256 of the caller's bearer token (the token itself is never configured).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// A DNS or URI subject alternative name of the caller's client
+    /// certificate (mutual TLS), e.g. a SPIFFE id.
+    #[serde(default)]
+    pub tls_identity: Option<String>,
+    /// Target names or `*` patterns the caller may use.
+    pub targets: Vec<String>,
+    /// May read every caller's batches and rows.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// `[server]`: the gRPC listener.
@@ -67,6 +91,10 @@ pub struct ServerConfig {
     /// `[server.tls]`: TLS on the gRPC port; plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Serve every client that reaches the port when no `[[callers]]` are
+    /// configured; without it such a configuration refuses to start.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 /// `[server.tls]`: the server's certificate and key, and the CA whose client
@@ -91,6 +119,7 @@ impl Default for ServerConfig {
             batch_lease: default_batch_lease(),
             health_listen: None,
             tls: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -379,6 +408,91 @@ impl Config {
 
     /// Checks what serde cannot: unique names, per-vendor required keys, caps.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.check_targets()?;
+        self.check_callers()
+    }
+
+    /// A config file must say who may call: `[[callers]]`, or
+    /// `[server] allow_unauthenticated = true` to serve anyone.
+    pub fn check_authentication(&self, file: &str) -> Result<(), ConfigError> {
+        if self.callers.is_empty() && !self.server.allow_unauthenticated {
+            return Err(ConfigError::Invalid {
+                key: "callers".to_owned(),
+                reason: format!(
+                    "are missing in {file}: any client that reaches the port could spend every target's quota and read every user's rows. \
+                     Add [[callers]] entries (name, token_sha256 or tls_identity, targets; see docs/security.md), \
+                     or set [server] allow_unauthenticated = true to serve every client on purpose"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_callers(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (position, caller) in self.callers.iter().enumerate() {
+            let invalid = |field: &str, reason: String| ConfigError::Invalid {
+                key: format!("callers[{position}].{field}"),
+                reason,
+            };
+            if caller.name.is_empty()
+                || !caller
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(invalid(
+                    "name",
+                    format!("{:?} must be letters, digits, '.', '_' or '-'", caller.name),
+                ));
+            }
+            if !names.insert(caller.name.as_str()) {
+                return Err(invalid(
+                    "name",
+                    format!("{:?} is used by more than one caller", caller.name),
+                ));
+            }
+            if caller.token_sha256.is_none() && caller.tls_identity.is_none() {
+                return Err(invalid(
+                    "token_sha256",
+                    "or tls_identity is required: how the caller is known".to_owned(),
+                ));
+            }
+            if let Some(hash) = &caller.token_sha256
+                && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(invalid(
+                    "token_sha256",
+                    "must be 64 hex digits, the SHA-256 of the token (`printf %s TOKEN | sha256sum`)"
+                        .to_owned(),
+                ));
+            }
+            if caller.tls_identity.as_deref() == Some("") {
+                return Err(invalid("tls_identity", "must not be empty".to_owned()));
+            }
+            if caller.targets.is_empty() {
+                return Err(invalid(
+                    "targets",
+                    "must name at least one target".to_owned(),
+                ));
+            }
+            for pattern in &caller.targets {
+                if !self
+                    .targets
+                    .iter()
+                    .any(|target| crate::domain::matches_pattern(pattern, &target.name))
+                {
+                    return Err(invalid(
+                        "targets",
+                        format!("{pattern:?} matches no configured target"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_targets(&self) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
         for (position, target) in self.targets.iter().enumerate() {
             let key = |field: &str| format!("targets[{position}].{field}");
@@ -583,6 +697,53 @@ mod tests {
         secret_id = "AKIDexample"
         secret_key = { env = "REGISTRAR_TEST_UNSET_VARIABLE" }
     "#;
+
+    #[test]
+    fn callers_are_checked_and_a_file_without_them_must_say_it_is_open() {
+        let hash = "a".repeat(64);
+        let caller = |extra: &str| format!("{LCIC}\n[[callers]]\nname = \"a\"\n{extra}");
+        let ok = load(&caller(&format!(
+            "token_sha256 = \"{hash}\"\ntargets = [\"lc*\"]"
+        )))
+        .unwrap();
+        assert_eq!(ok.callers[0].targets, ["lc*"]);
+        assert!(ok.check_authentication("f.toml").is_ok());
+        for (extra, key, says) in [
+            (
+                "targets = [\"lcic\"]",
+                "callers[0].token_sha256",
+                "tls_identity",
+            ),
+            (
+                "token_sha256 = \"abc\"\ntargets = [\"lcic\"]",
+                "callers[0].token_sha256",
+                "64 hex",
+            ),
+            (
+                &format!("token_sha256 = \"{hash}\"\ntargets = [\"zim*\"]") as &str,
+                "callers[0].targets",
+                "matches no configured target",
+            ),
+            (
+                &format!("token_sha256 = \"{hash}\"\ntargets = []") as &str,
+                "callers[0].targets",
+                "at least one",
+            ),
+        ] {
+            let error = load(&caller(extra)).unwrap_err().to_string();
+            assert!(
+                error.contains(key) && error.contains(says),
+                "{extra}: {error}"
+            );
+        }
+        let open = load(LCIC).unwrap();
+        let refused = open.check_authentication("f.toml").unwrap_err().to_string();
+        assert!(
+            refused.contains("[[callers]]") && refused.contains("allow_unauthenticated = true")
+        );
+        let allowed = load(&format!("[server]\nallow_unauthenticated = true\n{LCIC}")).unwrap();
+        assert!(allowed.check_authentication("f.toml").is_ok());
+    }
 
     #[test]
     fn defaults_fill_what_the_file_leaves_out() {

@@ -224,3 +224,88 @@ pub struct UserResult {
     pub attempts: u32,
     pub replayed: bool,
 }
+
+/// Who is calling RegistrationService: a configured caller (`[[callers]]`),
+/// or anyone when the server runs without callers. Batches record their
+/// caller; idempotency keys are scoped to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Empty for anyone (a server without callers).
+    pub name: String,
+    /// Target names or `*` patterns it may use.
+    pub targets: Vec<String>,
+    /// May read every caller's batches.
+    pub admin: bool,
+}
+
+impl Caller {
+    /// Anyone, on a server without callers: every target, every batch.
+    pub fn anyone() -> Caller {
+        Caller {
+            name: String::new(),
+            targets: vec!["*".to_owned()],
+            admin: true,
+        }
+    }
+
+    pub fn may_use(&self, target: &str) -> bool {
+        self.targets
+            .iter()
+            .any(|pattern| matches_pattern(pattern, target))
+    }
+
+    /// Whether it may read a batch that `owner` opened.
+    pub fn may_read(&self, owner: &str) -> bool {
+        self.admin || self.name == owner
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if name.len() < first.len() + last.len() || !name.starts_with(first) || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod caller_tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_with_stars_anywhere() {
+        assert!(matches_pattern("*", "lcic"));
+        assert!(matches_pattern("lcic-*", "lcic-prod"));
+        assert!(!matches_pattern("lcic-*", "zim-prod"));
+        assert!(matches_pattern("*-prod", "zim-prod"));
+        assert!(matches_pattern("a*b*c", "a-x-b-y-c"));
+        assert!(!matches_pattern("a*b*c", "a-c"));
+        assert!(!matches_pattern("ab*ba", "aba"));
+        assert!(matches_pattern("lcic", "lcic"));
+        assert!(!matches_pattern("lcic", "lcic2"));
+    }
+
+    #[test]
+    fn a_caller_reads_its_own_batches_and_an_admin_every_one() {
+        let caller = Caller {
+            name: "a".into(),
+            targets: vec!["lcic-*".into()],
+            admin: false,
+        };
+        assert!(caller.may_use("lcic-1") && !caller.may_use("zim"));
+        assert!(caller.may_read("a") && !caller.may_read("b"));
+        assert!(Caller::anyone().may_read("b"));
+    }
+}

@@ -231,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
             let (config, simulator, _telemetry) = match &config {
                 Some(path) => {
                     let config = Config::load(Some(path), None, &overrides)?;
+                    config.check_authentication(&path.display().to_string())?;
                     let telemetry = telemetry::init(&config.telemetry)?;
                     (config, None, telemetry)
                 }
@@ -256,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
                     shutdown_grace: config.server.shutdown_grace,
                     tls: config.server.tls.clone(),
                     health_listener,
+                    callers: config.callers.clone(),
                 },
                 shutdown_signal(),
             )

@@ -3,6 +3,7 @@
 //! server with reflection, health and graceful shutdown. It validates the
 //! shape of requests and converts; the engine decides.
 
+mod callers;
 pub mod convert;
 pub mod error;
 mod page_token;

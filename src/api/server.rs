@@ -20,8 +20,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
-use super::{pb, service::RegistrationApi, tls};
-use crate::{config::TlsConfig, engine::Engine};
+use super::{callers::Authenticate, pb, service::RegistrationApi, tls};
+use crate::{
+    config::{CallerConfig, TlsConfig},
+    engine::Engine,
+};
 
 /// Binds the gRPC listener; the error names the address, so `Address already
 /// in use` says which one.
@@ -38,6 +41,8 @@ pub struct ServeOptions {
     pub tls: Option<TlsConfig>,
     /// A plaintext listener for the health service alone (`[server] health_listen`).
     pub health_listener: Option<TcpListener>,
+    /// Who may call RegistrationService; none: anyone.
+    pub callers: Vec<CallerConfig>,
 }
 
 /// Serves until `shutdown` resolves, then drains within the grace period.
@@ -114,7 +119,13 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pb::registration_service_server::RegistrationServiceServer::new(api));
+        // health and reflection stay open: probes and grpcurl's `list` need no credentials
+        .add_service(
+            pb::registration_service_server::RegistrationServiceServer::with_interceptor(
+                api,
+                Authenticate::new(&options.callers),
+            ),
+        );
     type Served =
         std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
     let server: Served = match &options.tls {

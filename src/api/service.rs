@@ -1,6 +1,7 @@
-//! `registrar.v1.RegistrationService`: each RPC checks the request's shape,
-//! converts it, and hands it to the engine; answers are converted back.
-//! Nothing here reads the audit store or decides a user's outcome.
+//! `registrar.v1.RegistrationService`: each RPC checks the request's shape
+//! and what its caller may do (the targets it may use, the batches it may
+//! read), converts it, and hands it to the engine; answers are converted
+//! back. Nothing here reads the audit store or decides a user's outcome.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -10,13 +11,15 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::{
+    callers::caller_of,
     convert,
     error::invalid_argument,
     page_token::PageTokens,
     pb::{self, registration_service_server::RegistrationService},
 };
+use crate::domain::Caller;
 use crate::engine::{
-    BatchOptions, Engine, OpenedBatch,
+    BatchOptions, Engine, EngineError, OpenedBatch,
     batch::{BatchResults, BatchWriter},
     queries::RegistrationFilter,
 };
@@ -107,12 +110,49 @@ where
     Box::pin(ReceiverStream::new(receiver))
 }
 
-fn options(targets: Vec<String>, idempotency_key: String, dry_run: bool) -> BatchOptions {
-    BatchOptions {
+/// The batch a caller asks for, once it may use every target it names: a
+/// target it may not use is PERMISSION_DENIED before any user is accepted.
+fn options(
+    caller: &Caller,
+    targets: Vec<String>,
+    idempotency_key: String,
+    dry_run: bool,
+) -> Result<BatchOptions, Status> {
+    if let Some(denied) = targets.iter().find(|target| !caller.may_use(target)) {
+        return Err(Status::permission_denied(format!(
+            "caller {:?} may not use target {denied:?}",
+            caller.name
+        )));
+    }
+    Ok(BatchOptions {
+        caller: caller.name.clone(),
         targets,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
         dry_run,
-    }
+    })
+}
+
+/// An engine error, its list of known targets cut to the caller's.
+fn for_caller(error: EngineError, caller: &Caller) -> Status {
+    let mine = |known: Vec<String>| {
+        known
+            .into_iter()
+            .filter(|name| caller.may_use(name))
+            .collect()
+    };
+    Status::from(match error {
+        EngineError::UnknownTarget { name, known } => EngineError::UnknownTarget {
+            name,
+            known: mine(known),
+        },
+        EngineError::NoTargets { known } => EngineError::NoTargets { known: mine(known) },
+        other => other,
+    })
+}
+
+/// A batch this caller may not read is answered as one that does not exist.
+fn not_found(batch_id: &str) -> Status {
+    Status::not_found(format!("batch {batch_id} not found"))
 }
 
 /// Answers an opened batch (new, replayed or resumed) with its results as
@@ -241,6 +281,7 @@ impl RegistrationService for RegistrationApi {
         &self,
         request: Request<pb::BatchRegisterRequest>,
     ) -> Result<Response<Self::BatchRegisterStream>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         if request.users.is_empty() {
             return Err(invalid_argument("users", "at least one user is required"));
@@ -258,11 +299,13 @@ impl RegistrationService for RegistrationApi {
         let opened = self
             .engine
             .open_batch(options(
+                &caller,
                 request.targets,
                 request.idempotency_key,
                 request.dry_run,
-            ))
-            .await?;
+            )?)
+            .await
+            .map_err(|error| for_caller(error, &caller))?;
         let users = request.users;
         Ok(Response::new(answer(opened, |mut writer| async move {
             submit_chunk(&mut writer, users, usize::MAX).await?;
@@ -276,6 +319,7 @@ impl RegistrationService for RegistrationApi {
     ) -> Result<Response<Self::BatchRegisterStreamStream>, Status> {
         use pb::batch_register_stream_request::Message;
         let deadline = request_deadline(request.metadata());
+        let caller = caller_of(&request);
         let mut input = request.into_inner();
         let header = match input.message().await? {
             Some(pb::BatchRegisterStreamRequest {
@@ -298,11 +342,13 @@ impl RegistrationService for RegistrationApi {
         let opened = self
             .engine
             .open_batch(options(
+                &caller,
                 header.targets,
                 header.idempotency_key,
                 header.dry_run,
-            ))
-            .await?;
+            )?)
+            .await
+            .map_err(|error| for_caller(error, &caller))?;
         let max_users = self.engine.max_users_per_message();
         Ok(Response::new(answer(opened, move |writer| {
             feed_chunks(writer, input, max_users, key, deadline)
@@ -313,6 +359,7 @@ impl RegistrationService for RegistrationApi {
         &self,
         request: Request<pb::GetBatchRequest>,
     ) -> Result<Response<pb::GetBatchResponse>, Status> {
+        let caller = caller_of(&request);
         let batch_id = request.into_inner().batch_id;
         if batch_id.is_empty() {
             return Err(invalid_argument("batchId", "is required"));
@@ -321,7 +368,8 @@ impl RegistrationService for RegistrationApi {
             .engine
             .batch(parse_batch_id(&batch_id)?)
             .await?
-            .ok_or_else(|| Status::not_found(format!("batch {batch_id} not found")))?;
+            .filter(|record| caller.may_read(&record.caller))
+            .ok_or_else(|| not_found(&batch_id))?;
         Ok(Response::new(pb::GetBatchResponse {
             batch: Some(convert::batch_to_proto(record)),
         }))
@@ -331,6 +379,7 @@ impl RegistrationService for RegistrationApi {
         &self,
         request: Request<pb::ListRegistrationsRequest>,
     ) -> Result<Response<pb::ListRegistrationsResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let outcome = pb::Outcome::try_from(request.outcome).map_err(|_| {
             invalid_argument("outcome", format!("{} is not an Outcome", request.outcome))
@@ -340,8 +389,27 @@ impl RegistrationService for RegistrationApi {
             size => size.min(MAX_PAGE_SIZE),
         };
         let batch_id = match request.batch_id.as_str() {
+            "" if !caller.admin => {
+                return Err(invalid_argument(
+                    "batchId",
+                    format!(
+                        "is required: caller {:?} may list the rows of its own batches only",
+                        caller.name
+                    ),
+                ));
+            }
             "" => None,
-            batch_id => Some(parse_batch_id(batch_id)?.to_string()),
+            batch_id => {
+                let id = parse_batch_id(batch_id)?;
+                if !caller.admin {
+                    self.engine
+                        .batch(id)
+                        .await?
+                        .filter(|record| caller.may_read(&record.caller))
+                        .ok_or_else(|| not_found(batch_id))?;
+                }
+                Some(id.to_string())
+            }
         };
         let non_empty = |value: String| (!value.is_empty()).then_some(value);
         let filter = RegistrationFilter {
@@ -378,11 +446,13 @@ impl RegistrationService for RegistrationApi {
 
     async fn list_targets(
         &self,
-        _: Request<pb::ListTargetsRequest>,
+        request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
+        let caller = caller_of(&request);
         let targets = self
             .engine
             .targets()
+            .filter(|target| caller.may_use(&target.name))
             .map(|target| pb::Target {
                 name: target.name.to_string(),
                 vendor: convert::vendor_to_proto(target.vendor_kind).into(),

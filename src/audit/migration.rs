@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddVendorJobId),
             Box::new(DurableBatches),
             Box::new(InPlaceOutcomes),
+            Box::new(BatchCallers),
         ]
     }
 }
@@ -420,6 +421,48 @@ impl MigrationTrait for InPlaceOutcomes {
                     .col(RegistrationsOutcome::Target)
                     .col(RegistrationsOutcome::Outcome)
                     .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The configured caller (`[[callers]]`) that opened each batch: GetBatch
+/// and ListRegistrations answer a caller only for its own batches.
+struct BatchCallers;
+
+#[derive(DeriveIden)]
+enum BatchesCaller {
+    #[sea_orm(iden = "batches")]
+    Table,
+    Caller,
+}
+
+impl MigrationName for BatchCallers {
+    fn name(&self) -> &str {
+        "m20261202_000005_batch_callers"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for BatchCallers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BatchesCaller::Table)
+                    .add_column(string_null(BatchesCaller::Caller))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BatchesCaller::Table)
+                    .drop_column(BatchesCaller::Caller)
                     .to_owned(),
             )
             .await

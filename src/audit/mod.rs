@@ -101,9 +101,10 @@ impl AuditStore {
         &self,
         key: &str,
         dry_run: bool,
+        caller: &str,
     ) -> Result<Option<BatchHead>, AuditError> {
         Ok(batch::Entity::find()
-            .filter(batch::Column::IdempotencyKey.eq(stored_key(key, dry_run)))
+            .filter(batch::Column::IdempotencyKey.eq(stored_key(key, dry_run, caller)))
             .one(&self.connection())
             .await?
             .map(BatchHead::from))
@@ -292,7 +293,10 @@ impl AuditStore {
         }
         Ok(Some(BatchRecord {
             id: row.id,
-            idempotency_key: row.idempotency_key.map(caller_key),
+            idempotency_key: row
+                .idempotency_key
+                .map(|key| caller_key(key, row.caller.as_deref().unwrap_or_default())),
+            caller: row.caller.clone().unwrap_or_default(),
             targets,
             dry_run: row.dry_run,
             state: BatchState::parse(&row.state).unwrap_or(BatchState::Running),

@@ -46,6 +46,8 @@ pub(super) fn redact_database_error(message: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct NewBatch {
     pub id: String,
+    /// The configured caller opening it; empty for anyone.
+    pub caller: String,
     pub idempotency_key: Option<String>,
     pub targets: Vec<String>,
     pub dry_run: bool,
@@ -61,20 +63,23 @@ pub struct Lease {
 
 /// The idempotency key as stored: a dry run's key lives apart from a real
 /// run's, so a dry run never uses up the key of the real run after it.
-pub(super) fn stored_key(key: &str, dry_run: bool) -> String {
-    if dry_run {
-        format!("{DRY_RUN_KEY_PREFIX}{key}")
+pub(super) fn stored_key(key: &str, dry_run: bool, caller: &str) -> String {
+    let dry_run = if dry_run { DRY_RUN_KEY_PREFIX } else { "" };
+    if caller.is_empty() {
+        format!("{dry_run}{key}")
     } else {
-        key.to_owned()
+        format!("{dry_run}caller:{caller}/{key}")
     }
 }
 
 /// The caller's key of a stored one.
-pub(super) fn caller_key(stored: String) -> String {
-    match stored.strip_prefix(DRY_RUN_KEY_PREFIX) {
-        Some(key) => key.to_owned(),
-        None => stored,
+pub(super) fn caller_key(stored: String, caller: &str) -> String {
+    let key = stored.strip_prefix(DRY_RUN_KEY_PREFIX).unwrap_or(&stored);
+    if caller.is_empty() {
+        return key.to_owned();
     }
+    let scope = format!("caller:{caller}/");
+    key.strip_prefix(scope.as_str()).unwrap_or(key).to_owned()
 }
 
 const DRY_RUN_KEY_PREFIX: &str = "dry-run/";
@@ -185,6 +190,8 @@ impl OutcomeCounts {
 #[derive(Debug, Clone)]
 pub struct BatchRecord {
     pub id: String,
+    /// The configured caller that opened it; empty for anyone.
+    pub caller: String,
     pub idempotency_key: Option<String>,
     pub targets: Vec<String>,
     pub dry_run: bool,

@@ -283,7 +283,7 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 idempotency_key: Set(new
                     .idempotency_key
                     .as_deref()
-                    .map(|key| stored_key(key, new.dry_run))),
+                    .map(|key| stored_key(key, new.dry_run, &new.caller))),
                 targets: Set(new.targets.join(",")),
                 dry_run: Set(new.dry_run),
                 state: Set(BatchState::Running.as_str().to_owned()),
@@ -292,6 +292,7 @@ async fn apply<C: ConnectionTrait>(connection: &C, write: &Write) -> Result<i64,
                 finished_at: Set(None),
                 owner: Set(Some(new.lease.owner.clone())),
                 lease_expires_at: Set(Some(new.lease.expires_at)),
+                caller: Set((!new.caller.is_empty()).then(|| new.caller.clone())),
             };
             batch::Entity::insert(row)
                 .exec_without_returning(connection)

@@ -63,6 +63,8 @@ const MAX_OUTSTANDING_PER_BATCH: usize = 16_384;
 /// What a caller asks for when opening a batch.
 #[derive(Debug, Clone, Default)]
 pub struct BatchOptions {
+    /// The configured caller; empty for anyone. Keys are scoped to it.
+    pub caller: String,
     pub targets: Vec<String>,
     pub idempotency_key: Option<String>,
     pub dry_run: bool,
@@ -253,7 +255,10 @@ impl Engine {
         options: &BatchOptions,
     ) -> Result<(String, Option<Resume>), EngineError> {
         if let Some(key) = &options.idempotency_key
-            && let Some(head) = self.audit.batch_for_key(key, options.dry_run).await?
+            && let Some(head) = self
+                .audit
+                .batch_for_key(key, options.dry_run, &options.caller)
+                .await?
         {
             return self.reopen(head, options).await;
         }
@@ -262,6 +267,7 @@ impl Engine {
             .audit
             .create_batch(&NewBatch {
                 id: batch_id.clone(),
+                caller: options.caller.clone(),
                 idempotency_key: options.idempotency_key.clone(),
                 targets: options.targets.clone(),
                 dry_run: options.dry_run,
@@ -275,7 +281,7 @@ impl Engine {
                 // batch may not be readable yet
                 let head = self
                     .audit
-                    .batch_for_key(&key, options.dry_run)
+                    .batch_for_key(&key, options.dry_run, &options.caller)
                     .await?
                     .ok_or(EngineError::BatchBeingCreated)?;
                 self.reopen(head, options).await

@@ -4,6 +4,7 @@ mod common;
 
 mod answer_lost;
 mod audit_postgres;
+mod callers;
 mod ciam_end_to_end;
 mod ciam_import_end_to_end;
 mod ciam_vendor_contract;

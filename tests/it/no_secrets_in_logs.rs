@@ -1,5 +1,6 @@
 //! The real binary, run with the most verbose logging, never writes a
 //! secret to its logs: no vendor key of any of the five vendor kinds, no
+//! caller's bearer token (a call with it and one with a wrong token), no
 //! user's password, password hash or salt appears in any line, in text and
 //! JSON formats, after a user was registered at a target of every kind.
 
@@ -24,9 +25,13 @@ const IMPORT_STORE: &str = "logs-store-import";
 const PASSWORD: &str = "user-password-never-logged!";
 const PASSWORD_HASH: &str = "0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b";
 const SALT: &str = "user-salt-never-logged";
+const BEARER_TOKEN: &str = "caller-bearer-token-never-logged";
+const WRONG_TOKEN: &str = "wrong-bearer-token-never-logged";
 
 /// Every secret the run handles: none may appear in a log line.
-const SECRETS: [&str; 7] = [
+const SECRETS: [&str; 9] = [
+    BEARER_TOKEN,
+    WRONG_TOKEN,
     LCIC_SECRET_KEY,
     ZIM_SERVER_SECRET,
     VOLC_SECRET_KEY,
@@ -106,8 +111,10 @@ async fn run_and_collect_logs(log_format: &str) -> String {
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\n\
              [audit]\ndatabase_url = {{ env = \"TEST_DATABASE_URL\" }}\n\
-             [telemetry]\nlog_format = \"{log_format}\"\n\n{}",
-            targets(&simulator.endpoint())
+             [telemetry]\nlog_format = \"{log_format}\"\n\n{}\n\
+             [[callers]]\nname = \"logs\"\ntoken_sha256 = \"{}\"\ntargets = [\"*\"]\n",
+            targets(&simulator.endpoint()),
+            sha256_hex(BEARER_TOKEN)
         ),
     )
     .unwrap();
@@ -137,11 +144,24 @@ async fn run_and_collect_logs(log_format: &str) -> String {
     let mut bad = user("");
     bad.display_name = "x".to_owned();
     bad.ciam = user_for_every_vendor().ciam;
+    let refused = batch_register(
+        &mut client,
+        with_token(
+            request(&["lcic"], vec![user_for_every_vendor()]),
+            WRONG_TOKEN,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     let collected = batch_register(
         &mut client,
-        request(
-            &["lcic", "zim", "volc", "ciam", "import"],
-            vec![user_for_every_vendor(), bad],
+        with_token(
+            request(
+                &["lcic", "zim", "volc", "ciam", "import"],
+                vec![user_for_every_vendor(), bad],
+            ),
+            BEARER_TOKEN,
         ),
     )
     .await

@@ -248,3 +248,46 @@ async fn registrar_import_connects_with_mutual_tls() {
     );
     registrar.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_certificates_san_names_its_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "server");
+    let clients = TestCa::new(dir.path(), "clients");
+    let server = ca.server(dir.path(), "server");
+    let simulator = start_simulator(vec![LCIC.sim(1000)]).await;
+    let targets = format!(
+        "{}\n[[callers]]\nname = \"billing\"\ntls_identity = \"spiffe://example.org/ns/billing/sa/api\"\ntargets = [\"lcic\"]\n",
+        LCIC.target("lcic", &simulator.endpoint(), "qps = 1000")
+    );
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("audit.db").display()
+    );
+    let mut registrar =
+        Registrar::start_with_database(&targets, &url, &tls_toml(&server, Some(&clients.pem_file)))
+            .await;
+    let port = registrar.addr.port();
+    let billing = clients.client(
+        dir.path(),
+        "billing",
+        "spiffe://example.org/ns/billing/sa/api",
+    );
+    let other = clients.client(dir.path(), "other", "spiffe://example.org/ns/other/sa/api");
+
+    let mut client = tls_client(port, &ca.pem_file, Some(&billing))
+        .await
+        .unwrap();
+    let collected = batch_register(&mut client, request(&["lcic"], users("m", 3)))
+        .await
+        .unwrap();
+    assert_eq!(collected.with_outcome(pb::Outcome::Registered).len(), 3);
+
+    let mut stranger = tls_client(port, &ca.pem_file, Some(&other)).await.unwrap();
+    let refused = stranger
+        .list_targets(pb::ListTargetsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    registrar.stop().await;
+}

@@ -8,7 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     /// The caller's key; a dry run's is stored with a `dry-run/` prefix, so
-    /// that it never blocks a real run with the same key.
+    /// that it never blocks a real run with the same key, and a configured
+    /// caller's with `caller:NAME/`, so that callers never share a key.
     #[sea_orm(unique)]
     pub idempotency_key: Option<String>,
     /// Target names, comma-separated, in the caller's order.
@@ -24,6 +25,9 @@ pub struct Model {
     pub owner: Option<String>,
     /// Until when the owner's lease holds; renewed while the owner lives.
     pub lease_expires_at: Option<ChronoDateTimeUtc>,
+    /// The configured caller that opened the batch; `None` for anyone (a
+    /// server without `[[callers]]`).
+    pub caller: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

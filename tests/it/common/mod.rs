@@ -144,6 +144,7 @@ impl Registrar {
                 shutdown_grace: config.server.shutdown_grace,
                 tls: config.server.tls.clone(),
                 health_listener,
+                callers: config.callers.clone(),
             },
             async move {
                 let _ = signal.await;
@@ -432,7 +433,7 @@ impl Collected {
 
 pub async fn batch_register(
     client: &mut RegistrationServiceClient<Channel>,
-    request: pb::BatchRegisterRequest,
+    request: impl tonic::IntoRequest<pb::BatchRegisterRequest>,
 ) -> Result<Collected, tonic::Status> {
     let mut stream = client.batch_register(request).await?.into_inner();
     let mut collected = Collected::default();
@@ -452,6 +453,21 @@ pub async fn batch_register(
         }
     }
     Ok(collected)
+}
+
+/// The hex SHA-256 of a token, as `[[callers]] token_sha256` takes it.
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// `message` with `authorization: Bearer TOKEN`.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 pub fn request(targets: &[&str], users: Vec<pb::User>) -> pb::BatchRegisterRequest {

@@ -46,7 +46,10 @@ impl ServeProcess {
         let config_path = dir.join(format!("registrar-{port}.toml"));
         fs::write(
             &config_path,
-            format!("[server]\nlisten = \"{addr}\"\n{server_toml}\n\n{config_toml}"),
+            // these servers serve anyone: the callers tests use their own configs
+            format!(
+                "[server]\nlisten = \"{addr}\"\nallow_unauthenticated = true\n{server_toml}\n\n{config_toml}"
+            ),
         )
         .unwrap();
         let log_path = dir.join("registrar.log");
