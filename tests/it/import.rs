@@ -12,10 +12,7 @@ use std::{
 };
 
 use crate::common::{process::ServeProcess, *};
-use registrar::{
-    domain::VendorKind,
-    sim::{Simulator, faults::SimFaults},
-};
+use registrar::{domain::VendorKind, sim::Simulator};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registrar");
 /// Long enough for any one import here on a loaded machine.
@@ -324,14 +321,7 @@ async fn recorded_registered(dir: &Path) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_server_killed_mid_import_is_resumed_by_the_command_itself() {
-    let simulator = start_simulator_with_faults(
-        vec![LCIC.sim(20)],
-        SimFaults {
-            latency: Duration::from_millis(300),
-            ..SimFaults::default()
-        },
-    )
-    .await;
+    let simulator = lcic_with_latency(20, Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = sqlite_config(dir.path(), &simulator);
     let server_toml = "instance_name = \"import\"\nbatch_lease = \"3s\"";
@@ -373,13 +363,9 @@ async fn a_server_killed_mid_import_is_resumed_by_the_command_itself() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("resuming"), "it said it resumed: {stderr}");
     assert_eq!(lcic_holds(&simulator), valid, "every user is registered");
-    let sent_again = simulator.calls()[calls_before..]
-        .iter()
-        .flat_map(|call| call.user_ids.clone())
-        .filter(|user_id| finished.contains(user_id))
-        .count();
     assert_eq!(
-        sent_again, 0,
+        sent_again(&simulator, calls_before, &finished),
+        0,
         "no user whose outcome was recorded is sent again"
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -390,14 +376,7 @@ async fn a_server_killed_mid_import_is_resumed_by_the_command_itself() {
 
 #[tokio::test]
 async fn the_same_command_after_ctrl_c_resumes_the_import() {
-    let simulator = start_simulator_with_faults(
-        vec![LCIC.sim(20)],
-        SimFaults {
-            latency: Duration::from_millis(300),
-            ..SimFaults::default()
-        },
-    )
-    .await;
+    let simulator = lcic_with_latency(20, Duration::from_millis(300)).await;
     let mut registrar =
         Registrar::start(&LCIC.target("lcic", &simulator.endpoint(), "qps = 20")).await;
     let server = format!("http://{}", registrar.addr);
@@ -447,12 +426,11 @@ async fn the_same_command_after_ctrl_c_resumes_the_import() {
     let again = import(&server, &args).await;
     assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
     assert_eq!(lcic_holds(&simulator), valid);
-    let sent_again = simulator.calls()[calls_before..]
-        .iter()
-        .flat_map(|call| call.user_ids.clone())
-        .filter(|user_id| finished.contains(user_id))
-        .count();
-    assert_eq!(sent_again, 0, "no finished user is sent again");
+    assert_eq!(
+        sent_again(&simulator, calls_before, &finished),
+        0,
+        "no finished user is sent again"
+    );
     let batch = registrar.get_batch(&batch_id).await;
     assert_eq!(batch.state(), registrar::api::pb::BatchState::Completed);
     registrar.stop().await;

@@ -560,3 +560,29 @@ pub fn assert_one_result_per_index(results: &[pb::UserResult], count: usize) {
     assert_eq!(seen.len(), count, "one result per user");
     assert_eq!(seen.iter().next_back().copied(), Some(count as u64 - 1));
 }
+
+/// A simulated LCIC account of `qps` that answers after `latency`.
+pub async fn lcic_with_latency(qps: u32, latency: Duration) -> Simulator {
+    start_simulator_with_faults(
+        vec![LCIC.sim(qps)],
+        registrar::sim::faults::SimFaults {
+            latency,
+            ..registrar::sim::faults::SimFaults::default()
+        },
+    )
+    .await
+}
+
+/// How many of the users the simulator received in calls after the first
+/// `calls_before` are among `finished`: users sent again.
+pub fn sent_again(
+    simulator: &Simulator,
+    calls_before: usize,
+    finished: &std::collections::BTreeSet<String>,
+) -> usize {
+    simulator.calls()[calls_before..]
+        .iter()
+        .flat_map(|call| call.user_ids.iter())
+        .filter(|user_id| finished.contains(*user_id))
+        .count()
+}
