@@ -30,7 +30,7 @@ pub enum ImportError {
     },
     #[error("cannot reach {server}: {message}")]
     Connection { server: String, message: String },
-    #[error("the server refused the import: {}: {}", .0.code(), .0.message())]
+    #[error("the server refused the import: {:?}: {}", .0.code(), .0.message())]
     Refused(tonic::Status),
 }
 

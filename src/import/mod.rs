@@ -208,7 +208,7 @@ fn classify(status: tonic::Status) -> Attempt {
         | Code::DeadlineExceeded
         | Code::Aborted
         | Code::ResourceExhausted => {
-            Attempt::Retry(format!("{}: {}", status.code(), status.message()))
+            Attempt::Retry(format!("{:?}: {}", status.code(), status.message()))
         }
         _ => Attempt::Fatal(ImportError::Refused(status)),
     }

@@ -255,3 +255,58 @@ async fn a_config_file_without_callers_refuses_to_start_naming_both_ways_out() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn registrar_import_sends_the_token_from_its_file_or_the_environment() {
+    let (simulator, mut registrar) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("users.csv");
+    std::fs::write(&input, "userId,displayName\nt1,One\nt2,Two\n").unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN_A}\n")).unwrap();
+    let server = format!("http://{}", registrar.addr);
+    let import = |extra: &[&str], token_env: Option<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"));
+        command
+            .arg("import")
+            .arg(&input)
+            .args(["--target", "lcic-a", "--server", &server, "--retries", "0"])
+            .args(extra)
+            .env_remove("REGISTRAR_TOKEN");
+        if let Some(token) = token_env {
+            command.env("REGISTRAR_TOKEN", token);
+        }
+        command.output()
+    };
+    let without = import(&[], None).await.unwrap();
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("Unauthenticated"));
+    assert!(simulator.calls().is_empty());
+
+    let from_file = import(&["--token-file", token_file.to_str().unwrap()], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        from_file.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    let from_env = import(&[], Some(TOKEN_A)).await.unwrap();
+    assert_eq!(from_env.status.code(), Some(0));
+    assert_eq!(
+        simulator
+            .registered(registrar::domain::VendorKind::TencentLcic, LCIC_APP_ID)
+            .len(),
+        2
+    );
+    for output in [&without, &from_file, &from_env] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!text.contains(TOKEN_A), "the token is never printed");
+    }
+    registrar.stop().await;
+}
