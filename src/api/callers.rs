@@ -32,13 +32,18 @@ struct Known {
 pub struct Authenticate {
     /// `None`: no callers configured, everyone is let in.
     known: Option<Arc<Vec<Known>>>,
+    anyone: Arc<Caller>,
 }
 
 impl Authenticate {
     /// Callers from the configuration; none means everyone is let in.
     pub fn new(callers: &[CallerConfig]) -> Authenticate {
+        let anyone = Arc::new(Caller::anyone());
         if callers.is_empty() {
-            return Authenticate { known: None };
+            return Authenticate {
+                known: None,
+                anyone,
+            };
         }
         let known = callers
             .iter()
@@ -57,12 +62,13 @@ impl Authenticate {
             .collect();
         Authenticate {
             known: Some(Arc::new(known)),
+            anyone,
         }
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Arc<Caller>, Status> {
         let Some(known) = &self.known else {
-            return Ok(Arc::new(Caller::anyone()));
+            return Ok(Arc::clone(&self.anyone));
         };
         if let Some(value) = request.metadata().get("authorization") {
             let token = value

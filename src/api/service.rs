@@ -402,10 +402,11 @@ impl RegistrationService for RegistrationApi {
             batch_id => {
                 let id = parse_batch_id(batch_id)?;
                 if !caller.admin {
+                    // each page: one row by its key, not the batch's counts
                     self.engine
-                        .batch(id)
+                        .batch_caller(id)
                         .await?
-                        .filter(|record| caller.may_read(&record.caller))
+                        .filter(|owner| caller.may_read(owner))
                         .ok_or_else(|| not_found(batch_id))?;
                 }
                 Some(id.to_string())

@@ -262,6 +262,15 @@ impl AuditStore {
             .await?)
     }
 
+    /// The caller that opened a batch (empty for anyone); `None` when no
+    /// such batch exists. One row by its key, without the batch's counts.
+    pub async fn batch_caller(&self, batch_id: &str) -> Result<Option<String>, AuditError> {
+        Ok(batch::Entity::find_by_id(batch_id.to_owned())
+            .one(&self.connection())
+            .await?
+            .map(|row| row.caller.unwrap_or_default()))
+    }
+
     /// The batch and its counts per target and outcome.
     pub async fn batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, AuditError> {
         let Some(row) = batch::Entity::find_by_id(batch_id.to_owned())

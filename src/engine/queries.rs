@@ -81,6 +81,11 @@ pub struct RegistrationPage {
 }
 
 impl Engine {
+    /// The caller that opened a batch (empty for anyone); `None` when no such batch exists.
+    pub async fn batch_caller(&self, batch_id: Uuid) -> Result<Option<String>, EngineError> {
+        Ok(self.audit.batch_caller(&batch_id.to_string()).await?)
+    }
+
     /// The batch with its counts per target and outcome; `None` when no such batch exists.
     pub async fn batch(&self, batch_id: Uuid) -> Result<Option<BatchRecord>, EngineError> {
         Ok(self.audit.batch(&batch_id.to_string()).await?)
