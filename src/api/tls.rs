@@ -114,6 +114,10 @@ impl Current {
         interval.tick().await;
         loop {
             interval.tick().await;
+            if Arc::strong_count(&self) == 1 {
+                // the listener is gone: nothing takes new connections
+                return;
+            }
             let now = stamps(&self.config);
             if now == seen {
                 continue;
