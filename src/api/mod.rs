@@ -5,6 +5,7 @@
 
 mod callers;
 pub mod convert;
+mod decode_errors;
 pub mod error;
 mod page_token;
 pub mod server;

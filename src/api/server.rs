@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
-use super::{callers::Authenticate, pb, service::RegistrationApi, tls};
+use super::{callers::Authenticate, decode_errors, pb, service::RegistrationApi, tls};
 use crate::{
     config::{CallerConfig, TlsConfig},
     engine::Engine,
@@ -116,6 +116,9 @@ pub async fn serve(
         None => None,
     };
     let router = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            decode_errors::clarify_response,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     callers::caller_of,
-    convert,
+    convert, decode_errors,
     error::invalid_argument,
     page_token::PageTokens,
     pb::{self, registration_service_server::RegistrationService},
@@ -219,7 +219,7 @@ async fn feed_chunks(
                     writer.input_cut_advice(&idempotency_key)
                 )));
             }
-            message = input.message() => message?,
+            message = input.message() => message.map_err(decode_errors::clarify)?,
         };
         let Some(message) = message else { break };
         let users = match message.message {
@@ -321,7 +321,7 @@ impl RegistrationService for RegistrationApi {
         let deadline = request_deadline(request.metadata());
         let caller = caller_of(&request);
         let mut input = request.into_inner();
-        let header = match input.message().await? {
+        let header = match input.message().await.map_err(decode_errors::clarify)? {
             Some(pb::BatchRegisterStreamRequest {
                 message: Some(Message::Header(header)),
             }) => header,
