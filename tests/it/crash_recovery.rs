@@ -11,7 +11,7 @@ use crate::common::{postgres::TestPostgres, process::ServeProcess, *};
 use registrar::{
     api::pb::{self, registration_service_client::RegistrationServiceClient},
     domain::VendorKind,
-    sim::{Simulator, faults::SimFaults},
+    sim::Simulator,
 };
 use tonic::transport::Channel;
 
@@ -56,7 +56,7 @@ async fn replay_resumes(
     batch_id: &str,
 ) {
     let recorded = outcomes_by_user(client, batch_id).await;
-    let finished: BTreeSet<&String> = recorded
+    let finished: BTreeSet<String> = recorded
         .iter()
         .filter(|(_, outcome)| {
             matches!(
@@ -64,7 +64,7 @@ async fn replay_resumes(
                 pb::Outcome::Registered | pb::Outcome::AlreadyExists
             )
         })
-        .map(|(user_id, _)| user_id)
+        .map(|(user_id, _)| user_id.clone())
         .collect();
     assert!(!finished.is_empty(), "some users finished before the crash");
     assert!(
@@ -96,13 +96,9 @@ async fn replay_resumes(
         count as u64,
         "one summary covers the whole batch"
     );
-    let sent_again = simulator.calls()[calls_before..]
-        .iter()
-        .flat_map(|call| call.user_ids.clone())
-        .filter(|user_id| finished.contains(user_id))
-        .count();
     assert_eq!(
-        sent_again, 0,
+        sent_again(simulator, calls_before, &finished),
+        0,
         "no user whose outcome was recorded is sent again"
     );
     let held: BTreeSet<String> = simulator
@@ -116,14 +112,7 @@ async fn replay_resumes(
 
 /// A slow LCIC: 300 ms a call at 20 calls a second.
 async fn slow_lcic(qps: u32) -> Simulator {
-    start_simulator_with_faults(
-        vec![LCIC.sim(qps)],
-        SimFaults {
-            latency: Duration::from_millis(300),
-            ..SimFaults::default()
-        },
-    )
-    .await
+    lcic_with_latency(qps, Duration::from_millis(300)).await
 }
 
 async fn killed_mid_stream_then_replayed(audit: &str, dir: &std::path::Path) {

@@ -10,7 +10,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use crate::common::*;
-use registrar::{api::pb, audit::entity::registration, domain::VendorKind, sim::faults::SimFaults};
+use registrar::{api::pb, audit::entity::registration, domain::VendorKind};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -123,14 +123,7 @@ async fn the_same_key_with_a_changed_request_is_refused_naming_the_first_index_t
 #[tokio::test]
 async fn a_key_whose_batch_a_live_server_runs_is_aborted() {
     // calls take 2 s, so the first request is still running when the second comes
-    let simulator = start_simulator_with_faults(
-        vec![LCIC.sim(20)],
-        SimFaults {
-            latency: Duration::from_secs(2),
-            ..SimFaults::default()
-        },
-    )
-    .await;
+    let simulator = lcic_with_latency(20, Duration::from_secs(2)).await;
     let mut registrar = Registrar::start(&LCIC.target("lcic", &simulator.endpoint(), "")).await;
     let mut client = registrar.client.clone();
     let users = named_users(3);
@@ -233,14 +226,7 @@ async fn a_dry_runs_key_does_not_block_a_real_run_with_the_same_key() {
 /// A slow LCIC (300 ms a call, 20 calls a second): a stream of thousands
 /// of users is still running seconds after it starts.
 async fn slow_lcic() -> (registrar::sim::Simulator, Registrar) {
-    let simulator = start_simulator_with_faults(
-        vec![LCIC.sim(20)],
-        SimFaults {
-            latency: Duration::from_millis(300),
-            ..SimFaults::default()
-        },
-    )
-    .await;
+    let simulator = lcic_with_latency(20, Duration::from_millis(300)).await;
     let registrar = Registrar::start(&LCIC.target("lcic", &simulator.endpoint(), "qps = 20")).await;
     (simulator, registrar)
 }

@@ -21,7 +21,7 @@ use registrar::{
     api::pb,
     audit::entity::{registration, vendor_call},
     domain::VendorKind,
-    sim::{Simulator, faults::SimFaults},
+    sim::Simulator,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -149,14 +149,7 @@ async fn store_goes_away_mid_stream(
 }
 
 async fn slow_lcic() -> Simulator {
-    start_simulator_with_faults(
-        vec![LCIC.sim(20)],
-        SimFaults {
-            latency: Duration::from_millis(100),
-            ..SimFaults::default()
-        },
-    )
-    .await
+    lcic_with_latency(20, Duration::from_millis(100)).await
 }
 
 /// A short lease: its renewal is the write that tells readiness the store commits again.
