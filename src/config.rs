@@ -38,6 +38,81 @@ pub struct Config {
     /// `[[callers]]`: who may call RegistrationService, and with which targets.
     #[serde(default)]
     pub callers: Vec<CallerConfig>,
+    /// `[limits]`: what each caller may hold at once, unless its own entry says otherwise.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one caller may hold at once. Each caller has its own
+/// allowance, so a caller at its limit never slows another; a server without
+/// `[[callers]]` applies them to everyone together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Concurrent `BatchRegisterStream` calls.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// Concurrent unary `BatchRegister` calls.
+    #[serde(default = "default_max_unary_batches")]
+    pub max_unary_batches: usize,
+    /// Users accepted but not yet answered, across all the caller's batches;
+    /// a user sent to several targets counts once per target.
+    #[serde(default = "default_max_unanswered_users")]
+    pub max_unanswered_users: usize,
+    /// The largest gRPC message, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_streams: default_max_streams(),
+            max_unary_batches: default_max_unary_batches(),
+            max_unanswered_users: default_max_unanswered_users(),
+            max_message_bytes: default_max_message_bytes(),
+        }
+    }
+}
+
+fn default_max_streams() -> usize {
+    64
+}
+
+fn default_max_unary_batches() -> usize {
+    4096
+}
+
+fn default_max_unanswered_users() -> usize {
+    200_000
+}
+
+fn default_max_message_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+/// `[callers.limits]`: a caller's own limits, where they differ from `[limits]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerLimitsConfig {
+    pub max_streams: Option<usize>,
+    pub max_unary_batches: Option<usize>,
+    pub max_unanswered_users: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+}
+
+impl CallerLimitsConfig {
+    /// This caller's limits: its own where set, else the server's.
+    pub fn over(&self, defaults: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            max_streams: self.max_streams.unwrap_or(defaults.max_streams),
+            max_unary_batches: self.max_unary_batches.unwrap_or(defaults.max_unary_batches),
+            max_unanswered_users: self
+                .max_unanswered_users
+                .unwrap_or(defaults.max_unanswered_users),
+            max_message_bytes: self.max_message_bytes.unwrap_or(defaults.max_message_bytes),
+        }
+    }
 }
 
 /// `[[callers]]`: one caller, known by a bearer token's SHA-256, a client
@@ -59,6 +134,9 @@ pub struct CallerConfig {
     /// May read every caller's batches and rows.
     #[serde(default)]
     pub admin: bool,
+    /// Limits of this caller that differ from `[limits]`.
+    #[serde(default)]
+    pub limits: CallerLimitsConfig,
 }
 
 /// `[server]`: the gRPC listener.
@@ -409,7 +487,44 @@ impl Config {
     /// Checks what serde cannot: unique names, per-vendor required keys, caps.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.check_targets()?;
-        self.check_callers()
+        self.check_callers()?;
+        self.check_limits()
+    }
+
+    /// Every limit, the server's and each caller's, lets at least one call through.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let mut all = vec![("limits".to_owned(), self.limits)];
+        for (position, caller) in self.callers.iter().enumerate() {
+            all.push((
+                format!("callers[{position}].limits"),
+                caller.limits.over(&self.limits),
+            ));
+        }
+        for (section, limits) in all {
+            let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+                key: format!("{section}.{field}"),
+                reason: reason.to_owned(),
+            };
+            for (field, value) in [
+                ("max_streams", limits.max_streams),
+                ("max_unary_batches", limits.max_unary_batches),
+                ("max_unanswered_users", limits.max_unanswered_users),
+            ] {
+                if value == 0 {
+                    return Err(invalid(field, "must be at least 1"));
+                }
+                if value > tokio::sync::Semaphore::MAX_PERMITS {
+                    return Err(invalid(field, "is larger than this server can count"));
+                }
+            }
+            if limits.max_message_bytes < 1024 || limits.max_message_bytes > 1 << 30 {
+                return Err(invalid(
+                    "max_message_bytes",
+                    "must be between 1024 and 1073741824 (1 GiB)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A config file must say who may call: `[[callers]]`, or

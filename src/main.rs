@@ -258,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
                     tls: config.server.tls.clone(),
                     health_listener,
                     callers: config.callers.clone(),
+                    limits: config.limits,
                 },
                 shutdown_signal(),
             )

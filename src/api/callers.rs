@@ -173,6 +173,7 @@ mod tests {
             tls_identity: None,
             targets: targets.iter().map(|t| (*t).to_owned()).collect(),
             admin: false,
+            limits: Default::default(),
         }
     }
 

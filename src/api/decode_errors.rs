@@ -25,7 +25,7 @@ pub fn clarified(status: &Status) -> Option<Status> {
         }
         Code::OutOfRange if status.message().contains(TOO_LARGE) => {
             Some(Status::resource_exhausted(format!(
-                "{}: send many users with BatchRegisterStream, in chunks that each fit the limit",
+                "{} ([limits] max_message_bytes): send many users with BatchRegisterStream, in chunks that each fit the limit",
                 status.message()
             )))
         }

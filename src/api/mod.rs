@@ -7,6 +7,7 @@ mod callers;
 pub mod convert;
 mod decode_errors;
 pub mod error;
+mod limits;
 mod page_token;
 pub mod server;
 pub mod service;

@@ -20,9 +20,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
-use super::{callers::Authenticate, decode_errors, pb, service::RegistrationApi, tls};
+use super::{
+    callers::Authenticate, decode_errors, limits::Limits, pb, service::RegistrationApi, tls,
+};
 use crate::{
-    config::{CallerConfig, TlsConfig},
+    config::{CallerConfig, LimitsConfig, TlsConfig},
     engine::Engine,
 };
 
@@ -43,6 +45,8 @@ pub struct ServeOptions {
     pub health_listener: Option<TcpListener>,
     /// Who may call RegistrationService; none: anyone.
     pub callers: Vec<CallerConfig>,
+    /// What each caller may hold at once, unless its entry says otherwise.
+    pub limits: LimitsConfig,
 }
 
 /// Serves until `shutdown` resolves, then drains within the grace period.
@@ -73,7 +77,9 @@ pub async fn serve(
         health.clone(),
         shutting_down.clone(),
     ));
-    let api = RegistrationApi::new(engine.clone(), options.max_unary_users);
+    let limits = Arc::new(Limits::new(&options.limits, &options.callers));
+    let largest_message = limits.largest_message();
+    let api = RegistrationApi::new(engine.clone(), options.max_unary_users, limits);
 
     // the instant the shutdown signal arrived: the grace period counts from it
     let (stopping_sender, mut stopping) = tokio::sync::watch::channel(None);
@@ -123,12 +129,11 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         // health and reflection stay open: probes and grpcurl's `list` need no credentials
-        .add_service(
-            pb::registration_service_server::RegistrationServiceServer::with_interceptor(
-                api,
-                Authenticate::new(&options.callers),
-            ),
-        );
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            pb::registration_service_server::RegistrationServiceServer::new(api)
+                .max_decoding_message_size(largest_message),
+            Authenticate::new(&options.callers),
+        ));
     type Served =
         std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
     let server: Served = match &options.tls {

@@ -14,6 +14,7 @@ use super::{
     callers::caller_of,
     convert, decode_errors,
     error::invalid_argument,
+    limits::{Allowance, Limits, OpenCall},
     page_token::PageTokens,
     pb::{self, registration_service_server::RegistrationService},
 };
@@ -24,6 +25,8 @@ use crate::engine::{
     queries::RegistrationFilter,
 };
 
+/// How long a call past its deadline waits for its input's own account of the cut.
+const INPUT_CUT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// Responses buffered per stream before the server stops reading results.
 const RESPONSE_BUFFER: usize = 256;
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -32,14 +35,16 @@ const MAX_PAGE_SIZE: u32 = 1000;
 pub struct RegistrationApi {
     engine: Arc<Engine>,
     max_unary_users: usize,
+    limits: Arc<Limits>,
     page_tokens: PageTokens,
 }
 
 impl RegistrationApi {
-    pub fn new(engine: Arc<Engine>, max_unary_users: usize) -> Self {
+    pub fn new(engine: Arc<Engine>, max_unary_users: usize, limits: Arc<Limits>) -> Self {
         RegistrationApi {
             engine,
             max_unary_users,
+            limits,
             page_tokens: PageTokens::shared(),
         }
     }
@@ -82,23 +87,61 @@ type EventStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
 /// Results are drained to the end even when the caller has gone, so every
 /// user in flight finishes and is recorded; a batch whose caller did not
 /// get every result ends interrupted, for a replay to resume.
-fn drive<R>(mut results: BatchResults, input: JoinHandle<Result<(), Status>>) -> EventStream<R>
+fn drive<R>(
+    mut results: BatchResults,
+    input: JoinHandle<Result<(), Status>>,
+    open_call: OpenCall,
+    deadline: Option<tokio::time::Instant>,
+) -> EventStream<R>
 where
     R: From<Event> + Send + 'static,
 {
     let (sender, receiver) = mpsc::channel::<Result<R, Status>>(RESPONSE_BUFFER);
+    let mut input = input;
     tokio::spawn(async move {
+        // the caller's place for this call is held until its batch ends
+        let _open_call = open_call;
+        let mut input_ended = None;
         let batch_id = results.batch_id().to_owned();
         let mut caller_gone = false;
-        while let Some(result) = results.next().await {
+        let deadline_passed = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline_passed);
+        loop {
+            let result = tokio::select! {
+                result = results.next() => result,
+                // the caller stopped waiting: the call ends, the batch goes on to its end
+                () = &mut deadline_passed, if !caller_gone => {
+                    caller_gone = true;
+                    // a stream's input, cut by the same deadline, says what it accepted
+                    let status = match tokio::time::timeout(INPUT_CUT_WAIT, &mut input).await {
+                        Ok(joined) => {
+                            let ended = joined.unwrap_or_else(|_| Err(Status::internal("the batch's input task failed")));
+                            let status = ended.clone().err().filter(|status| status.code() == tonic::Code::DeadlineExceeded);
+                            input_ended = Some(ended);
+                            status
+                        }
+                        Err(_) => None,
+                    };
+                    let _ = sender.send(Err(status.unwrap_or_else(|| past_deadline(&batch_id)))).await;
+                    continue;
+                }
+            };
+            let Some(result) = result else { break };
             if !caller_gone {
                 let event = Event::Result(convert::result_to_proto(result));
                 caller_gone = sender.send(Ok(event.into())).await.is_err();
             }
         }
-        let input = match input.await {
-            Ok(input) => input,
-            Err(_) => Err(Status::internal("the batch's input task failed")),
+        let input = match input_ended {
+            Some(ended) => ended,
+            None => input
+                .await
+                .unwrap_or_else(|_| Err(Status::internal("the batch's input task failed"))),
         };
         let summary = results.finish(!caller_gone && input.is_ok()).await;
         if caller_gone {
@@ -110,14 +153,35 @@ where
     Box::pin(ReceiverStream::new(receiver))
 }
 
+/// What a batch asks for besides its caller's name and targets.
+struct Asked {
+    idempotency_key: String,
+    dry_run: bool,
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// What a caller whose deadline passed before its batch ended is told.
+fn past_deadline(batch_id: &str) -> Status {
+    Status::deadline_exceeded(format!(
+        "the call's deadline passed before batch {batch_id} ended: users already sent finish and are recorded; \
+         users no vendor call had carried were not sent, and their rows say not_sent (registrar.DeadlineExceeded); \
+         re-send the request with its idempotencyKey to send them"
+    ))
+}
+
 /// The batch a caller asks for, once it may use every target it names: a
 /// target it may not use is PERMISSION_DENIED before any user is accepted.
 fn options(
     caller: &Caller,
+    allowance: &Allowance,
     targets: Vec<String>,
-    idempotency_key: String,
-    dry_run: bool,
+    asked: Asked,
 ) -> Result<BatchOptions, Status> {
+    let Asked {
+        idempotency_key,
+        dry_run,
+        deadline,
+    } = asked;
     if let Some(denied) = targets.iter().find(|target| !caller.may_use(target)) {
         return Err(Status::permission_denied(format!(
             "caller {:?} may not use target {denied:?}",
@@ -129,6 +193,8 @@ fn options(
         targets,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
         dry_run,
+        deadline,
+        caller_places: Some(allowance.places()),
     })
 }
 
@@ -157,13 +223,23 @@ fn not_found(batch_id: &str) -> Status {
 
 /// Answers an opened batch (new, replayed or resumed) with its results as
 /// `feed` hands it the caller's users.
-fn answer<R, Feed, Fed>(opened: OpenedBatch, feed: Feed) -> EventStream<R>
+fn answer<R, Feed, Fed>(
+    opened: OpenedBatch,
+    open_call: OpenCall,
+    deadline: Option<tokio::time::Instant>,
+    feed: Feed,
+) -> EventStream<R>
 where
     R: From<Event> + Send + 'static,
     Feed: FnOnce(Box<BatchWriter>) -> Fed,
     Fed: Future<Output = Result<(), Status>> + Send + 'static,
 {
-    drive(opened.results, tokio::spawn(feed(opened.writer)))
+    drive(
+        opened.results,
+        tokio::spawn(feed(opened.writer)),
+        open_call,
+        deadline,
+    )
 }
 
 async fn submit_chunk(
@@ -184,6 +260,16 @@ async fn submit_chunk(
     writer.submit(users).await.map_err(Status::from)
 }
 
+/// A stream's input and what bounds it.
+struct StreamInput {
+    input: Streaming<pb::BatchRegisterStreamRequest>,
+    max_users: usize,
+    targets: usize,
+    allowance: Arc<Allowance>,
+    idempotency_key: String,
+    deadline: Option<tokio::time::Instant>,
+}
+
 /// Feeds a stream's chunks after its header to the batch.
 ///
 /// A bad message (a second header, a chunk over the limit, a message with
@@ -192,14 +278,16 @@ async fn submit_chunk(
 /// with the message's INVALID_ARGUMENT instead of a summary. At shutdown the
 /// input stops at once: the call ends UNAVAILABLE, telling the caller how to
 /// resume.
-async fn feed_chunks(
-    mut writer: Box<BatchWriter>,
-    mut input: Streaming<pb::BatchRegisterStreamRequest>,
-    max_users: usize,
-    idempotency_key: String,
-    deadline: Option<tokio::time::Instant>,
-) -> Result<(), Status> {
+async fn feed_chunks(mut writer: Box<BatchWriter>, stream: StreamInput) -> Result<(), Status> {
     use pb::batch_register_stream_request::Message;
+    let StreamInput {
+        mut input,
+        max_users,
+        targets,
+        allowance,
+        idempotency_key,
+        deadline,
+    } = stream;
     let deadline_passed = async {
         match deadline {
             Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -215,13 +303,15 @@ async fn feed_chunks(
             }
             () = &mut deadline_passed => {
                 return Err(Status::deadline_exceeded(format!(
-                    "the call's deadline passed before its input ended: {}",
+                    "the call's deadline passed before its input ended: {}; users no vendor call had carried by then \
+                     were not sent, and their rows say not_sent (registrar.DeadlineExceeded)",
                     writer.input_cut_advice(&idempotency_key)
                 )));
             }
             message = input.message() => message.map_err(decode_errors::clarify)?,
         };
         let Some(message) = message else { break };
+        allowance.check_message(&message)?;
         let users = match message.message {
             Some(Message::Users(chunk)) => chunk.users,
             Some(Message::Header(_)) => {
@@ -237,6 +327,9 @@ async fn feed_chunks(
                 ));
             }
         };
+        // a chunk waits for room among its caller's unanswered results; one
+        // that can never fit is refused
+        allowance.check_message_places(users.len(), targets)?;
         submit_chunk(&mut writer, users, max_users).await?;
     }
     writer.close().map_err(Status::from)
@@ -282,6 +375,9 @@ impl RegistrationService for RegistrationApi {
         request: Request<pb::BatchRegisterRequest>,
     ) -> Result<Response<Self::BatchRegisterStream>, Status> {
         let caller = caller_of(&request);
+        let allowance = self.limits.of(&caller);
+        let deadline = request_deadline(request.metadata());
+        allowance.check_message(request.get_ref())?;
         let request = request.into_inner();
         if request.users.is_empty() {
             return Err(invalid_argument("users", "at least one user is required"));
@@ -296,21 +392,28 @@ impl RegistrationService for RegistrationApi {
                 ),
             ));
         }
+        let open_call = allowance.open_unary_batch()?;
+        allowance.check_unary_room(request.users.len(), request.targets.len())?;
+        let asked = Asked {
+            idempotency_key: request.idempotency_key,
+            dry_run: request.dry_run,
+            deadline,
+        };
         let opened = self
             .engine
-            .open_batch(options(
-                &caller,
-                request.targets,
-                request.idempotency_key,
-                request.dry_run,
-            )?)
+            .open_batch(options(&caller, &allowance, request.targets, asked)?)
             .await
             .map_err(|error| for_caller(error, &caller))?;
         let users = request.users;
-        Ok(Response::new(answer(opened, |mut writer| async move {
-            submit_chunk(&mut writer, users, usize::MAX).await?;
-            writer.close().map_err(Status::from)
-        })))
+        Ok(Response::new(answer(
+            opened,
+            open_call,
+            deadline,
+            |mut writer| async move {
+                submit_chunk(&mut writer, users, usize::MAX).await?;
+                writer.close().map_err(Status::from)
+            },
+        )))
     }
 
     async fn batch_register_stream(
@@ -320,6 +423,8 @@ impl RegistrationService for RegistrationApi {
         use pb::batch_register_stream_request::Message;
         let deadline = request_deadline(request.metadata());
         let caller = caller_of(&request);
+        let allowance = self.limits.of(&caller);
+        let open_call = allowance.open_stream()?;
         let mut input = request.into_inner();
         let header = match input.message().await.map_err(decode_errors::clarify)? {
             Some(pb::BatchRegisterStreamRequest {
@@ -338,21 +443,30 @@ impl RegistrationService for RegistrationApi {
                 ));
             }
         };
-        let key = header.idempotency_key.clone();
+        let stream = StreamInput {
+            input,
+            max_users: self.engine.max_users_per_message(),
+            targets: header.targets.len(),
+            allowance: allowance.clone(),
+            idempotency_key: header.idempotency_key.clone(),
+            deadline,
+        };
+        let asked = Asked {
+            idempotency_key: header.idempotency_key,
+            dry_run: header.dry_run,
+            deadline,
+        };
         let opened = self
             .engine
-            .open_batch(options(
-                &caller,
-                header.targets,
-                header.idempotency_key,
-                header.dry_run,
-            )?)
+            .open_batch(options(&caller, &allowance, header.targets, asked)?)
             .await
             .map_err(|error| for_caller(error, &caller))?;
-        let max_users = self.engine.max_users_per_message();
-        Ok(Response::new(answer(opened, move |writer| {
-            feed_chunks(writer, input, max_users, key, deadline)
-        })))
+        Ok(Response::new(answer(
+            opened,
+            open_call,
+            deadline,
+            move |writer| feed_chunks(writer, stream),
+        )))
     }
 
     async fn get_batch(

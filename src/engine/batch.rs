@@ -24,6 +24,7 @@ use super::{
     commit::until_committed,
     error::EngineError,
     fingerprint::fingerprint,
+    places::{HeldPlaces, SharedPlaces},
     queries::Registration,
     queue::{BatchShared, Group, Pending},
     settle::registration_row,
@@ -57,8 +58,19 @@ pub(super) struct Resume {
     pub finished: bool,
 }
 
+/// What bounds a batch: its own places, the caller's deadline, and the
+/// allowance of unanswered results it shares with the caller's other batches.
+pub(super) struct Bounds {
+    /// Results the batch may hold accepted but not yet answered.
+    pub max_outstanding: usize,
+    pub deadline: Option<tokio::time::Instant>,
+    pub caller_places: Option<Arc<SharedPlaces>>,
+}
+
 /// The writer side of a batch: call `submit` per chunk, then `close`.
 pub struct BatchWriter {
+    /// The batch's share of its caller's allowance, taken as users are accepted.
+    caller_places: Option<Arc<HeldPlaces>>,
     shared: Arc<BatchShared>,
     input_complete: Arc<AtomicBool>,
     targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Group>)>,
@@ -78,6 +90,8 @@ pub struct BatchResults {
     receiver: mpsc::UnboundedReceiver<UserResult>,
     /// The batch's places, given back as results are read.
     outstanding: Arc<Semaphore>,
+    /// Its caller's places, given back with them.
+    caller_places: Option<Arc<HeldPlaces>>,
     input_complete: Arc<AtomicBool>,
     context: BatchContext,
     /// False for a finished batch answered from the store: its row is left alone.
@@ -107,13 +121,16 @@ pub(super) fn open(
     targets: Vec<(Arc<TargetSpec>, mpsc::Sender<Group>)>,
     context: BatchContext,
     dry_run: bool,
-    max_outstanding: usize,
     resume: Option<Resume>,
     keyed: bool,
+    bounds: Bounds,
 ) -> (BatchWriter, BatchResults) {
+    let caller_places = bounds
+        .caller_places
+        .map(|shared| Arc::new(HeldPlaces::new(shared)));
     let batch_id: Arc<str> = Arc::from(batch_id);
     let (sender, receiver) = mpsc::unbounded_channel();
-    let outstanding = Arc::new(Semaphore::new(max_outstanding));
+    let outstanding = Arc::new(Semaphore::new(bounds.max_outstanding));
     let input_complete = Arc::new(AtomicBool::new(false));
     let target_order: Vec<String> = targets
         .iter()
@@ -124,7 +141,9 @@ pub(super) fn open(
             id: batch_id.clone(),
             results: sender,
             outstanding: outstanding.clone(),
+            deadline: bounds.deadline,
         }),
+        caller_places: caller_places.clone(),
         input_complete: input_complete.clone(),
         targets,
         context: context.clone(),
@@ -138,6 +157,7 @@ pub(super) fn open(
         batch_id,
         receiver,
         outstanding,
+        caller_places,
         input_complete,
         context,
         holds_batch: !resume.is_some_and(|resume| resume.finished),
@@ -271,6 +291,12 @@ impl BatchWriter {
             .await
             .map_err(|_| EngineError::ShuttingDown)?
             .forget();
+        if let Some(caller_places) = &self.caller_places {
+            caller_places
+                .take(places as usize)
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+        }
 
         let first = self.next_index;
         let end = first + users.len() as u64;
@@ -527,6 +553,9 @@ impl BatchResults {
     pub async fn next(&mut self) -> Option<UserResult> {
         let result = self.receiver.recv().await?;
         self.outstanding.add_permits(1);
+        if let Some(caller_places) = &self.caller_places {
+            caller_places.give_back_one();
+        }
         self.replayed |= result.replayed;
         self.counts
             .entry(result.target.clone())

@@ -4,8 +4,9 @@
 //! calls going; each answered call is settled (see `settle`).
 //!
 //! It never puts the same user id twice into one call (vendors match answers
-//! by user id), and never lets a partly filled call wait longer than
-//! `linger` plus the wait for its permit.
+//! by user id), never lets a partly filled call wait longer than `linger`
+//! plus the wait for its permit, and never sends a user whose caller's
+//! deadline passed before its call left.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -23,7 +24,7 @@ use super::{
     call::{CallRequest, CallService},
     call_log::SharedCallLog,
     queue::{Group, Pending},
-    settle::settle,
+    settle::{settle, settle_unsent_past_deadline},
     target::TargetSpec,
 };
 use crate::outbound::rate_limit::Limiter;
@@ -82,6 +83,21 @@ impl Dispatcher {
             let Some(users) = self.next_call().await else {
                 return;
             };
+            // a caller whose deadline passed is no longer waiting: its users stay unsent
+            let now = Instant::now();
+            let (expired, users): (Vec<_>, Vec<_>) = users
+                .into_iter()
+                .partition(|pending| pending.batch.deadline_passed(now));
+            if !expired.is_empty() {
+                let (target, log, exit) =
+                    (self.target.clone(), self.log.clone(), self.exit.clone());
+                self.tracker.spawn(async move {
+                    settle_unsent_past_deadline(&target, log.as_ref(), &exit, expired).await;
+                });
+            }
+            if users.is_empty() {
+                continue;
+            }
             let service = self.service.clone();
             let log = self.log.clone();
             let target = self.target.clone();
@@ -207,7 +223,10 @@ mod tests {
         domain::Outcome,
         engine::{
             call::CallResponse,
-            testing::{CountingLimiter, MemoryCallLog, batch, group, registered, target},
+            testing::{
+                CountingLimiter, MemoryCallLog, batch, batch_with_deadline, group, registered,
+                target,
+            },
         },
     };
 
@@ -331,6 +350,53 @@ mod tests {
             rows.iter()
                 .all(|row| row.vendor_call_id == Some(7) && row.outcome == Outcome::Registered)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_whose_callers_deadline_passed_before_their_call_left_are_recorded_not_sent() {
+        let (queue, mut stack, log) = start(target(10, Duration::from_millis(50), 4), false);
+        // the call waits `linger` (50 ms) for more users: one caller's deadline passes meanwhile
+        let (hurried, mut hurried_results) =
+            batch_with_deadline("hurried", Some(Instant::now() + Duration::from_millis(20)));
+        let (patient, mut patient_results) = batch("patient");
+        queue.send(group(&hurried, 0, &["h0", "h1"])).await.unwrap();
+        queue.send(group(&patient, 0, &["p0"])).await.unwrap();
+
+        let (_, users) = stack.calls.recv().await.unwrap();
+        assert_eq!(
+            users,
+            ["p0"],
+            "only the user whose caller still waits is sent"
+        );
+        for _ in 0..2 {
+            let result = hurried_results.recv().await.unwrap();
+            assert_eq!(result.outcome, Outcome::NotSent);
+            assert_eq!(result.error_code, "registrar.DeadlineExceeded");
+            assert_eq!(result.attempts, 0);
+        }
+        assert_eq!(
+            patient_results.recv().await.unwrap().outcome,
+            Outcome::Registered
+        );
+        let rows = log.outcomes.lock().unwrap().clone();
+        let unsent: Vec<_> = rows
+            .iter()
+            .filter(|row| row.batch_id == "hurried")
+            .map(|row| (row.outcome, row.vendor_call_id, row.error_code.clone()))
+            .collect();
+        assert_eq!(
+            unsent,
+            vec![
+                (
+                    Outcome::NotSent,
+                    None,
+                    Some("registrar.DeadlineExceeded".to_owned())
+                );
+                2
+            ],
+            "their rows say they were not sent, and no call carried them"
+        );
+        assert!(stack.calls.try_recv().is_err(), "one call only");
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,7 +14,7 @@
 //! `stack` (the outbound stack), `commit` (writes retried until they
 //! commit), `settle` (results back to batches), `dispatcher` (packing
 //! calls), `fingerprint` (what a key's request asked), `ownership` (leases
-//! and recovery), `batch` (a caller's batch, new or resumed), `validate`,
+//! and recovery), `places` (a caller's allowance of unanswered results), `batch` (a caller's batch, new or resumed), `validate`,
 //! `queries` (the reads the edge answers GetBatch and ListRegistrations from).
 
 mod attempt;
@@ -28,6 +28,7 @@ mod exchange;
 mod fingerprint;
 mod jobs;
 mod ownership;
+pub mod places;
 pub mod queries;
 mod queue;
 mod settle;
@@ -68,6 +69,11 @@ pub struct BatchOptions {
     pub targets: Vec<String>,
     pub idempotency_key: Option<String>,
     pub dry_run: bool,
+    /// The caller's deadline: users no vendor call has carried by then are
+    /// not sent, and their rows say so.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The caller's allowance of unanswered results, shared by its batches.
+    pub caller_places: Option<Arc<places::SharedPlaces>>,
 }
 
 /// How this server holds its batches among the replicas sharing the audit store.
@@ -238,10 +244,15 @@ impl Engine {
             chosen,
             self.context(),
             options.dry_run,
-            // one whole message always fits, so a submit can always proceed
-            MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message) * options.targets.len(),
             resume,
             options.idempotency_key.is_some(),
+            batch::Bounds {
+                // one whole message always fits, so a submit can always proceed
+                max_outstanding: MAX_OUTSTANDING_PER_BATCH.max(self.max_users_per_message)
+                    * options.targets.len(),
+                deadline: options.deadline,
+                caller_places: options.caller_places.clone(),
+            },
         );
         Ok(OpenedBatch {
             writer: Box::new(writer),

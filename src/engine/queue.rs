@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    time::Instant,
+};
 
 use crate::domain::{User, UserResult};
 
@@ -30,9 +33,16 @@ pub struct BatchShared {
     pub id: Arc<str>,
     pub(super) results: mpsc::UnboundedSender<UserResult>,
     pub(super) outstanding: Arc<Semaphore>,
+    /// The caller's deadline: a user not yet in a call by then is not sent.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl BatchShared {
+    /// Whether the caller's deadline has passed.
+    pub fn deadline_passed(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| deadline <= now)
+    }
+
     /// Hands a result to the caller's stream, without waiting.
     pub fn deliver(&self, result: UserResult) {
         // fails only once the caller's results side is gone: its row is

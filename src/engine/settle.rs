@@ -71,6 +71,53 @@ pub(super) async fn settle(
     }
 }
 
+/// Records as not sent the users whose caller's deadline passed before a
+/// call carried them, then hands each result to its batch. The rows stay
+/// resumable: a replay with the batch's key sends them.
+pub(super) async fn settle_unsent_past_deadline(
+    target: &TargetSpec,
+    log: &dyn CallLog,
+    exit: &CancellationToken,
+    users: Vec<Arc<Pending>>,
+) {
+    let results: Vec<(Arc<Pending>, UserResult)> = users
+        .into_iter()
+        .map(|pending| {
+            let result = UserResult {
+                batch_id: pending.batch.id.to_string(),
+                index: pending.index,
+                target: target.name.to_string(),
+                user_id: pending.user.user_id.clone(),
+                outcome: Outcome::NotSent,
+                vendor_user_id: String::new(),
+                error_code: RegistrarCode::DeadlineExceeded.as_str().to_owned(),
+                error_message: "the caller's deadline passed before a vendor call carried this user, so it was not sent; \
+                                re-send the batch with its idempotencyKey to send it"
+                    .to_owned(),
+                attempts: 0,
+                replayed: false,
+            };
+            (pending, result)
+        })
+        .collect();
+    let rows: Vec<RegistrationRow> = results
+        .iter()
+        .map(|(_, result)| registration_row(result, None))
+        .collect();
+    let committed = until_committed("unsent users' outcomes", exit, || {
+        log.record_outcomes(&rows)
+    })
+    .await;
+    if committed.is_none() {
+        tracing::error!(target = %target.name, users = rows.len(), "unsent users not recorded before exit: recovery marks them not sent");
+        return;
+    }
+    tracing::info!(target = %target.name, users = rows.len(), "the caller's deadline passed before these users were sent: recorded not sent");
+    for (pending, result) in results {
+        pending.batch.deliver(result);
+    }
+}
+
 /// The audit row of a user's result; empty texts are stored as none.
 pub(super) fn registration_row(
     result: &UserResult,

@@ -240,11 +240,20 @@ pub fn target(max_batch: usize, linger: Duration, max_in_flight: usize) -> Arc<T
 
 /// A batch's shared side, and the receiver its results arrive on.
 pub fn batch(id: &str) -> (Arc<BatchShared>, mpsc::UnboundedReceiver<UserResult>) {
+    batch_with_deadline(id, None)
+}
+
+/// A batch whose caller's deadline is `deadline`.
+pub fn batch_with_deadline(
+    id: &str,
+    deadline: Option<tokio::time::Instant>,
+) -> (Arc<BatchShared>, mpsc::UnboundedReceiver<UserResult>) {
     let (results, receiver) = mpsc::unbounded_channel();
     let shared = BatchShared {
         id: Arc::from(id),
         results,
         outstanding: Arc::new(Semaphore::new(1024)),
+        deadline,
     };
     (Arc::new(shared), receiver)
 }

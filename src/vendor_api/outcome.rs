@@ -37,6 +37,9 @@ pub enum RegistrarCode {
     /// answer was lost; the vendor makes a repeat unsafe, so it was not sent
     /// again and only the vendor knows the outcome.
     OutcomeUnknown,
+    /// The caller's deadline passed before a vendor call carried the user:
+    /// it was not sent.
+    DeadlineExceeded,
 }
 
 impl RegistrarCode {
@@ -47,6 +50,7 @@ impl RegistrarCode {
             RegistrarCode::UserNotRegistered => "registrar.UserNotRegistered",
             RegistrarCode::UnspecifiedFailure => "registrar.UnspecifiedFailure",
             RegistrarCode::JobNotPolled => "registrar.JobNotPolled",
+            RegistrarCode::DeadlineExceeded => "registrar.DeadlineExceeded",
             RegistrarCode::JobNotListed => "registrar.JobNotListed",
             RegistrarCode::JobTimeout => "registrar.JobTimeout",
             RegistrarCode::AuditUnavailable => "registrar.AuditUnavailable",

@@ -16,6 +16,7 @@ mod faults;
 mod import;
 mod lcic_end_to_end;
 mod lcic_vendor_contract;
+mod limits;
 mod malformed_requests;
 mod no_secrets_in_logs;
 mod sim_lcic;

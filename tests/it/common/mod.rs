@@ -145,6 +145,7 @@ impl Registrar {
                 tls: config.server.tls.clone(),
                 health_listener,
                 callers: config.callers.clone(),
+                limits: config.limits,
             },
             async move {
                 let _ = signal.await;
