@@ -26,7 +26,11 @@ use super::{
     exchange::{Exchange, HttpService, audit_unavailable, checked, record_report},
     jobs,
 };
-use crate::{audit::VendorCallEnd, outbound::rate_limit::Limiter, vendor_api::AttemptContext};
+use crate::{
+    audit::VendorCallEnd,
+    outbound::rate_limit::Limiter,
+    vendor_api::{AttemptContext, answer},
+};
 
 /// One attempt at a call: audit row, sign, send, parse.
 #[derive(Clone)]
@@ -119,9 +123,11 @@ async fn one_call(exchange: &Exchange<'_>, request: &CallRequest) -> CallRespons
         latency,
         ..VendorCallEnd::default()
     };
+    let mut retry_after = None;
     let report = match sent.answer(vendor.repeat_is_safe(), users.len()) {
         Ok(response) => {
             end.http_status = Some(response.status().as_u16());
+            retry_after = answer::retry_after(&response, std::time::SystemTime::now());
             checked(vendor.parse_response(&users, &response), users.len())
         }
         Err(report) => report,
@@ -129,5 +135,7 @@ async fn one_call(exchange: &Exchange<'_>, request: &CallRequest) -> CallRespons
     exchange.note_health(&report);
     record_report(&mut end, &report);
     exchange.close(call_id, &end).await;
-    request.settle(report, Some(call_id))
+    let mut response = request.settle(report, Some(call_id));
+    response.retry_after = retry_after;
+    response
 }

@@ -3,7 +3,7 @@
 //! retries (only the users that failed retryably go again, each retry with a
 //! permit of its own). Plain data: nothing here sends, sleeps or writes.
 
-use std::{collections::HashMap, convert::Infallible, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use tower::util::BoxCloneService;
 
@@ -42,6 +42,8 @@ pub struct Settled {
 #[derive(Debug, Clone)]
 pub struct CallResponse {
     pub settled: Vec<(usize, Settled)>,
+    /// How long the vendor asked to wait before a retry (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl CallRequest {
@@ -77,6 +79,7 @@ impl CallRequest {
     /// The response giving each user of this attempt its outcome from `report`.
     pub fn settle(&self, report: CallReport, vendor_call_id: Option<i64>) -> CallResponse {
         CallResponse {
+            retry_after: None,
             settled: self
                 .users
                 .iter()
@@ -148,7 +151,24 @@ impl RetryableRequest for CallRequest {
         })
     }
 
+    fn retry_after(response: &CallResponse) -> Option<Duration> {
+        response.retry_after
+    }
+
+    /// The latest deadline of the callers whose users this attempt carries.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.users
+            .iter()
+            .map(|(_, pending)| pending.batch.deadline)
+            .try_fold(None, |latest: Option<tokio::time::Instant>, deadline| {
+                // one caller without a deadline waits for as long as it takes
+                deadline.map(|deadline| Some(latest.map_or(deadline, |at| at.max(deadline))))
+            })
+            .flatten()
+    }
+
     fn absorb(answer: &mut CallResponse, retry_answer: CallResponse) {
+        answer.retry_after = retry_answer.retry_after;
         for (slot, settled) in retry_answer.settled {
             match answer.settled.iter_mut().find(|(known, _)| *known == slot) {
                 Some(entry) => entry.1 = settled,
