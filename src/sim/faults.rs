@@ -35,6 +35,9 @@ pub struct SimFaults {
     pub no_answer: f64,
     #[serde(with = "humantime_serde")]
     pub no_answer_for: Duration,
+    /// Sent as `Retry-After` (whole seconds) with the HTTP 503 answers.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Option<Duration>,
 }
 
 impl SimFaults {

@@ -254,7 +254,14 @@ async fn vendor_call(State(shared): State<Arc<Shared>>, request: Request) -> Res
         }
         Some(Fault::Http5xx) => {
             shared.refuse_fault(vendor, Fault::Http5xx);
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
+            let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+            if let Some(wait) = faults.retry_after {
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(wait.as_secs()),
+                );
+            }
+            response
         }
         Some(fault) => {
             shared.refuse_fault(vendor, fault);

@@ -284,3 +284,62 @@ async fn a_vendor_that_never_answers_fails_every_user_as_a_timeout_after_its_att
     );
     registrar.stop().await;
 }
+
+#[tokio::test]
+async fn a_retry_after_on_a_503_is_honoured_and_no_retry_starts_after_the_callers_deadline() {
+    // RFC 9110 section 10.2.3 Retry-After: a 503 asks the client to wait 2 s
+    let simulator = start_simulator_with_faults(
+        vec![LCIC.sim(1000)],
+        SimFaults {
+            http_5xx: 1.0,
+            retry_after: Some(Duration::from_secs(2)),
+            ..SimFaults::default()
+        },
+    )
+    .await;
+    let registrar =
+        Registrar::start(&LCIC.target("lcic", &simulator.endpoint(), "qps = 1000")).await;
+    let mut client = registrar.client.clone();
+    let answered = tokio::spawn(async move {
+        batch_register(&mut client, request(&["lcic"], users("ra-", 1))).await
+    });
+    wait_for_calls(&simulator, 1).await;
+    simulator.set_faults(SimFaults::default());
+    let collected = answered.await.unwrap().unwrap();
+    assert_eq!(collected.results[0].outcome(), pb::Outcome::Registered);
+    assert_eq!(collected.results[0].attempts, 2);
+    let calls = simulator.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let waited = calls[1].received_at_ms - calls[0].received_at_ms;
+    assert!(
+        (2000..4000).contains(&waited),
+        "the retry came {waited} ms after the 503 that asked for 2 s"
+    );
+
+    // a caller whose deadline comes before the wait ends gets no retry
+    simulator.set_faults(SimFaults {
+        http_5xx: 1.0,
+        retry_after: Some(Duration::from_secs(5)),
+        ..SimFaults::default()
+    });
+    let calls_before = simulator.calls().len();
+    let started = Instant::now();
+    let mut client = registrar.client.clone();
+    let mut timed = tonic::Request::new(request(&["lcic"], users("dl-", 1)));
+    timed.set_timeout(Duration::from_millis(1500));
+    let collected = batch_register(&mut client, timed).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the user was answered without waiting out the 5 s: {:?}",
+        started.elapsed()
+    );
+    let result = &collected.results[0];
+    assert_eq!(result.outcome(), pb::Outcome::Failed, "{result:?}");
+    assert_eq!(result.attempts, 1);
+    assert_eq!(result.error_code, "HTTP503");
+    assert_eq!(
+        simulator.calls().len() - calls_before,
+        1,
+        "one attempt only"
+    );
+}
