@@ -128,7 +128,11 @@ async fn one_call(exchange: &Exchange<'_>, request: &CallRequest) -> CallRespons
         Ok(response) => {
             end.http_status = Some(response.status().as_u16());
             retry_after = answer::retry_after(&response, std::time::SystemTime::now());
-            checked(vendor.parse_response(&users, &response), users.len())
+            checked(
+                vendor.parse_response(&users, &response),
+                users.len(),
+                vendor.repeat_is_safe(),
+            )
         }
         Err(report) => report,
     };

@@ -23,7 +23,9 @@ use super::{
 use crate::{
     audit::{CarriedUser, NewVendorCall, VendorCallEnd},
     outbound::http_client::TransportError,
-    vendor_api::{BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, answer},
+    vendor_api::{
+        BuildError, CallReport, ErrorClass, ErrorCode, RegistrarCode, VendorOutcome, answer,
+    },
 };
 
 /// The HTTP exchange under the attempt: send guard -> timeout -> client.
@@ -158,15 +160,38 @@ pub(super) fn audit_unavailable(user_count: usize) -> CallReport {
 }
 
 /// A report that accounts for every user, or a failure saying it did not.
-pub(super) fn checked(report: CallReport, user_count: usize) -> CallReport {
-    if report.outcomes.len() == user_count {
-        return report;
+/// An answer registrar could not read is retried where the vendor makes a
+/// repeat safe (a repeat of users it registered reports them existing), and
+/// left final where it does not.
+pub(super) fn checked(report: CallReport, user_count: usize, repeat_is_safe: bool) -> CallReport {
+    let mut report = if report.outcomes.len() == user_count {
+        report
+    } else {
+        answer::malformed(
+            user_count,
+            report.vendor_request_id,
+            "the vendor's answer did not account for every user",
+        )
+    };
+    if repeat_is_safe {
+        retry_unreadable(&mut report);
     }
-    answer::malformed(
-        user_count,
-        report.vendor_request_id,
-        "the vendor's answer did not account for every user",
-    )
+    report
+}
+
+/// Makes the unreadable parts of a report retryable.
+fn retry_unreadable(report: &mut CallReport) {
+    let unreadable = |code: &ErrorCode| *code == RegistrarCode::MalformedResponse;
+    for outcome in &mut report.outcomes {
+        if let VendorOutcome::Failed { class, code, .. } = outcome
+            && unreadable(code)
+        {
+            *class = ErrorClass::Retryable;
+        }
+    }
+    if report.error_code.as_ref().is_some_and(unreadable) {
+        report.error_class = Some(ErrorClass::Retryable);
+    }
 }
 
 pub(super) fn build_failure(error: &BuildError, user_count: usize) -> CallReport {
@@ -191,6 +216,8 @@ fn transport_failure(
         TransportError::Connect(_) => (RegistrarCode::ConnectFailed, ErrorClass::Retryable),
         TransportError::AnswerLost(_) => (RegistrarCode::AnswerLost, ErrorClass::Retryable),
         TransportError::Timeout => (RegistrarCode::Timeout, ErrorClass::Retryable),
+        // a repeat would get the same answer: the users' fate is the vendor's to tell
+        TransportError::TooLarge { .. } => (RegistrarCode::ResponseTooLarge, ErrorClass::Permanent),
     };
     let class = if error.maybe_processed() && !repeat_is_safe {
         ErrorClass::Permanent

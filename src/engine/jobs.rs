@@ -141,7 +141,7 @@ async fn submit(
         Submission::Answered(report) => Submitted::Done(finish(
             exchange,
             request,
-            checked(report, users.len()),
+            checked(report, users.len(), false),
             call_id,
             &mut end,
         )),
@@ -223,7 +223,7 @@ async fn poll_until_finished(
                     }
                     JobStatus::Finished(report) => {
                         end.vendor_request_id = report.vendor_request_id.clone();
-                        Some(checked(report, users.len()))
+                        Some(checked(report, users.len(), false))
                     }
                     JobStatus::PollFailed {
                         class,

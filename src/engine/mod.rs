@@ -49,6 +49,7 @@ use crate::{
         http_client::HttpClient,
         rate_limit::{GcraLimiter, Limiter},
     },
+    vendor_api::registry,
 };
 use batch::{BatchContext, Resume};
 pub use batch::{BatchResults, BatchSummary, BatchWriter};
@@ -130,10 +131,12 @@ impl Engine {
                 let spec = Arc::new(spec);
                 let limiter: Arc<dyn Limiter> =
                     Arc::new(GcraLimiter::per_second(spec.qps, spec.rate_margin));
+                // each vendor's answers are read up to its own limit
+                let max_response_bytes = registry::spec(spec.vendor_kind).max_response_bytes;
                 let service = stack::outbound_stack(
                     &spec,
                     &log,
-                    client.clone(),
+                    client.limited_to(max_response_bytes),
                     limiter.clone(),
                     exit.clone(),
                 );

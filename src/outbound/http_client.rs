@@ -1,5 +1,8 @@
 //! The HTTP client at the bottom of the outbound stack: hyper with rustls,
-//! pooled connections, and a cap on the size of a vendor's answer.
+//! pooled connections, and a cap on the size of a vendor's answer: an answer
+//! whose Content-Length is over it is refused before its body is read, and
+//! one without is read only up to the cap, so memory never grows with what
+//! a vendor sends.
 
 use std::{
     future::Future,
@@ -14,7 +17,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-/// The largest vendor answer read (Tencent's response limit is far below this).
+/// The largest vendor answer read by a client not limited to a vendor's own.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why an exchange produced no answer.
@@ -29,6 +32,10 @@ pub enum TransportError {
     /// No answer within the per-call timeout; the request may have been processed.
     #[error("no answer within the call timeout")]
     Timeout,
+    /// The vendor answered, but with more than registrar reads: the request
+    /// was processed, and its answer refused unread.
+    #[error("the vendor's answer is larger than the {limit} bytes registrar reads")]
+    TooLarge { limit: usize },
 }
 
 impl TransportError {
@@ -42,6 +49,7 @@ impl TransportError {
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    max_response_bytes: usize,
 }
 
 impl HttpClient {
@@ -57,7 +65,18 @@ impl HttpClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build(https);
-        HttpClient { client }
+        HttpClient {
+            client,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// The same client (sharing its connections), reading answers of at most `limit` bytes.
+    pub fn limited_to(&self, limit: usize) -> HttpClient {
+        HttpClient {
+            client: self.client.clone(),
+            max_response_bytes: limit,
+        }
     }
 }
 
@@ -78,6 +97,7 @@ impl tower::Service<http::Request<Bytes>> for HttpClient {
 
     fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
         let client = self.client.clone();
+        let limit = self.max_response_bytes;
         Box::pin(async move {
             let response = client
                 .request(request.map(Full::new))
@@ -90,10 +110,23 @@ impl tower::Service<http::Request<Bytes>> for HttpClient {
                     }
                 })?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > limit as u64) {
+                return Err(TransportError::TooLarge { limit });
+            }
+            let body = Limited::new(body, limit)
                 .collect()
                 .await
-                .map_err(|error| TransportError::AnswerLost(error.to_string()))?
+                .map_err(|error| {
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        TransportError::TooLarge { limit }
+                    } else {
+                        TransportError::AnswerLost(error_chain(error.as_ref()))
+                    }
+                })?
                 .to_bytes();
             Ok(http::Response::from_parts(parts, body))
         })

@@ -63,8 +63,9 @@ pub fn retry_after<B>(
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-/// A whole call whose answer registrar could not read: permanent, since a
-/// repeat of an answer nobody understood could register the users twice.
+/// A whole call whose answer registrar could not read: permanent here, since
+/// a repeat of an answer nobody understood could register the users twice;
+/// the engine retries it for a vendor that makes a repeat safe.
 pub fn malformed(
     user_count: usize,
     vendor_request_id: Option<String>,

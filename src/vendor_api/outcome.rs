@@ -40,6 +40,8 @@ pub enum RegistrarCode {
     /// The caller's deadline passed before a vendor call carried the user:
     /// it was not sent.
     DeadlineExceeded,
+    /// The vendor's answer was over the size registrar reads for that vendor.
+    ResponseTooLarge,
 }
 
 impl RegistrarCode {
@@ -51,6 +53,7 @@ impl RegistrarCode {
             RegistrarCode::UnspecifiedFailure => "registrar.UnspecifiedFailure",
             RegistrarCode::JobNotPolled => "registrar.JobNotPolled",
             RegistrarCode::DeadlineExceeded => "registrar.DeadlineExceeded",
+            RegistrarCode::ResponseTooLarge => "registrar.ResponseTooLarge",
             RegistrarCode::JobNotListed => "registrar.JobNotListed",
             RegistrarCode::JobTimeout => "registrar.JobTimeout",
             RegistrarCode::AuditUnavailable => "registrar.AuditUnavailable",

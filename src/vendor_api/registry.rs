@@ -55,6 +55,10 @@ pub struct VendorKindSpec {
     /// The key holding the secret the kind signs with (`secret_key` or `server_secret`).
     pub signing_secret_key: &'static str,
     pub calls_in_flight: CallsInFlight,
+    /// The largest answer read from the vendor, in bytes: many times the
+    /// largest answer a full call gets (docs/performance.md#vendor-answer-sizes),
+    /// so that a real answer always fits and a runaway one cannot fill memory.
+    pub max_response_bytes: usize,
     pub demo: DemoAccount,
     /// Builds the kind's vendor module for one target.
     pub build: fn(&dyn TargetSettings) -> Result<SharedVendor, SettingError>,
@@ -75,6 +79,7 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
         required_keys: TENCENT_KEYS,
         signing_secret_key: "secret_key",
         calls_in_flight: CallsInFlight::FollowQuota,
+        max_response_bytes: 4 << 20,
         demo: DemoAccount {
             app_id: 1_400_000_001,
             user_store_id: "",
@@ -93,6 +98,7 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
         required_keys: &["app_id", "server_secret"],
         signing_secret_key: "server_secret",
         calls_in_flight: CallsInFlight::FollowQuota,
+        max_response_bytes: 1 << 20,
         demo: DemoAccount {
             app_id: 1_000_000_001,
             user_store_id: "",
@@ -111,6 +117,7 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
         required_keys: TENCENT_KEYS,
         signing_secret_key: "secret_key",
         calls_in_flight: CallsInFlight::FollowQuota,
+        max_response_bytes: 256 << 10,
         demo: DemoAccount {
             app_id: 600_000_001,
             user_store_id: "",
@@ -128,6 +135,7 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
         required_keys: CIAM_KEYS,
         signing_secret_key: "secret_key",
         calls_in_flight: CallsInFlight::FollowQuota,
+        max_response_bytes: 256 << 10,
         demo: DemoAccount {
             app_id: 1,
             user_store_id: "demo-user-store",
@@ -147,6 +155,7 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
         signing_secret_key: "secret_key",
         // docs/vendors/ciam-import.md#concurrent-job-limit: two jobs per user store
         calls_in_flight: CallsInFlight::AtMost(ciam_import::MAX_RUNNING_JOBS),
+        max_response_bytes: 4 << 20,
         demo: DemoAccount {
             app_id: 2,
             user_store_id: "demo-import-store",

@@ -23,5 +23,6 @@ mod sim_lcic;
 mod store_faults;
 mod streams;
 mod tls;
+mod vendor_answers;
 mod volc_end_to_end;
 mod zim_end_to_end;
