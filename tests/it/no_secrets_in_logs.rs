@@ -1,8 +1,10 @@
 //! The real binary, run with the most verbose logging, never writes a
-//! secret to its logs: no vendor key of any of the five vendor kinds, no
-//! caller's bearer token (a call with it and one with a wrong token), no
-//! user's password, password hash or salt appears in any line, in text and
-//! JSON formats, after a user was registered at a target of every kind.
+//! secret anywhere it writes: no vendor key of any of the five vendor kinds,
+//! no caller's bearer token (a call with it and one with a wrong token), no
+//! user's password, password hash or salt appears in any log line (text and
+//! JSON formats), in any span it exports over OTLP (as a collector receives
+//! them), or in any row of any table of its audit store, after a user was
+//! registered at a target of every kind.
 
 use std::{
     io::Read,
@@ -90,7 +92,18 @@ fn user_for_every_vendor() -> pb::User {
     }
 }
 
-async fn run_and_collect_logs(log_format: &str) -> String {
+/// Everything one run wrote.
+struct Written {
+    logs: String,
+    /// The OTLP export requests, as protobuf on the wire.
+    spans_on_the_wire: Vec<u8>,
+    span_names: Vec<String>,
+    /// `sqlite3 .dump` of the audit store: every row of every table.
+    audit_dump: String,
+}
+
+async fn run_and_collect(log_format: &str) -> Written {
+    let otlp = otlp::OtlpReceiver::start().await;
     let simulator = start_simulator(vec![
         lcic_account(20),
         LOG_ZIM.sim(20),
@@ -111,8 +124,9 @@ async fn run_and_collect_logs(log_format: &str) -> String {
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\n\
              [audit]\ndatabase_url = {{ env = \"TEST_DATABASE_URL\" }}\n\
-             [telemetry]\nlog_format = \"{log_format}\"\n\n{}\n\
+             [telemetry]\nlog_format = \"{log_format}\"\notlp_endpoint = \"{}\"\n\n{}\n\
              [[callers]]\nname = \"logs\"\ntoken_sha256 = \"{}\"\ntargets = [\"*\"]\n",
+            otlp.endpoint,
             targets(&simulator.endpoint()),
             sha256_hex(BEARER_TOKEN)
         ),
@@ -199,32 +213,82 @@ async fn run_and_collect_logs(log_format: &str) -> String {
         .unwrap()
         .read_to_string(&mut logs)
         .unwrap();
-    logs
+    let dump = Command::new("sqlite3")
+        .arg(dir.path().join("audit.db"))
+        .arg(".dump")
+        .output()
+        .expect("the sqlite3 shell runs (.ci/run installs it)");
+    assert!(dump.status.success(), "{dump:?}");
+    Written {
+        logs,
+        spans_on_the_wire: otlp.wire_bytes(),
+        span_names: otlp.spans().into_iter().map(|span| span.name).collect(),
+        audit_dump: String::from_utf8_lossy(&dump.stdout).into_owned(),
+    }
 }
 
 #[tokio::test]
-async fn trace_level_text_logs_hold_no_secret() {
-    let logs = run_and_collect_logs("text").await;
+async fn trace_level_text_logs_exported_spans_and_audit_rows_hold_no_secret() {
+    let written = run_and_collect("text").await;
     assert!(
-        logs.contains("serving registrar.v1.RegistrationService"),
+        written
+            .logs
+            .contains("serving registrar.v1.RegistrationService"),
         "the logs were captured"
     );
-    assert!(logs.contains("vendor_call"), "vendor calls were traced");
-    assert_no_secret(&logs);
+    assert!(
+        written.logs.contains("vendor_call"),
+        "vendor calls were traced"
+    );
+    assert_no_secret_in_everything_written(&written);
 }
 
 #[tokio::test]
-async fn trace_level_json_logs_hold_no_secret() {
-    let logs = run_and_collect_logs("json").await;
+async fn trace_level_json_logs_exported_spans_and_audit_rows_hold_no_secret() {
+    let written = run_and_collect("json").await;
     assert!(
-        logs.lines().any(|line| line.starts_with('{')),
+        written.logs.lines().any(|line| line.starts_with('{')),
         "json lines were written"
     );
-    assert_no_secret(&logs);
+    assert_no_secret_in_everything_written(&written);
 }
 
-fn assert_no_secret(logs: &str) {
+fn assert_no_secret_in_everything_written(written: &Written) {
+    // what was checked is real: spans of vendor calls, rows of every table
+    for name in ["vendor_call", "vendor_attempt"] {
+        assert!(
+            written.span_names.iter().any(|span| span == name),
+            "{name} spans were exported: {:?}",
+            written.span_names
+        );
+    }
+    for table in ["batches", "vendor_calls", "registrations"] {
+        assert!(
+            written
+                .audit_dump
+                .contains(&format!("INSERT INTO {table} "))
+                || written
+                    .audit_dump
+                    .contains(&format!("INSERT INTO \"{table}\"")),
+            "the dump holds rows of {table}"
+        );
+    }
+    assert!(
+        written.audit_dump.contains("7001"),
+        "the user's rows were dumped"
+    );
     for secret in SECRETS {
-        assert!(!logs.contains(secret), "{secret} was logged");
+        assert!(!written.logs.contains(secret), "{secret} was logged");
+        assert!(
+            !written.audit_dump.contains(secret),
+            "{secret} is in the audit store"
+        );
+        assert!(
+            !written
+                .spans_on_the_wire
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "{secret} was exported in a span"
+        );
     }
 }

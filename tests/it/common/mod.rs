@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod small_fs;
