@@ -814,6 +814,51 @@ mod tests {
     "#;
 
     #[test]
+    fn the_example_file_loads_with_its_limits() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join("registrar.example.toml");
+        let config = Config::load(Some(&path), None, &CliOverrides::default()).unwrap();
+        assert_eq!(
+            config.limits,
+            LimitsConfig::default(),
+            "it shows the defaults"
+        );
+        assert!(config.check_authentication("example").is_ok());
+    }
+
+    #[test]
+    fn limits_default_per_caller_and_zero_is_refused() {
+        let hash = "a".repeat(64);
+        let with = |limits: &str, caller_limits: &str| {
+            load(&format!(
+                "{LCIC}\n[limits]\n{limits}\n[[callers]]\nname = \"a\"\ntoken_sha256 = \"{hash}\"\ntargets = [\"*\"]\n[callers.limits]\n{caller_limits}\n"
+            ))
+        };
+        let config = with("max_streams = 3", "max_unanswered_users = 7").unwrap();
+        let own = config.callers[0].limits.over(&config.limits);
+        assert_eq!(own.max_streams, 3, "from [limits]");
+        assert_eq!(own.max_unanswered_users, 7, "its own");
+        assert_eq!(own.max_message_bytes, 4 * 1024 * 1024, "the default");
+        for (limits, caller_limits, key) in [
+            ("max_streams = 0", "", "limits.max_streams"),
+            (
+                "",
+                "max_unary_batches = 0",
+                "callers[0].limits.max_unary_batches",
+            ),
+            ("max_message_bytes = 10", "", "limits.max_message_bytes"),
+        ] {
+            let refused = with(limits, caller_limits).unwrap_err().to_string();
+            assert!(refused.contains(key), "{refused}");
+        }
+        assert!(
+            with("max_stream = 1", "").is_err(),
+            "an unknown key is refused"
+        );
+    }
+
+    #[test]
     fn callers_are_checked_and_a_file_without_them_must_say_it_is_open() {
         let hash = "a".repeat(64);
         let caller = |extra: &str| format!("{LCIC}\n[[callers]]\nname = \"a\"\n{extra}");
