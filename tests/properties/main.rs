@@ -16,6 +16,7 @@
 //! unit test next to the code it breaks, where it documents the bug, instead
 //! of a `proptest-regressions/` file of opaque seeds.
 
+mod config_loading;
 mod support;
 mod validation;
 mod vendor_answers;
