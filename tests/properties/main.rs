@@ -17,6 +17,7 @@
 //! of a `proptest-regressions/` file of opaque seeds.
 
 mod config_loading;
+mod proto_conversion;
 mod support;
 mod validation;
 mod vendor_answers;
