@@ -151,6 +151,16 @@ pub fn decode_envelope(status: http::StatusCode, body: &[u8]) -> Result<Envelope
                 code: RegistrarCode::MalformedResponse.into(),
                 message: format!("vendor answered an Error without a Code: {decode_error}"),
             })?;
+        // An empty Code names no failure either: reported as the vendor's, it
+        // would be a failure with an empty code, which no retry rule, audit
+        // row or caller can tell apart (found by tests/properties).
+        if error.code.is_empty() {
+            return Err(Undecodable {
+                class: ErrorClass::Permanent,
+                code: RegistrarCode::MalformedResponse.into(),
+                message: "vendor answered an Error with an empty Code".to_owned(),
+            });
+        }
         return Ok(Envelope::Failure { request_id, error });
     }
     if status != http::StatusCode::OK {
@@ -313,5 +323,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(failure.code, RegistrarCode::MalformedResponse);
+    }
+
+    #[test]
+    fn an_error_with_an_empty_code_is_malformed_not_a_vendor_code() {
+        // Found by tests/properties: `"Code": ""` became a failure whose code was empty.
+        for status in [http::StatusCode::OK, http::StatusCode::BAD_GATEWAY] {
+            let failure = decode_envelope(
+                status,
+                br#"{"Response":{"Error":{"Code":"","Message":""},"RequestId":"r"}}"#,
+            )
+            .unwrap_err();
+            assert_eq!(failure.code, RegistrarCode::MalformedResponse);
+            assert_eq!(failure.class, ErrorClass::Permanent);
+        }
     }
 }

@@ -454,7 +454,13 @@ pub fn parse_register_users(users: &[&User], status: http::StatusCode, body: &[u
     // docs/vendors/volc-rtc.md#response-envelope: "if 200 still check ResponseMetadata.Error"; it
     // applies to the whole call.
     if let Some(error) = metadata.get("Error").filter(|error| !error.is_null()) {
-        let Some(code) = error.get("Code").and_then(Value::as_str) else {
+        // An empty Code names no failure either: passed on as the vendor's, it
+        // would be a failure with an empty code (found by tests/properties).
+        let code = error
+            .get("Code")
+            .and_then(Value::as_str)
+            .filter(|code| !code.is_empty());
+        let Some(code) = code else {
             return answer::malformed(
                 users.len(),
                 request_id,
@@ -1006,6 +1012,22 @@ mod tests {
             report.error_code(),
             Some(RegistrarCode::MalformedResponse.as_str())
         );
+    }
+
+    #[test]
+    fn an_error_with_an_empty_code_is_malformed_not_a_vendor_code() {
+        // Found by tests/properties: `"Code": ""` became a call failure whose code was empty.
+        let report = parse(
+            &[user("1")],
+            200,
+            r#"{"ResponseMetadata":{"RequestId":"r","Error":{"Code":"","Message":""}}}"#,
+        );
+        assert_eq!(
+            report.error_code(),
+            Some(RegistrarCode::MalformedResponse.as_str())
+        );
+        assert_eq!(report.error_class, Some(ErrorClass::Permanent));
+        assert_eq!(report.vendor_request_id.as_deref(), Some("r"));
     }
 
     #[test]
