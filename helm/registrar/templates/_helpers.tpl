@@ -106,3 +106,16 @@ grpc:
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Labels of the `helm test` pod: not the selector labels, so neither the
+Service, the PodDisruptionBudget nor the NetworkPolicy's podSelector count it
+as a registrar pod.
+*/}}
+{{- define "registrar.testLabels" -}}
+helm.sh/chart: {{ include "registrar.chart" . }}
+app.kubernetes.io/name: {{ include "registrar.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
