@@ -37,7 +37,9 @@ pub fn demo_accounts() -> Vec<SimAccount> {
 pub fn embedded_config_toml(sim_endpoint: &str) -> String {
     use secrecy::ExposeSecret;
     // open to anyone for trying it, so reachable from this machine only
-    let server = format!("[server]\nlisten = \"{EMBEDDED_LISTEN}\"\n\n");
+    let server = format!(
+        "[server]\nlisten = \"{EMBEDDED_LISTEN}\"\n\n[metrics]\nlisten = \"{EMBEDDED_METRICS_LISTEN}\"\n\n"
+    );
     let targets: String = demo_accounts()
         .iter()
         .map(|account| {
@@ -71,6 +73,8 @@ pub fn embedded_config_toml(sim_endpoint: &str) -> String {
 
 /// Where the embedded default listens: loopback, since it has no callers.
 pub const EMBEDDED_LISTEN: &str = "127.0.0.1:50051";
+/// Where the embedded default serves /metrics: loopback too.
+pub const EMBEDDED_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 /// Starts the simulator on loopback and loads the embedded default around it.
 pub async fn start_embedded(overrides: &CliOverrides) -> anyhow::Result<(Config, Simulator)> {

@@ -41,6 +41,19 @@ pub struct Config {
     /// `[limits]`: what each caller may hold at once, unless its own entry says otherwise.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[metrics]`: the Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where GET /metrics is served (plaintext). Off unless
+/// `listen` is set; the embedded default serves it on 127.0.0.1:9464.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// e.g. `0.0.0.0:9464`; none: no metrics listener.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[limits]`: what one caller may hold at once. Each caller has its own

@@ -75,6 +75,10 @@ enum Command {
     /// code 0: every user registered or already existing; 1: some rejected
     /// or failed (see the failed-rows file); 2: usage, file or connection errors.
     Import(ImportArgs),
+    /// Ask a running registrar whether it serves (grpc.health.v1) and list
+    /// its services (server reflection). Exit code 0: serving and offering
+    /// the service; 1: not serving; 2: no answer. `helm test` runs it.
+    Health(HealthArgs),
     /// Apply the audit store's pending migrations, then exit.
     Migrate {
         #[arg(long, env = "REGISTRAR_CONFIG")]
@@ -129,6 +133,68 @@ struct ImportArgs {
     max_in_flight: usize,
 }
 
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// The registrar server's URL (https:// with --ca-file).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// The service whose health is checked; "" asks for the server as a whole.
+    #[arg(long, default_value = "registrar.v1.RegistrationService")]
+    service: String,
+    /// The CA certificate (PEM) that signed the server's certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), for mutual TLS.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// The name the server's certificate holds, when the URL's host is another.
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+/// Runs `registrar health`; returns its exit code.
+async fn health_command(args: HealthArgs) -> i32 {
+    let options = import::connect::ConnectOptions {
+        ca_file: args.ca_file,
+        cert: args.cert,
+        key: args.key,
+        token: None,
+        server_name: args.server_name,
+    };
+    match registrar::health_check::check(&args.server, &args.service, &options).await {
+        Ok(report) => {
+            let checked = if report.service.is_empty() {
+                "the server"
+            } else {
+                report.service.as_str()
+            };
+            println!("{checked}: {}", report.status.as_str_name());
+            println!("services:");
+            for service in &report.services {
+                println!("  {service}");
+            }
+            if report.healthy() {
+                0
+            } else {
+                if !report.service.is_empty() && !report.services.contains(&report.service) {
+                    eprintln!(
+                        "registrar health: reflection does not list {}",
+                        report.service
+                    );
+                }
+                1
+            }
+        }
+        Err(message) => {
+            eprintln!("registrar health: {message}");
+            2
+        }
+    }
+}
+
 /// The bearer token from `--token-file` or `REGISTRAR_TOKEN`.
 fn bearer_token(file: Option<&std::path::Path>) -> Result<Option<SecretString>, String> {
     let token = match file {
@@ -168,6 +234,7 @@ async fn import_command(args: ImportArgs) -> i32 {
             cert: args.cert,
             key: args.key,
             token,
+            server_name: None,
         },
         retries: args.retries,
         max_in_flight: args.max_in_flight,
@@ -249,6 +316,17 @@ async fn main() -> anyhow::Result<()> {
                 Some(address) => Some(bind(address).await?),
                 None => None,
             };
+            let metrics_server = match config.metrics.listen {
+                Some(address) => {
+                    let listener = bind(address).await?;
+                    tracing::info!(local_addr = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+                    Some(tokio::spawn(registrar::metrics::server::serve(
+                        listener,
+                        std::future::pending(),
+                    )))
+                }
+                None => None,
+            };
             serve(
                 listener,
                 Arc::clone(&engine),
@@ -263,6 +341,10 @@ async fn main() -> anyhow::Result<()> {
                 shutdown_signal(),
             )
             .await?;
+            // scraped until the drain is over, so the last figures are seen
+            if let Some(metrics_server) = metrics_server {
+                metrics_server.abort();
+            }
             if let Some(simulator) = simulator {
                 simulator.shutdown().await;
             }
@@ -301,6 +383,7 @@ async fn main() -> anyhow::Result<()> {
             sim::run(SimConfig { listen, accounts }, faults, shutdown_signal()).await
         }
         Command::Import(args) => std::process::exit(import_command(args).await),
+        Command::Health(args) => std::process::exit(health_command(args).await),
         Command::Migrate {
             config,
             database_url,

@@ -7,6 +7,7 @@ mod callers;
 pub mod convert;
 mod decode_errors;
 pub mod error;
+mod grpc_metrics;
 mod limits;
 mod page_token;
 pub mod server;

@@ -21,7 +21,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{
-    callers::Authenticate, decode_errors, limits::Limits, pb, service::RegistrationApi, tls,
+    callers::Authenticate, decode_errors, grpc_metrics, limits::Limits, pb,
+    service::RegistrationApi, tls,
 };
 use crate::{
     config::{CallerConfig, LimitsConfig, TlsConfig},
@@ -122,6 +123,8 @@ pub async fn serve(
         None => None,
     };
     let router = Server::builder()
+        // outermost: it counts the status the caller got
+        .layer(grpc_metrics::GrpcMetricsLayer)
         .layer(tower::util::MapResponseLayer::new(
             decode_errors::clarify_response,
         ))

@@ -222,14 +222,18 @@ impl AuditStore {
 
     /// Hands a write to the writer and waits until it is committed.
     async fn write(&self, write: Write) -> Result<i64, AuditError> {
+        let operation = write.operation();
+        let started = std::time::Instant::now();
         let (done, committed) = tokio::sync::oneshot::channel();
         self.writer
             .send(writer::Queued { write, done })
             .await
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?;
-        committed
+        let committed = committed
             .await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?;
+        crate::metrics::global().audit_write(operation, started.elapsed().as_secs_f64());
+        committed
     }
 
     /// How many users of a batch's input have rows: one past the highest index.

@@ -84,6 +84,22 @@ pub(super) enum Write {
     },
 }
 
+impl Write {
+    /// The write's name in `registrar_audit_write_duration_seconds`.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Write::CreateBatch(_) => "create_batch",
+            Write::EndBatch { .. } => "end_batch",
+            Write::InsertRegistrations { .. } => "insert_registrations",
+            Write::RecordOutcomes(_) => "record_outcomes",
+            Write::StartVendorCall(_) => "start_vendor_call",
+            Write::FinishVendorCall(..) => "finish_vendor_call",
+            Write::RenewLeases(_) => "renew_leases",
+            Write::Claim { .. } => "claim",
+        }
+    }
+}
+
 /// A write and where its result goes: the new row's id for
 /// `StartVendorCall`, the rows affected for the conditional writes.
 pub(super) struct Queued {

@@ -138,7 +138,7 @@ async fn one_call(exchange: &Exchange<'_>, request: &CallRequest) -> CallRespons
     };
     exchange.note_health(&report);
     record_report(&mut end, &report);
-    exchange.close(call_id, &end).await;
+    exchange.close(call_id, vendor.action(), &end).await;
     let mut response = request.settle(report, Some(call_id));
     response.retry_after = retry_after;
     response

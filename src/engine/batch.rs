@@ -393,14 +393,24 @@ impl BatchWriter {
             self.context.audit.record_outcomes(&resumed_rows).await?;
         }
         for result in decided {
+            if !result.replayed
+                && let Some((spec, _)) = self
+                    .targets
+                    .iter()
+                    .find(|(spec, _)| *spec.name == result.target)
+            {
+                spec.metrics.answered(result.outcome, 1);
+            }
             self.shared.deliver(result);
         }
-        for ((_, queue), group) in self.targets.iter().zip(groups) {
+        for ((spec, queue), group) in self.targets.iter().zip(groups) {
             if !group.is_empty() {
+                let queued = group.len() as i64;
                 queue
                     .send(group)
                     .await
                     .map_err(|_| EngineError::ShuttingDown)?;
+                spec.metrics.queued_users.inc_by(queued);
             }
         }
         Ok(())

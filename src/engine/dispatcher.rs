@@ -83,6 +83,7 @@ impl Dispatcher {
             let Some(users) = self.next_call().await else {
                 return;
             };
+            self.target.metrics.queued_users.dec_by(users.len() as i64);
             // a caller whose deadline passed is no longer waiting: its users stay unsent
             let now = Instant::now();
             let (expired, users): (Vec<_>, Vec<_>) = users
@@ -98,6 +99,7 @@ impl Dispatcher {
             if users.is_empty() {
                 continue;
             }
+            self.target.metrics.call_users.observe(users.len() as f64);
             let service = self.service.clone();
             let log = self.log.clone();
             let target = self.target.clone();

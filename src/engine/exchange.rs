@@ -116,8 +116,11 @@ impl Exchange<'_> {
         (sent, started.elapsed())
     }
 
-    /// Completes the call's row and the span.
-    pub async fn close(&self, call_id: i64, end: &VendorCallEnd) {
+    /// Completes the call's row and the span, and counts the exchange.
+    pub async fn close(&self, call_id: i64, action: &str, end: &VendorCallEnd) {
+        self.target
+            .metrics
+            .vendor_call(action, result_class(end), end.latency.as_secs_f64());
         if let Some(request_id) = &end.vendor_request_id {
             self.span.record("vendor_request_id", request_id.as_str());
         }
@@ -138,6 +141,20 @@ impl Exchange<'_> {
     /// Sets the target's health from the report that ends a call.
     pub fn note_health(&self, report: &CallReport) {
         self.target.health.set(health_of(report));
+    }
+}
+
+/// The result class an exchange is counted under in
+/// `registrar_vendor_calls_total`: the class of its call-level failure,
+/// `retryable` when no answer came, else `ok` (users the vendor refused one
+/// by one show in `registrar_registrations_total`).
+fn result_class(end: &VendorCallEnd) -> &'static str {
+    match end.error_class.as_deref() {
+        Some("throttled") => "throttled",
+        Some("retryable") => "retryable",
+        Some(_) => "permanent",
+        None if end.http_status.is_none() => "retryable",
+        None => "ok",
     }
 }
 

@@ -75,10 +75,28 @@ pub(super) async fn run(
             }
         }
     };
+    let running = RunningJob::new(&exchange.target.metrics.import_jobs_running);
     let report =
         poll_until_finished(exchange, jobs, limiter, request, &users, &job_id, deadline).await;
+    drop(running);
     exchange.note_health(&report);
     request.settle(report, Some(submit_call_id))
+}
+
+/// Counts a job as running while it lives, however its polling ends.
+struct RunningJob(prometheus_client::metrics::gauge::Gauge);
+
+impl RunningJob {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        RunningJob(gauge.clone())
+    }
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 enum Submitted {
@@ -111,7 +129,7 @@ async fn submit(
         Ok(response) => response,
         Err(report) => {
             let done = finish(exchange, request, report, call_id, &mut end);
-            exchange.close(call_id, &end).await;
+            exchange.close(call_id, vendor.action(), &end).await;
             return Submitted::Done(done);
         }
     };
@@ -146,7 +164,7 @@ async fn submit(
             &mut end,
         )),
     };
-    exchange.close(call_id, &end).await;
+    exchange.close(call_id, vendor.action(), &end).await;
     submitted
 }
 
@@ -253,7 +271,7 @@ async fn poll_until_finished(
             }
             Sent::Unbuildable(error) => Some(build_failure(&error, users.len())),
         };
-        poll.close(call_id, &end).await;
+        poll.close(call_id, jobs.poll_action(), &end).await;
         if let Some(report) = finished {
             tracing::info!(target = %exchange.target.name, job_id, polls, attempt = request.attempt, "job ended");
             return report;

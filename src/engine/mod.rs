@@ -47,7 +47,7 @@ use crate::{
     audit::{AuditError, AuditStore, BatchHead, BatchState, NewBatch},
     outbound::{
         http_client::HttpClient,
-        rate_limit::{GcraLimiter, Limiter},
+        rate_limit::{GcraLimiter, Limiter, Metered},
     },
     vendor_api::registry,
 };
@@ -129,8 +129,11 @@ impl Engine {
             .into_iter()
             .map(|spec| {
                 let spec = Arc::new(spec);
-                let limiter: Arc<dyn Limiter> =
-                    Arc::new(GcraLimiter::per_second(spec.qps, spec.rate_margin));
+                let limiter: Arc<dyn Limiter> = Arc::new(Metered::new(
+                    GcraLimiter::per_second(spec.qps, spec.rate_margin),
+                    spec.metrics.permit_wait.clone(),
+                    spec.metrics.paced_rate.clone(),
+                ));
                 // each vendor's answers are read up to its own limit
                 let max_response_bytes = registry::spec(spec.vendor_kind).max_response_bytes;
                 let service = stack::outbound_stack(

@@ -67,6 +67,7 @@ pub(super) async fn settle(
         return;
     }
     for (pending, result, _) in results {
+        target.metrics.answered(result.outcome, 1);
         pending.batch.deliver(result);
     }
 }
@@ -113,6 +114,9 @@ pub(super) async fn settle_unsent_past_deadline(
         return;
     }
     tracing::info!(target = %target.name, users = rows.len(), "the caller's deadline passed before these users were sent: recorded not sent");
+    target
+        .metrics
+        .answered(Outcome::NotSent, results.len() as u64);
     for (pending, result) in results {
         pending.batch.deliver(result);
     }

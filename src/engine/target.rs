@@ -13,6 +13,7 @@ use std::{
 use crate::{
     config::{ConfigError, TargetConfig},
     domain::VendorKind,
+    metrics::TargetMetrics,
     vendor_api::{SharedVendor, registry::CallsInFlight},
 };
 
@@ -59,6 +60,8 @@ pub struct TargetSpec {
     /// Spacing added to the quota's permits, as a share.
     pub rate_margin: f64,
     pub health: Arc<HealthCell>,
+    /// Its metrics, resolved once.
+    pub metrics: TargetMetrics,
 }
 
 impl TargetSpec {
@@ -82,6 +85,12 @@ impl TargetSpec {
             max_attempts: config.max_attempts.max(1),
             rate_margin: config.rate_margin.clamp(0.0, 0.5),
             health: Arc::default(),
+            metrics: TargetMetrics::new(
+                &config.name,
+                config.vendor,
+                config.qps(),
+                config.max_batch() as usize,
+            ),
         })
     }
 }

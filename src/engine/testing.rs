@@ -235,6 +235,12 @@ pub fn target(max_batch: usize, linger: Duration, max_in_flight: usize) -> Arc<T
         max_attempts: 1,
         rate_margin: 0.0,
         health: Arc::default(),
+        metrics: crate::metrics::TargetMetrics::new(
+            "test-target",
+            VendorKind::TencentCiamImport,
+            1,
+            max_batch,
+        ),
     })
 }
 

@@ -26,6 +26,9 @@ pub struct ConnectOptions {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub token: Option<SecretString>,
+    /// The name the server's certificate must hold, when it is not the
+    /// URL's host (e.g. a pod reached by its Service's name).
+    pub server_name: Option<String>,
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, ImportError> {
@@ -53,6 +56,9 @@ pub fn channel(server: &str, options: &ConnectOptions) -> Result<Channel, Import
         };
         let mut config =
             ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file, "CA file")?));
+        if let Some(name) = &options.server_name {
+            config = config.domain_name(name.clone());
+        }
         match (&options.cert, &options.key) {
             (Some(cert), Some(key)) => {
                 config = config.identity(Identity::from_pem(

@@ -396,6 +396,57 @@ pub trait PermitHolder {
 /// Applies a shared `Limiter` to every call of the inner service that does
 /// not hold its permit already.
 #[derive(Clone)]
+/// A limiter that reports to metrics: how long each permit took, and the
+/// rate it paces at after every answer (it drops after a throttle answer).
+pub struct Metered<L> {
+    inner: L,
+    permit_wait: prometheus_client::metrics::histogram::Histogram,
+    paced_rate: prometheus_client::metrics::gauge::Gauge<f64, AtomicU64>,
+}
+
+impl<L: Limiter> Metered<L> {
+    pub fn new(
+        inner: L,
+        permit_wait: prometheus_client::metrics::histogram::Histogram,
+        paced_rate: prometheus_client::metrics::gauge::Gauge<f64, AtomicU64>,
+    ) -> Self {
+        paced_rate.set(inner.current_rate());
+        Metered {
+            inner,
+            permit_wait,
+            paced_rate,
+        }
+    }
+}
+
+impl<L: Limiter> Limiter for Metered<L> {
+    fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let asked = tokio::time::Instant::now();
+            self.inner.acquire().await;
+            self.permit_wait.observe(asked.elapsed().as_secs_f64());
+        })
+    }
+
+    fn throttled(&self) {
+        self.inner.throttled();
+        self.paced_rate.set(self.inner.current_rate());
+    }
+
+    fn succeeded(&self) {
+        self.inner.succeeded();
+        self.paced_rate.set(self.inner.current_rate());
+    }
+
+    fn current_rate(&self) -> f64 {
+        self.inner.current_rate()
+    }
+
+    fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.inner.before_send()
+    }
+}
+
 pub struct RateLimitLayer {
     limiter: Arc<dyn Limiter>,
 }
