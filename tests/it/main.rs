@@ -18,6 +18,7 @@ mod lcic_end_to_end;
 mod lcic_vendor_contract;
 mod limits;
 mod malformed_requests;
+mod metrics;
 mod no_secrets_in_logs;
 mod sim_lcic;
 mod store_faults;
