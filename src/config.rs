@@ -281,7 +281,7 @@ fn default_max_connections() -> u32 {
 }
 
 /// `[telemetry]`: logs and traces.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// `text` (default) or `json`.
@@ -290,6 +290,24 @@ pub struct TelemetryConfig {
     /// An OTLP/gRPC collector, e.g. `http://otel-collector:4317`; traces are exported when set.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// The share of traces sampled where the caller's traceparent does not
+    /// decide (parent-based): 0 to 1, 1 by default.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            log_format: LogFormat::default(),
+            otlp_endpoint: None,
+            sample_ratio: default_sample_ratio(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -501,7 +519,15 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.check_targets()?;
         self.check_callers()?;
-        self.check_limits()
+        self.check_limits()?;
+        let ratio = self.telemetry.sample_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.sample_ratio".to_owned(),
+                reason: format!("must be between 0 and 1 (got {ratio})"),
+            });
+        }
+        Ok(())
     }
 
     /// Every limit, the server's and each caller's, lets at least one call through.
@@ -838,6 +864,40 @@ mod tests {
             "it shows the defaults"
         );
         assert!(config.check_authentication("example").is_ok());
+    }
+
+    /// The `config: |` block of a Helm values file, unindented.
+    fn chart_config(values_file: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("helm/registrar")
+            .join(values_file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines().skip_while(|line| *line != "config: |").skip(1);
+        let block: Vec<&str> = lines
+            .by_ref()
+            .take_while(|line| line.is_empty() || line.starts_with("  "))
+            .map(|line| line.strip_prefix("  ").unwrap_or(line))
+            .collect();
+        assert!(!block.is_empty(), "{values_file} has a config block");
+        block.join("\n")
+    }
+
+    #[test]
+    fn the_charts_configs_load() {
+        // the default: callers are the installer's to add (NOTES.txt says so)
+        let default = chart_config("values.yaml");
+        let config = Config::load(None, Some(&default), &CliOverrides::default()).unwrap();
+        assert_eq!(config.targets.len(), 1);
+        assert!(config.check_authentication("values.yaml").is_err());
+        // the production-like CI values: callers by client certificate, OTLP
+        let production = chart_config("ci/production-values.yaml");
+        let config = Config::load(None, Some(&production), &CliOverrides::default()).unwrap();
+        assert!(
+            config
+                .check_authentication("production-values.yaml")
+                .is_ok()
+        );
+        assert!(config.telemetry.otlp_endpoint.is_some());
     }
 
     #[test]

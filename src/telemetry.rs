@@ -1,6 +1,9 @@
 //! Logs and traces: a `tracing` subscriber writing text or JSON to stderr,
-//! and, when an OTLP endpoint is configured, an OpenTelemetry layer that
-//! exports every span (vendor calls included) over OTLP/gRPC.
+//! and an OpenTelemetry layer that gives every span a trace context, taken
+//! from the caller's `traceparent` where there is one, sampled parent-based
+//! at `[telemetry] sample_ratio`, and exported over OTLP/gRPC when an
+//! endpoint is configured. W3C trace context is the process's propagator,
+//! exporter or not, so traces follow a request into its vendor calls.
 //!
 //! Spans and events carry ids, counts and codes only: never a credential,
 //! a password or a user's personal data. Text logs are coloured only on a
@@ -9,7 +12,11 @@
 use std::{ffi::OsString, io::IsTerminal};
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -54,32 +61,36 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let provider = match &config.otlp_endpoint {
-        None => None,
+    // W3C trace context in and out (gRPC metadata, vendor HTTP headers),
+    // whether or not spans are exported
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+    let builder = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_resource(Resource::builder().with_service_name("registrar").build());
+    let builder = match &config.otlp_endpoint {
+        None => builder,
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
                 .build()?;
-            Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
-                    .with_resource(Resource::builder().with_service_name("registrar").build())
-                    .build(),
-            )
+            builder.with_batch_exporter(exporter)
         }
     };
-    let otel = provider.as_ref().map(|provider| {
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("registrar"))
-            .with_filter(filter())
-    });
+    // without an exporter the provider still gives spans their trace ids,
+    // so an incoming traceparent reaches the vendor calls
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("registrar"))
+        .with_filter(filter());
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter()))
         .with(otel)
         .try_init()?;
+    let provider = Some(provider);
     Ok(TelemetryGuard { provider })
 }
 

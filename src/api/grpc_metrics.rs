@@ -42,7 +42,7 @@ const KNOWN: &[(&str, &[&str])] = &[
 ];
 
 /// The (service, method) labels of a request path `/service/method`.
-fn labels(path: &str) -> (&'static str, &'static str) {
+pub(super) fn labels(path: &str) -> (&'static str, &'static str) {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     KNOWN

@@ -10,6 +10,7 @@ pub mod error;
 mod grpc_metrics;
 mod limits;
 mod page_token;
+mod rpc_span;
 pub mod server;
 pub mod service;
 mod tls;

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{
-    callers::Authenticate, decode_errors, grpc_metrics, limits::Limits, pb,
+    callers::Authenticate, decode_errors, grpc_metrics, limits::Limits, pb, rpc_span,
     service::RegistrationApi, tls,
 };
 use crate::{
@@ -125,6 +125,7 @@ pub async fn serve(
     let router = Server::builder()
         // outermost: it counts the status the caller got
         .layer(grpc_metrics::GrpcMetricsLayer)
+        .layer(rpc_span::RpcSpanLayer)
         .layer(tower::util::MapResponseLayer::new(
             decode_errors::clarify_response,
         ))

@@ -8,6 +8,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -98,7 +99,9 @@ where
 {
     let (sender, receiver) = mpsc::channel::<Result<R, Status>>(RESPONSE_BUFFER);
     let mut input = input;
-    tokio::spawn(async move {
+    // the RPC's span goes with the task: it lasts until the batch's answer ends
+    tokio::spawn(
+        async move {
         // the caller's place for this call is held until its batch ends
         let _open_call = open_call;
         let mut input_ended = None;
@@ -149,7 +152,9 @@ where
         }
         let last = input.map(|()| Event::Summary(convert::summary_to_proto(summary)).into());
         let _ = sender.send(last).await;
-    });
+        }
+        .in_current_span(),
+    );
     Box::pin(ReceiverStream::new(receiver))
 }
 
@@ -236,7 +241,7 @@ where
 {
     drive(
         opened.results,
-        tokio::spawn(feed(opened.writer)),
+        tokio::spawn(feed(opened.writer).in_current_span()),
         open_call,
         deadline,
     )

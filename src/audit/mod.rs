@@ -38,6 +38,17 @@ pub struct AuditStore {
     writer: tokio::sync::mpsc::Sender<writer::Queued>,
 }
 
+/// The span of one audit write, in the trace of whoever writes (a batch's
+/// RPC, a vendor call); none for background writes outside any trace
+/// (lease renewals), which would each start a trace of their own.
+fn audit_span(operation: &'static str) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("audit_write", operation)
+    }
+}
+
 impl std::fmt::Debug for AuditStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditStore")
@@ -222,16 +233,21 @@ impl AuditStore {
 
     /// Hands a write to the writer and waits until it is committed.
     async fn write(&self, write: Write) -> Result<i64, AuditError> {
+        use tracing::Instrument;
         let operation = write.operation();
         let started = std::time::Instant::now();
         let (done, committed) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(writer::Queued { write, done })
-            .await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?;
-        let committed = committed
-            .await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?;
+        let committed = async {
+            self.writer
+                .send(writer::Queued { write, done })
+                .await
+                .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?;
+            committed
+                .await
+                .map_err(|_| AuditError::Unavailable("the audit writer has stopped".to_owned()))?
+        }
+        .instrument(audit_span(operation))
+        .await;
         crate::metrics::global().audit_write(operation, started.elapsed().as_secs_f64());
         committed
     }

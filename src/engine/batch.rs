@@ -142,6 +142,14 @@ pub(super) fn open(
             results: sender,
             outstanding: outstanding.clone(),
             deadline: bounds.deadline,
+            // a child of the RPC's span, which is current here
+            span: tracing::info_span!(
+                "batch",
+                batch_id = %batch_id,
+                targets = target_order.len(),
+                resumed = resume.is_some(),
+                dry_run,
+            ),
         }),
         caller_places: caller_places.clone(),
         input_complete: input_complete.clone(),

@@ -5,7 +5,9 @@
 
 use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
+use opentelemetry::trace::TraceContextExt;
 use tower::util::BoxCloneService;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{queue::Pending, target::TargetSpec};
 use crate::{
@@ -181,17 +183,38 @@ impl RetryableRequest for CallRequest {
 impl Traced for CallRequest {
     type Response = CallResponse;
 
+    /// The call's span: a child of the batch of its first user, so a call
+    /// is in its caller's trace, and linked to the span of every batch it
+    /// carries users of, so every caller's trace shows the call its users
+    /// went in (coalesced calls carry users of many batches).
     fn span(&self) -> tracing::Span {
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "vendor_call",
             target = %self.target.name,
             vendor = %self.target.vendor_kind,
             action = self.target.vendor.action(),
             batch_size = self.users.len(),
+            batches = tracing::field::Empty,
             attempts = tracing::field::Empty,
             registered = tracing::field::Empty,
             failed = tracing::field::Empty,
-        )
+        );
+        let mut batches: Vec<&Arc<str>> = Vec::new();
+        for (_, pending) in &self.users {
+            let batch = &pending.batch;
+            if batches.contains(&&batch.id) {
+                continue;
+            }
+            let context = batch.span.context();
+            if batches.is_empty() {
+                // fails only without an OpenTelemetry layer (unit tests)
+                let _ = span.set_parent(context.clone());
+            }
+            span.add_link(context.span().span_context().clone());
+            batches.push(&batch.id);
+        }
+        span.record("batches", batches.len());
+        span
     }
 
     fn record(span: &tracing::Span, response: &CallResponse) {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tower::{ServiceExt, util::BoxCloneSyncService};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use tokio_util::sync::CancellationToken;
 
@@ -108,7 +109,7 @@ impl Exchange<'_> {
         let started = Instant::now();
         let sent = match request {
             Err(error) => Sent::Unbuildable(error),
-            Ok(request) => match self.http.clone().oneshot(request).await {
+            Ok(request) => match self.http.clone().oneshot(traced(request)).await {
                 Ok(response) => Sent::Answer(response),
                 Err(error) => Sent::Transport(error),
             },
@@ -142,6 +143,21 @@ impl Exchange<'_> {
     pub fn note_health(&self, report: &CallReport) {
         self.target.health.set(health_of(report));
     }
+}
+
+/// Adds the current span's W3C `traceparent` to a request about to leave
+/// (the attempt's or the poll's span, so the vendor's side of the trace
+/// hangs under it); nothing when the span is not sampled or not traced.
+/// The signing schemes sign named headers only, so the signature holds.
+fn traced(mut request: http::Request<Bytes>) -> http::Request<Bytes> {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(
+            &context,
+            &mut opentelemetry_http::HeaderInjector(request.headers_mut()),
+        );
+    });
+    request
 }
 
 /// The result class an exchange is counted under in

@@ -35,6 +35,9 @@ pub struct BatchShared {
     pub(super) outstanding: Arc<Semaphore>,
     /// The caller's deadline: a user not yet in a call by then is not sent.
     pub(super) deadline: Option<Instant>,
+    /// The batch's span, in its caller's trace: the vendor calls carrying
+    /// its users are children of it or link to it.
+    pub span: tracing::Span,
 }
 
 impl BatchShared {

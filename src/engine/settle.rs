@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     call::CallResponse, call_log::CallLog, commit::until_committed, queue::Pending,
@@ -61,7 +62,15 @@ pub(super) async fn settle(
         .iter()
         .map(|(_, result, vendor_call_id)| registration_row(result, *vendor_call_id))
         .collect();
-    let committed = until_committed("call outcomes", exit, || log.record_outcomes(&rows)).await;
+    // in the trace of the call's first batch, as the call's span is
+    let span = results
+        .first()
+        .map_or_else(tracing::Span::none, |(pending, _, _)| {
+            pending.batch.span.clone()
+        });
+    let committed = until_committed("call outcomes", exit, || log.record_outcomes(&rows))
+        .instrument(span)
+        .await;
     if committed.is_none() {
         tracing::error!(target = %target.name, users = rows.len(), "outcomes not recorded before exit: their results are not reported");
         return;

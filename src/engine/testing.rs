@@ -260,6 +260,7 @@ pub fn batch_with_deadline(
         results,
         outstanding: Arc::new(Semaphore::new(1024)),
         deadline,
+        span: tracing::Span::none(),
     };
     (Arc::new(shared), receiver)
 }

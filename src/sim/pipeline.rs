@@ -87,13 +87,13 @@ pub(super) async fn serve<E: Endpoint>(shared: &Shared, parts: &Parts, body: Bod
         Err(error) => {
             let refusal = E::body_refusal(error);
             let account = E::pick_account(&shared.accounts, &head, None);
-            shared.refuse(call_info::<E>(account, Vec::new()), &refusal);
+            shared.refuse(call_info::<E>(parts, account, Vec::new()), &refusal);
             return E::refused(&head, &refusal);
         }
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let account = E::pick_account(&shared.accounts, &head, parsed.as_ref());
-    let call = call_info::<E>(account, E::carried_user_ids(parsed.as_ref()));
+    let call = call_info::<E>(parts, account, E::carried_user_ids(parsed.as_ref()));
     let account = match E::authenticate(parts, &head, &body, account, &shared.accounts) {
         Ok(account) => account,
         Err(refusal) => {
@@ -111,12 +111,21 @@ pub(super) async fn serve<E: Endpoint>(shared: &Shared, parts: &Parts, body: Bod
     }
 }
 
-fn call_info<E: Endpoint>(account: Option<&SimAccount>, user_ids: Vec<String>) -> CallInfo {
+fn call_info<E: Endpoint>(
+    parts: &Parts,
+    account: Option<&SimAccount>,
+    user_ids: Vec<String>,
+) -> CallInfo {
     CallInfo {
         vendor: E::VENDOR,
         action: E::ACTION,
         app_id: account.map(|account| account.app_id),
         user_ids,
+        traceparent: parts
+            .headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
     }
 }
 

@@ -53,6 +53,8 @@ pub struct RecordedCall {
     pub http_status: u16,
     /// `None` when accepted; the vendor's code otherwise (e.g. `RequestLimitExceeded`).
     pub error_code: Option<String>,
+    /// The W3C `traceparent` header the call carried, if any.
+    pub traceparent: Option<String>,
 }
 
 impl RecordedCall {
@@ -91,6 +93,8 @@ pub(super) struct CallInfo {
     pub(super) action: &'static str,
     pub(super) app_id: Option<u64>,
     pub(super) user_ids: Vec<String>,
+    /// The call's W3C `traceparent` header, if it carried one.
+    pub(super) traceparent: Option<String>,
 }
 
 /// Everything the request handlers share.
@@ -219,6 +223,7 @@ impl Shared {
             action: "fault",
             app_id: None,
             user_ids: Vec::new(),
+            traceparent: None,
         };
         let mut state = self.lock();
         self.record(&mut state, Instant::now(), call, Some(&refusal));
@@ -257,6 +262,7 @@ impl Shared {
             user_ids: call.user_ids,
             http_status: refusal.map_or(200, |refusal| refusal.http_status),
             error_code: refusal.map(|refusal| refusal.code.clone()),
+            traceparent: call.traceparent,
         });
     }
 

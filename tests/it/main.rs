@@ -24,6 +24,7 @@ mod sim_lcic;
 mod store_faults;
 mod streams;
 mod tls;
+mod traces;
 mod vendor_answers;
 mod volc_end_to_end;
 mod zim_end_to_end;

@@ -291,3 +291,78 @@ async fn a_client_certificates_san_names_its_caller() {
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     registrar.stop().await;
 }
+
+/// `registrar health` with these arguments: its exit code and stdout.
+async fn health_command(args: &[&str]) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .arg("health")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn registrar_health_checks_a_mutual_tls_server_as_the_helm_test_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "server-ca");
+    let server = ca.server(dir.path(), "server");
+    let clients = TestCa::new(dir.path(), "client-ca");
+    let client = clients.client(dir.path(), "helm-test", "spiffe://example.org/helm-test");
+    let (_simulator, mut registrar) =
+        start(dir.path(), &tls_toml(&server, Some(&clients.pem_file)), "").await;
+    let url = format!("https://127.0.0.1:{}", registrar.addr.port());
+    let (ca_file, cert, key) = (
+        ca.pem_file.display().to_string(),
+        client.cert_file.display().to_string(),
+        client.key_file.display().to_string(),
+    );
+
+    // as the chart's test pod runs it: the Service's name is not the URL's host
+    let (code, stdout) = health_command(&[
+        "--server",
+        &url,
+        "--ca-file",
+        &ca_file,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--server-name",
+        "localhost",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("registrar.v1.RegistrationService: SERVING\n"),
+        "{stdout}"
+    );
+    for service in [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "registrar.v1.RegistrationService",
+    ] {
+        assert!(stdout.contains(&format!("  {service}\n")), "{stdout}");
+    }
+
+    // no client certificate: the handshake is refused, no answer
+    let (code, _) = health_command(&[
+        "--server",
+        &url,
+        "--ca-file",
+        &ca_file,
+        "--server-name",
+        "localhost",
+    ])
+    .await;
+    assert_eq!(code, Some(2));
+    // nothing listening: no answer either
+    let closed = format!("http://127.0.0.1:{}", free_loopback_port());
+    let (code, _) = health_command(&["--server", &closed]).await;
+    assert_eq!(code, Some(2));
+    registrar.stop().await;
+}
