@@ -829,7 +829,10 @@ mod tests {
         ] {
             let report = parse(&[minimal_user("u")], 200, body);
             assert_eq!(report.vendor_request_id.as_deref(), Some("r"), "{body}");
-            assert_eq!(report.error_code, Some(RegistrarCode::MalformedResponse.into()));
+            assert_eq!(
+                report.error_code,
+                Some(RegistrarCode::MalformedResponse.into())
+            );
             let [VendorOutcome::Failed { class, code, .. }] = report.outcomes.as_slice() else {
                 panic!("{body}: {report:?}");
             };

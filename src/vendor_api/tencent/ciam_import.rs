@@ -331,6 +331,17 @@ impl VendorApi for CiamImport {
         }
     }
 
+    fn answer_keys(&self, user: &User) -> Vec<String> {
+        // docs/vendors/ciam-import.md#matching-failed-users: a failed user is named by one bare
+        // identifier, which may be any of the three, so the keys are the values themselves.
+        user.ciam
+            .iter()
+            .flat_map(|profile| [&profile.user_name, &profile.phone_number, &profile.email])
+            .filter(|identifier| !identifier.is_empty())
+            .cloned()
+            .collect()
+    }
+
     fn jobs(&self) -> Option<&dyn JobApi> {
         Some(self)
     }
@@ -926,6 +937,20 @@ mod tests {
             check(&six),
             Err(("ciam.indexedAttributes", "validation.too_many"))
         );
+    }
+
+    #[test]
+    fn the_answer_keys_are_the_identifiers_a_failed_user_may_be_named_by() {
+        // docs/vendors/ciam-import.md#matching-failed-users: UserName, PhoneNumber or Email.
+        assert_eq!(
+            import().answer_keys(&user("zhangsan", "13200000000", "z@example.com")),
+            ["zhangsan", "13200000000", "z@example.com"]
+        );
+        assert_eq!(
+            import().answer_keys(&user("", "13200000000", "")),
+            ["13200000000"]
+        );
+        assert!(import().answer_keys(&User::default()).is_empty());
     }
 
     #[test]
