@@ -30,6 +30,9 @@ use crate::domain::VendorKind;
 /// Answers one call of an action and records it.
 type Handler = for<'a> fn(&'a Shared, &'a Parts, Body) -> BoxFuture<'a, Response>;
 
+/// An answer's body with its output fields null; `None` for an answer that is not a success.
+type NullOutput = fn(&[u8]) -> Option<String>;
+
 /// Where a vendor's calls name their action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ActionIn {
@@ -53,7 +56,7 @@ struct SimVendor {
     fault_answer: fn(Fault) -> (u16, String),
     /// An answer's body with its output fields null, for an injected null
     /// output; `None` where the vendor has no such answer (it answers as usual).
-    null_output: Option<fn(&[u8]) -> Option<String>>,
+    null_output: Option<NullOutput>,
 }
 
 /// The route of an [`Endpoint`]: its action, answered by the shared pipeline.
