@@ -4,7 +4,8 @@
 //! calls going; each answered call is settled (see `settle`).
 //!
 //! It never puts the same user id twice into one call (vendors match answers
-//! by user id), never lets a partly filled call wait longer than `linger`
+//! by user id), nor two users the vendor's answer would name alike (their
+//! `answer_keys`), never lets a partly filled call wait longer than `linger`
 //! plus the wait for its permit, and never sends a user whose caller's
 //! deadline passed before its call left.
 
@@ -27,7 +28,7 @@ use super::{
     settle::{settle, settle_unsent_past_deadline},
     target::TargetSpec,
 };
-use crate::outbound::rate_limit::Limiter;
+use crate::{outbound::rate_limit::Limiter, vendor_api::SharedVendor};
 
 /// Groups queued per target before writers wait; each batch also bounds its own users.
 const QUEUED_GROUPS: usize = 64;
@@ -127,7 +128,7 @@ impl Dispatcher {
             let group = self.queue.recv().await?;
             self.buffered.extend(group);
         }
-        let mut call = FillingCall::new(self.target.max_batch);
+        let mut call = FillingCall::new(&self.target);
         call.fill(&mut self.buffered);
         let deadline = Instant::now() + self.target.linger;
         while !call.is_full() {
@@ -165,21 +166,27 @@ impl Dispatcher {
 }
 
 /// A call being filled: one user id at most once, since vendors match
-/// answers by user id; repeats wait for a later call.
+/// answers by user id, and one answer key at most once, since the vendor's
+/// answer names users by those too; a user who repeats either waits for a
+/// later call.
 struct FillingCall {
     users: Vec<Arc<Pending>>,
     user_ids: HashSet<String>,
+    answer_keys: HashSet<String>,
     held_back: VecDeque<Arc<Pending>>,
+    vendor: SharedVendor,
     max: usize,
 }
 
 impl FillingCall {
-    fn new(max: usize) -> Self {
+    fn new(target: &TargetSpec) -> Self {
         FillingCall {
             users: Vec::new(),
             user_ids: HashSet::new(),
+            answer_keys: HashSet::new(),
             held_back: VecDeque::new(),
-            max,
+            vendor: target.vendor.clone(),
+            max: target.max_batch,
         }
     }
 
@@ -193,11 +200,16 @@ impl FillingCall {
             let Some(pending) = buffered.pop_front() else {
                 return;
             };
-            if self.user_ids.insert(pending.user.user_id.clone()) {
-                self.users.push(pending);
-            } else {
+            let keys = self.vendor.answer_keys(&pending.user);
+            let repeats = self.user_ids.contains(&pending.user.user_id)
+                || keys.iter().any(|key| self.answer_keys.contains(key));
+            if repeats {
                 self.held_back.push_back(pending);
+                continue;
             }
+            self.user_ids.insert(pending.user.user_id.clone());
+            self.answer_keys.extend(keys);
+            self.users.push(pending);
         }
     }
 
@@ -226,8 +238,8 @@ mod tests {
         engine::{
             call::CallResponse,
             testing::{
-                CountingLimiter, MemoryCallLog, batch, batch_with_deadline, group, registered,
-                target,
+                CountingLimiter, MemoryCallLog, batch, batch_with_deadline, group, named_group,
+                registered, target,
             },
         },
     };
@@ -482,5 +494,51 @@ mod tests {
         assert_eq!(first, ["u0", "u1", "u2"]);
         let (_, second) = stack.calls.recv().await.unwrap();
         assert_eq!(second, ["u1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_the_answer_would_name_alike_wait_for_a_later_call_in_order() {
+        // the scripted vendor's answer names users by their CIAM UserName, as CIAM imports do
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (shared, mut results) = batch("batch");
+        queue
+            .send(named_group(
+                &shared,
+                &[
+                    ("u0", "same"),
+                    ("u1", "same"),
+                    ("u2", "other"),
+                    ("u3", "same"),
+                    ("u4", ""),
+                    ("u5", ""),
+                ],
+            ))
+            .await
+            .unwrap();
+
+        let (at, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(
+            at,
+            Duration::from_millis(50),
+            "a partial call waits for linger"
+        );
+        assert_eq!(
+            first,
+            ["u0", "u2", "u4", "u5"],
+            "users without a key never collide"
+        );
+        let (_, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(second, ["u1"]);
+        let (_, third) = stack.calls.recv().await.unwrap();
+        assert_eq!(third, ["u3"]);
+        let mut answered = Vec::new();
+        for _ in 0..6 {
+            let result = results.recv().await.unwrap();
+            assert_eq!(result.outcome, Outcome::Registered);
+            answered.push(result.user_id);
+        }
+        answered.sort();
+        assert_eq!(answered, ["u0", "u1", "u2", "u3", "u4", "u5"]);
+        assert!(stack.calls.try_recv().is_err(), "three calls only");
     }
 }

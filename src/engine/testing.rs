@@ -1,5 +1,6 @@
 //! Fakes for the engine's unit tests: a call log in memory, a limiter that
-//! counts its permits, a scripted vendor, and queued users. Test-only: none
+//! counts its permits, a scripted vendor (whose answers name users by their
+//! CIAM UserName), and queued users. Test-only: none
 //! of it is compiled into the server.
 
 use std::{
@@ -25,7 +26,7 @@ use super::{
 };
 use crate::{
     audit::{AuditError, NewVendorCall, RegistrationRow, VendorCallEnd},
-    domain::{Rejection, User, UserResult, VendorKind},
+    domain::{CiamProfile, Rejection, User, UserResult, VendorKind},
     outbound::rate_limit::Limiter,
     vendor_api::{
         AttemptContext, BuildError, CallReport, ErrorClass, JobApi, JobStatus, Submission,
@@ -156,6 +157,15 @@ impl VendorApi for ScriptedVendor {
         registered(users.len())
     }
 
+    /// Like a CIAM import's, its answer would name a user by its CIAM UserName.
+    fn answer_keys(&self, user: &User) -> Vec<String> {
+        user.ciam
+            .iter()
+            .map(|profile| profile.user_name.clone())
+            .filter(|user_name| !user_name.is_empty())
+            .collect()
+    }
+
     fn jobs(&self) -> Option<&dyn JobApi> {
         Some(self)
     }
@@ -276,6 +286,28 @@ pub fn group(batch: &Arc<BatchShared>, first_index: u64, user_ids: &[&str]) -> G
                 index,
                 user: Arc::new(User {
                     user_id: (*user_id).to_owned(),
+                    ..User::default()
+                }),
+            })
+        })
+        .collect()
+}
+
+/// Users of `batch` with these (user id, CIAM UserName) pairs, indexed from 0.
+pub fn named_group(batch: &Arc<BatchShared>, users: &[(&str, &str)]) -> Group {
+    users
+        .iter()
+        .zip(0..)
+        .map(|((user_id, user_name), index)| {
+            Arc::new(Pending {
+                batch: batch.clone(),
+                index,
+                user: Arc::new(User {
+                    user_id: (*user_id).to_owned(),
+                    ciam: Some(CiamProfile {
+                        user_name: (*user_name).to_owned(),
+                        ..CiamProfile::default()
+                    }),
                     ..User::default()
                 }),
             })

@@ -7,7 +7,8 @@
 //! busy code, Volcengine's an `InternalError` envelope with HTTP 500; likewise
 //! for throttle answers (each vendor's answers are registered in `routes`). A dropped connection happens after the vendor did
 //! the work (the users are registered, the answer is lost); "no answer" holds
-//! the call open past any sensible timeout without doing anything.
+//! the call open past any sensible timeout without doing anything; a null
+//! output does the work and answers a Tencent success without its data.
 
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ pub struct SimFaults {
     pub no_answer: f64,
     #[serde(with = "humantime_serde")]
     pub no_answer_for: Duration,
+    /// Do the work, then answer a Tencent success with every output field
+    /// null (a Tencent output field "may return null"); the other vendors
+    /// answer as usual. Not part of [`SimFaults::spread`].
+    pub null_output: f64,
     /// Sent as `Retry-After` (whole seconds) with the HTTP 503 answers.
     #[serde(with = "humantime_serde")]
     pub retry_after: Option<Duration>,
@@ -63,6 +68,7 @@ impl SimFaults {
             (self.throttle, Fault::Throttle),
             (self.drop_after_work, Fault::DropAfterWork),
             (self.no_answer, Fault::NoAnswer),
+            (self.null_output, Fault::NullOutput),
         ];
         let mut bound = 0.0;
         for (share, fault) in kinds {
@@ -87,6 +93,7 @@ pub enum Fault {
     Throttle,
     DropAfterWork,
     NoAnswer,
+    NullOutput,
 }
 
 impl Fault {
@@ -98,6 +105,7 @@ impl Fault {
             Fault::Throttle => "sim.Throttle",
             Fault::DropAfterWork => "sim.DropAfterWork",
             Fault::NoAnswer => "sim.NoAnswer",
+            Fault::NullOutput => "sim.NullOutput",
         }
     }
 }
@@ -115,6 +123,11 @@ mod tests {
         assert_eq!(faults.pick(0.35), Some(Fault::DropAfterWork));
         assert_eq!(faults.pick(0.45), Some(Fault::NoAnswer));
         assert_eq!(faults.pick(0.55), None);
+        let null_output = SimFaults {
+            null_output: 1.0,
+            ..SimFaults::default()
+        };
+        assert_eq!(null_output.pick(0.99), Some(Fault::NullOutput));
         assert_eq!(SimFaults::default().pick(0.0), None);
     }
 

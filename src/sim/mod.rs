@@ -252,6 +252,11 @@ async fn vendor_call(State(shared): State<Arc<Shared>>, request: Request) -> Res
             tokio::time::sleep(latency).await;
             return broken_response();
         }
+        Some(Fault::NullOutput) => {
+            let answered = routes::answer(&shared, request).await;
+            shared.refuse_fault(vendor, Fault::NullOutput);
+            routes::null_output(vendor, answered).await
+        }
         Some(Fault::Http5xx) => {
             shared.refuse_fault(vendor, Fault::Http5xx);
             let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();

@@ -1,6 +1,7 @@
 //! The one place each simulated vendor kind is registered: which actions it
 //! answers (and where a call names its action), the handler of each, and the
-//! vendor's own answers to injected faults. A call is routed here by the
+//! vendor's own answers to injected faults (and which of its answers can
+//! come back with a null output). A call is routed here by the
 //! `Action` query parameter (ZEGO, Volcengine; docs/vendors/zim.md,
 //! docs/vendors/volc-rtc.md) or else by the `X-TC-Action` header (the Tencent
 //! products; docs/vendors/tencent-cloud-api.md). Adding a vendor means its
@@ -14,6 +15,7 @@ use axum::{
     response::Response,
 };
 use futures::future::BoxFuture;
+use http_body_util::BodyExt;
 
 use super::{
     ciam, ciam_import,
@@ -27,6 +29,9 @@ use crate::domain::VendorKind;
 
 /// Answers one call of an action and records it.
 type Handler = for<'a> fn(&'a Shared, &'a Parts, Body) -> BoxFuture<'a, Response>;
+
+/// An answer's body with its output fields null; `None` for an answer that is not a success.
+type NullOutput = fn(&[u8]) -> Option<String>;
 
 /// Where a vendor's calls name their action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +54,9 @@ struct SimVendor {
     routes: &'static [Route],
     /// The vendor's own answer to an injected internal error or throttle: (status, body).
     fault_answer: fn(Fault) -> (u16, String),
+    /// An answer's body with its output fields null, for an injected null
+    /// output; `None` where the vendor has no such answer (it answers as usual).
+    null_output: Option<NullOutput>,
 }
 
 /// The route of an [`Endpoint`]: its action, answered by the shared pipeline.
@@ -74,11 +82,13 @@ fn sim_vendor(kind: VendorKind) -> SimVendor {
             action_in: ActionIn::TcHeader,
             routes: const { &[route::<lcic::BatchRegister>()] },
             fault_answer: tencent::fault_answer,
+            null_output: Some(tencent::null_output),
         },
         VendorKind::TencentCiam => SimVendor {
             action_in: ActionIn::TcHeader,
             routes: const { &[route::<ciam::CreateUser>()] },
             fault_answer: tencent::fault_answer,
+            null_output: Some(tencent::null_output),
         },
         VendorKind::TencentCiamImport => SimVendor {
             action_in: ActionIn::TcHeader,
@@ -89,16 +99,19 @@ fn sim_vendor(kind: VendorKind) -> SimVendor {
                 ]
             },
             fault_answer: tencent::fault_answer,
+            null_output: Some(tencent::null_output),
         },
         VendorKind::ZegoZim => SimVendor {
             action_in: ActionIn::Query,
             routes: const { &[route::<zim::UserRegister>()] },
             fault_answer: zim::fault_answer,
+            null_output: None,
         },
         VendorKind::VolcRtc => SimVendor {
             action_in: ActionIn::Query,
             routes: const { &[route::<volc::RegisterUsers>()] },
             fault_answer: volc::fault_answer,
+            null_output: None,
         },
     }
 }
@@ -153,6 +166,26 @@ pub(super) fn fault_answer(vendor: VendorKind, fault: Fault) -> (u16, String) {
     (sim_vendor(vendor).fault_answer)(fault)
 }
 
+/// `answered` with its output fields null, where the vendor has such an
+/// answer; an answer that is not a success stays as it is.
+pub(super) async fn null_output(vendor: VendorKind, answered: Response) -> Response {
+    let Some(null_output) = sim_vendor(vendor).null_output else {
+        return answered;
+    };
+    let (mut parts, body) = answered.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let body = collected.to_bytes();
+    match null_output(&body) {
+        Some(nulled) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(nulled))
+        }
+        None => Response::from_parts(parts, Body::from(body)),
+    }
+}
+
 /// The `Action` query parameter, if any.
 fn query_action(uri: &Uri) -> Option<&str> {
     uri.query()?
@@ -174,5 +207,32 @@ mod tests {
             panic!("{envelope:?}")
         };
         assert_eq!(tencent::classify(&error.code), ErrorClass::Throttled);
+    }
+
+    #[tokio::test]
+    async fn a_null_output_nulls_a_tencent_success_and_leaves_errors_and_other_vendors() {
+        use axum::response::IntoResponse;
+        let read = |response: Response| async move {
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        };
+        let success = r#"{"Response":{"User":{"UserId":"u1"},"RequestId":"r"}}"#;
+        let nulled = null_output(VendorKind::TencentCiam, success.into_response()).await;
+        assert_eq!(
+            read(nulled).await,
+            serde_json::json!({"Response": {"User": null, "RequestId": "r"}})
+        );
+        let error = r#"{"Response":{"Error":{"Code":"InternalError"},"RequestId":"r"}}"#;
+        let kept = null_output(VendorKind::TencentCiam, error.into_response()).await;
+        assert_eq!(
+            read(kept).await,
+            serde_json::from_str::<serde_json::Value>(error).unwrap()
+        );
+        let zim = r#"{"Code":0,"ErrorList":[]}"#;
+        let kept = null_output(VendorKind::ZegoZim, zim.into_response()).await;
+        assert_eq!(
+            read(kept).await,
+            serde_json::from_str::<serde_json::Value>(zim).unwrap()
+        );
     }
 }

@@ -177,6 +177,24 @@ pub(super) fn fault_answer(fault: Fault) -> (u16, String) {
     (200, body.to_string())
 }
 
+/// A success answer with every output field null but `RequestId`, for an
+/// injected null output; `None` for an answer that is not a success (an
+/// error stays as it is). Tencent API pages say of output fields "This field
+/// may return null".
+pub(super) fn null_output(body: &[u8]) -> Option<String> {
+    let mut answer: Value = serde_json::from_slice(body).ok()?;
+    let response = answer.get_mut("Response")?.as_object_mut()?;
+    if response.contains_key("Error") {
+        return None;
+    }
+    for (field, value) in response.iter_mut() {
+        if field != "RequestId" {
+            *value = Value::Null;
+        }
+    }
+    Some(answer.to_string())
+}
+
 /// A Tencent refusal; docs/vendors/tencent-cloud-api.md#error-envelope puts the failure in
 /// `Response.Error`, and Tencent answers it with HTTP 200.
 pub(super) fn refusal(code: &str, message: impl Into<String>) -> Refusal {

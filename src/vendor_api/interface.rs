@@ -75,6 +75,14 @@ pub trait VendorApi: Send + Sync + 'static {
     /// Maps the vendor's answer to one outcome per user of the call.
     fn parse_response(&self, users: &[&User], response: &http::Response<Bytes>) -> CallReport;
 
+    /// The keys by which the vendor's answer names `user`, besides its user
+    /// id: two users sharing a key are never sent in one call, since the
+    /// answer could not tell their outcomes apart. Empty (the default) for
+    /// vendors that answer per position or per user id.
+    fn answer_keys(&self, _user: &User) -> Vec<String> {
+        Vec::new()
+    }
+
     /// For vendors whose call starts a job that must be polled to its end
     /// (CIAM imports): the job protocol. `None` for one-call vendors.
     fn jobs(&self) -> Option<&dyn JobApi> {

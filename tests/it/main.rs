@@ -7,6 +7,7 @@ mod audit_postgres;
 mod callers;
 mod ciam_end_to_end;
 mod ciam_import_end_to_end;
+mod ciam_truthfulness;
 mod ciam_vendor_contract;
 mod coalescing;
 mod crash_recovery;

@@ -3,7 +3,11 @@
 //! `parse_poll`) reads whatever a vendor, a proxy or a broken network hands
 //! back, and never panics on it. Whatever the bytes, the report has exactly
 //! one outcome per user sent and every failure carries a class and a
-//! non-empty code, so the engine can always record, retry or give up.
+//! non-empty code, so the engine can always record, retry or give up. The
+//! CIAM parsers also claim no more than an answer proves: CreateUser
+//! registers a user only with the answer's UserId, and a finished import job
+//! registers or answers a user only where its failure entries name users
+//! unambiguously.
 //!
 //! The inputs go from blind to informed: arbitrary bytes, arbitrary JSON
 //! values whose keys are the vendors' field names, then documents shaped like
@@ -524,6 +528,44 @@ fn ciam_poll_answer() -> BoxedStrategy<Value> {
     )
 }
 
+/// A ListJobs answer whose job is COMPLETED and well typed, so that it is
+/// always read to the end: its FailedUsers and ErrorDetails name identifiers
+/// of the pool the users sent draw from (so some name users sent, some
+/// others, some several users at once), or nobody.
+fn completed_job_answer() -> BoxedStrategy<Value> {
+    let identification = prop_oneof![
+        3 => prop_oneof![
+            pooled_identifier("u"),
+            pooled_identifier("1320000"),
+            pooled_identifier("mail"),
+        ]
+        .prop_map(Value::String),
+        1 => Just(Value::Null),
+    ];
+    let reason = prop::sample::select(vec![
+        "user already exists",
+        "用户名已存在",
+        "password format error",
+        "",
+    ])
+    .prop_map(Value::from);
+    let failed_user = (identification.clone(), reason.clone())
+        .prop_map(|(id, reason)| json!({"FailedUserIdentification": id, "FailedReason": reason}));
+    let error_detail =
+        (identification, reason).prop_map(|(id, error)| json!({"UserId": id, "Error": error}));
+    (
+        prop::collection::vec(failed_user, 0..=6),
+        prop::collection::vec(error_detail, 0..=2),
+    )
+        .prop_map(|(failed_users, error_details)| {
+            json!({"Response": {"JobSet": [{
+                "Id": JOB_ID, "Status": "COMPLETED", "Type": "IMPORT_USER",
+                "FailedUsers": failed_users, "ErrorDetails": error_details,
+            }], "RequestId": "r"}})
+        })
+        .boxed()
+}
+
 /// A vendor's real answer shape with fields wrong, for the parser of `kind`.
 fn shaped_answer(kind: VendorKind) -> BoxedStrategy<Value> {
     match kind {
@@ -655,26 +697,177 @@ proptest! {
         check_parsers_of(VendorKind::VolcRtc, &users, &response(status, to_body(&answer)))?;
     }
 
-    /// 256 cases: the CIAM CreateUser answer shape with fields wrong.
+    /// 256 cases: the CIAM CreateUser answer shape with fields wrong; a
+    /// user is registered only with the UserId the answer gives.
     #[test]
     fn ciam_answers_with_wrong_fields_are_classified_for_each_user(
         users in sent_users(user_cap(VendorKind::TencentCiam)),
         status in http_status(),
         answer in shaped_answer(VendorKind::TencentCiam),
     ) {
-        check_parsers_of(VendorKind::TencentCiam, &users, &response(status, to_body(&answer)))?;
+        let response = response(status, to_body(&answer));
+        check_parsers_of(VendorKind::TencentCiam, &users, &response)?;
+        check_create_user_claims(&users, &answer, &response)?;
     }
 
     /// 256 cases: the CIAM import submission and ListJobs shapes with fields
-    /// wrong, through parse_response, parse_submission and parse_poll.
+    /// wrong, through parse_response, parse_submission and parse_poll; a
+    /// finished job claims only what its failure entries prove.
     #[test]
     fn ciam_import_answers_with_wrong_fields_are_classified_for_each_user(
         users in sent_users(user_cap(VendorKind::TencentCiamImport)),
         status in http_status(),
         answer in shaped_answer(VendorKind::TencentCiamImport),
     ) {
-        check_parsers_of(VendorKind::TencentCiamImport, &users, &response(status, to_body(&answer)))?;
+        let response = response(status, to_body(&answer));
+        check_parsers_of(VendorKind::TencentCiamImport, &users, &response)?;
+        check_import_job_claims(&users, &answer, &response)?;
     }
+
+    /// 256 cases: finished jobs whose entries name users sent, others, several
+    /// users at once or nobody; each user is claimed only as the entries prove.
+    #[test]
+    fn ciam_import_finished_jobs_claim_only_what_their_entries_prove(
+        users in sent_users(user_cap(VendorKind::TencentCiamImport)),
+        answer in completed_job_answer(),
+    ) {
+        let response = response(http::StatusCode::OK, to_body(&answer));
+        check_parsers_of(VendorKind::TencentCiamImport, &users, &response)?;
+        let sent: Vec<&User> = users.iter().take(user_cap(VendorKind::TencentCiamImport)).collect();
+        let jobs = vendor(VendorKind::TencentCiamImport);
+        let poll = jobs.jobs().map(|jobs| jobs.parse_poll(&sent, JOB_ID, &response));
+        prop_assert!(matches!(poll, Some(JobStatus::Finished(_))), "{:?}", poll);
+        check_import_job_claims(&users, &answer, &response)?;
+    }
+}
+
+/// CIAM CreateUser (docs/vendors/ciam.md#response): a user is registered
+/// only with the answer's non-empty `User.UserId`, never on a `User` that is
+/// null, absent or without it.
+fn check_create_user_claims(
+    users: &[User],
+    answer: &Value,
+    response: &http::Response<Bytes>,
+) -> Result<(), TestCaseError> {
+    let sent: Vec<&User> = users
+        .iter()
+        .take(user_cap(VendorKind::TencentCiam))
+        .collect();
+    let report = vendor(VendorKind::TencentCiam).parse_response(&sent, response);
+    let user_id = answer
+        .pointer("/Response/User/UserId")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty());
+    for outcome in &report.outcomes {
+        if let VendorOutcome::Registered { vendor_user_id } = outcome {
+            prop_assert!(
+                user_id.is_some() && vendor_user_id.as_deref() == user_id,
+                "registered without the answer's UserId: {:?} for {}",
+                report,
+                answer
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The identifiers a CIAM import names a failed user by (UserName,
+/// PhoneNumber, Email), the empty ones left out.
+fn identifiers_of(user: &User) -> Vec<&str> {
+    user.ciam
+        .iter()
+        .flat_map(|profile| [&profile.user_name, &profile.phone_number, &profile.email])
+        .map(String::as_str)
+        .filter(|identifier| !identifier.is_empty())
+        .collect()
+}
+
+/// CIAM ListJobs (docs/vendors/ciam-import.md#matching-failed-users): in a
+/// finished job, a user is registered only if every failure entry names
+/// some user sent and none names this one; a user is reported existing or
+/// rejected only if an entry names an identifier of it no other user sent has.
+fn check_import_job_claims(
+    users: &[User],
+    answer: &Value,
+    response: &http::Response<Bytes>,
+) -> Result<(), TestCaseError> {
+    let module = vendor(VendorKind::TencentCiamImport);
+    let Some(jobs) = module.jobs() else {
+        return Ok(());
+    };
+    let sent: Vec<&User> = users
+        .iter()
+        .take(user_cap(VendorKind::TencentCiamImport))
+        .collect();
+    let JobStatus::Finished(report) = jobs.parse_poll(&sent, JOB_ID, response) else {
+        return Ok(());
+    };
+    // the job the poll read: the first the JobSet lists under the id asked about
+    let job = answer
+        .pointer("/Response/JobSet")
+        .and_then(Value::as_array)
+        .and_then(|jobs| jobs.iter().find(|job| job["Id"] == JOB_ID));
+    let entries = |list: &str, field: &str| -> Vec<Option<String>> {
+        job.and_then(|job| job.get(list))
+            .and_then(Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|entry| {
+                        entry
+                            .get(field)
+                            .and_then(Value::as_str)
+                            .filter(|id| !id.is_empty())
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let named: Vec<Option<String>> = entries("FailedUsers", "FailedUserIdentification")
+        .into_iter()
+        .chain(entries("ErrorDetails", "UserId"))
+        .collect();
+    let every_entry_names_a_user_sent = named.iter().all(|identification| {
+        identification.as_deref().is_some_and(|identification| {
+            sent.iter()
+                .any(|user| identifiers_of(user).contains(&identification))
+        })
+    });
+    for (index, (user, outcome)) in sent.iter().zip(&report.outcomes).enumerate() {
+        let own = identifiers_of(user);
+        let named_here = |identifier: &str| named.iter().flatten().any(|id| id == identifier);
+        match outcome {
+            VendorOutcome::Registered { .. } => prop_assert!(
+                every_entry_names_a_user_sent
+                    && !own.iter().any(|identifier| named_here(identifier)),
+                "user {} registered though the job's entries do not prove it: {:?} for {}",
+                index,
+                report,
+                answer
+            ),
+            VendorOutcome::AlreadyExists { .. } | VendorOutcome::Rejected { .. } => {
+                let named_alone =
+                    own.iter()
+                        .filter(|identifier| named_here(identifier))
+                        .any(|identifier| {
+                            sent.iter()
+                                .enumerate()
+                                .filter(|(other, _)| *other != index)
+                                .all(|(_, other)| !identifiers_of(other).contains(identifier))
+                        });
+                prop_assert!(
+                    named_alone,
+                    "user {} answered by an entry that does not name it alone: {:?} for {}",
+                    index,
+                    report,
+                    answer
+                );
+            }
+            VendorOutcome::Failed { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 /// A document of several megabytes in the real shape of `kind`'s answer:

@@ -425,21 +425,22 @@ pub fn parse_create_user(users: &[&User], status: http::StatusCode, body: &[u8])
             &format!("vendor answered CreateUser with {what}"),
         )
     };
-    // CIAM CreateUser (docs/vendors/ciam.md#response): "User ... Note: This field may return null".
-    let (vendor_user_id, user_name) = match response.get("User") {
-        None | Some(Value::Null) => (None, None),
-        Some(Value::Object(created)) => {
-            let text = |field: &str| match created.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(text)) => Ok(Some(text.clone()).filter(|text| !text.is_empty())),
-                Some(_) => Err(()),
-            };
-            match (text("UserId"), text("UserName")) {
-                (Ok(user_id), Ok(user_name)) => (user_id, user_name),
-                _ => return malformed("a User whose UserId or UserName is not a string"),
-            }
-        }
+    // CIAM CreateUser (docs/vendors/ciam.md#response): "User ... may return null"; without its
+    // UserId nothing proves the user exists, and a repeat is safe (docs/vendors/ciam.md#repeats).
+    let created = match response.get("User") {
+        None | Some(Value::Null) => return malformed("a success without the User it created"),
+        Some(Value::Object(created)) => created,
         Some(_) => return malformed("a User that is not an object"),
+    };
+    let text = |field: &str| match created.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone()).filter(|text| !text.is_empty())),
+        Some(_) => Err(()),
+    };
+    let (vendor_user_id, user_name) = match (text("UserId"), text("UserName")) {
+        (Ok(Some(user_id)), Ok(user_name)) => (user_id, user_name),
+        (Ok(None), Ok(_)) => return malformed("a User without its UserId"),
+        _ => return malformed("a User whose UserId or UserName is not a string"),
     };
     let outcomes = users
         .iter()
@@ -452,7 +453,7 @@ pub fn parse_create_user(users: &[&User], status: http::StatusCode, body: &[u8])
             // only the one the answer names by UserName is known to exist.
             if users.len() == MAX_USERS_PER_CALL || named {
                 VendorOutcome::Registered {
-                    vendor_user_id: vendor_user_id.clone(),
+                    vendor_user_id: Some(vendor_user_id.clone()),
                 }
             } else {
                 VendorOutcome::failed(
@@ -817,19 +818,28 @@ mod tests {
     }
 
     #[test]
-    fn a_null_user_still_means_created() {
-        // CIAM CreateUser (docs/vendors/ciam.md#response): "User ... This field may return null".
-        let report = parse(
-            &[minimal_user("u")],
-            200,
+    fn a_success_without_the_user_id_is_malformed_not_created() {
+        // CIAM CreateUser (docs/vendors/ciam.md#response): User "may return null"; registrar still needs its UserId.
+        for body in [
             r#"{"Response":{"User":null,"RequestId":"r"}}"#,
-        );
-        assert_eq!(
-            report.outcomes,
-            vec![VendorOutcome::Registered {
-                vendor_user_id: None
-            }]
-        );
+            r#"{"Response":{"RequestId":"r"}}"#,
+            r#"{"Response":{"User":{},"RequestId":"r"}}"#,
+            r#"{"Response":{"User":{"UserId":null,"UserName":"u"},"RequestId":"r"}}"#,
+            r#"{"Response":{"User":{"UserId":"","UserName":"u"},"RequestId":"r"}}"#,
+        ] {
+            let report = parse(&[minimal_user("u")], 200, body);
+            assert_eq!(report.vendor_request_id.as_deref(), Some("r"), "{body}");
+            assert_eq!(
+                report.error_code,
+                Some(RegistrarCode::MalformedResponse.into())
+            );
+            let [VendorOutcome::Failed { class, code, .. }] = report.outcomes.as_slice() else {
+                panic!("{body}: {report:?}");
+            };
+            assert_eq!(*code, RegistrarCode::MalformedResponse, "{body}");
+            // permanent here; the engine retries it because a CreateUser repeat is safe
+            assert_eq!(*class, ErrorClass::Permanent, "{body}");
+        }
     }
 
     #[test]

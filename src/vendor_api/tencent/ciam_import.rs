@@ -15,8 +15,13 @@
 //! vendor user id, which a failed user never got). This module matches them against the identifiers
 //! the user was submitted with: its UserName, else its PhoneNumber, else its Email — whichever
 //! equals the identification. The simulator names a failed user by the first of those it has.
+//! An entry is only believed where it names exactly one user: users of one job that share an
+//! identifier fail with `FailedOperation.ImportUserAmbiguous` if an entry names it (the
+//! dispatcher keeps them in different jobs, see `answer_keys`), and while any entry names no
+//! user of the job, the users no entry names are unknown (`registrar.MalformedResponse`), never
+//! registered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -50,6 +55,11 @@ pub const JOB_FAILED_CODE: &str = "FailedOperation.ImportJobFailed";
 pub const USER_EXISTS_CODE: &str = "FailedOperation.ImportUserAlreadyExists";
 /// The code of a user a COMPLETED job lists for any other reason.
 pub const USER_FAILED_CODE: &str = "FailedOperation.ImportUserFailed";
+/// The code of users of a COMPLETED job that one failure entry names alike
+/// (they share the identifier it names), so which of them failed is unknown.
+/// The dispatcher keeps such users out of one job (`answer_keys`): this is
+/// defence in depth.
+pub const USER_AMBIGUOUS_CODE: &str = "FailedOperation.ImportUserAmbiguous";
 
 /// docs/vendors/ciam-import.md#job Job.Status values.
 pub const STATUS_PENDING: &str = "PENDING";
@@ -331,6 +341,17 @@ impl VendorApi for CiamImport {
         }
     }
 
+    fn answer_keys(&self, user: &User) -> Vec<String> {
+        // docs/vendors/ciam-import.md#matching-failed-users: a failed user is named by one bare
+        // identifier, which may be any of the three, so the keys are the values themselves.
+        user.ciam
+            .iter()
+            .flat_map(|profile| [&profile.user_name, &profile.phone_number, &profile.email])
+            .filter(|identifier| !identifier.is_empty())
+            .cloned()
+            .collect()
+    }
+
     fn jobs(&self) -> Option<&dyn JobApi> {
         Some(self)
     }
@@ -547,9 +568,8 @@ pub fn parse_poll(
     }
 }
 
-/// The reason a job gives for each identification it names, first mention first.
-fn reasons_of(job: &Job) -> HashMap<&str, &str> {
-    let mut reasons = HashMap::new();
+/// The failure entries of a job, FailedUsers first: (identification, reason).
+fn failure_entries(job: &Job) -> impl Iterator<Item = (Option<&str>, Option<&str>)> {
     let failed_users = job.failed_users.iter().flatten().map(|failed| {
         (
             failed.failed_user_identification.as_deref(),
@@ -561,23 +581,94 @@ fn reasons_of(job: &Job) -> HashMap<&str, &str> {
         .iter()
         .flatten()
         .map(|detail| (detail.user_id.as_deref(), detail.error.as_deref()));
-    for (identification, reason) in failed_users.chain(error_details) {
-        if let Some(identification) = identification.filter(|id| !id.is_empty()) {
-            reasons
-                .entry(identification)
-                .or_insert(reason.unwrap_or_default());
-        }
-    }
-    reasons
+    failed_users.chain(error_details)
 }
 
-/// The reason a job gives for `user`, by UserName, else PhoneNumber, else Email.
-fn reason_for<'a>(reasons: &HashMap<&str, &'a str>, user: &User) -> Option<&'a str> {
-    let profile = user.ciam.as_ref()?;
-    [&profile.user_name, &profile.phone_number, &profile.email]
-        .into_iter()
+/// The identifiers a failed user may be named by: UserName, PhoneNumber,
+/// Email, in that order, the empty ones left out.
+fn identifiers(user: &User) -> impl Iterator<Item = &str> {
+    user.ciam
+        .iter()
+        .flat_map(|profile| [&profile.user_name, &profile.phone_number, &profile.email])
+        .map(String::as_str)
         .filter(|identifier| !identifier.is_empty())
-        .find_map(|identifier| reasons.get(identifier.as_str()).copied())
+}
+
+/// What a finished job's failure entries say about the users of the job.
+struct Naming<'a> {
+    /// The reason a job gives for each identification it names, first mention first.
+    reasons: HashMap<&'a str, &'a str>,
+    /// How many users of the job each named identification matches.
+    users_named: HashMap<&'a str, usize>,
+    /// Failure entries that name no user of the job (or nobody at all).
+    unmatched: usize,
+}
+
+/// What a job's failure entries say about one user.
+enum Named<'a> {
+    /// No entry names the user.
+    Unnamed,
+    /// An entry names the user, and no other user of the job.
+    Failed(&'a str),
+    /// An entry names an identifier the user shares with other users of the job.
+    Ambiguous {
+        identification: &'a str,
+        users: usize,
+    },
+}
+
+impl<'a> Naming<'a> {
+    fn of(job: &'a Job, users: &[&User]) -> Self {
+        let mut reasons = HashMap::new();
+        let mut unmatched = 0;
+        for (identification, reason) in failure_entries(job) {
+            match identification.filter(|id| !id.is_empty()) {
+                Some(identification) => {
+                    reasons
+                        .entry(identification)
+                        .or_insert(reason.unwrap_or_default());
+                }
+                None => unmatched += 1,
+            }
+        }
+        let mut users_named: HashMap<&str, usize> = HashMap::new();
+        for user in users {
+            // a user counts once for an identification, however many of its identifiers equal it
+            let named: HashSet<&str> = identifiers(user)
+                .filter_map(|identifier| reasons.get_key_value(identifier).map(|(key, _)| *key))
+                .collect();
+            for identification in named {
+                *users_named.entry(identification).or_default() += 1;
+            }
+        }
+        unmatched += reasons
+            .keys()
+            .filter(|identification| !users_named.contains_key(*identification))
+            .count();
+        Naming {
+            reasons,
+            users_named,
+            unmatched,
+        }
+    }
+
+    /// What the entries say about `user`, by UserName, else PhoneNumber, else Email.
+    fn of_user(&self, user: &User) -> Named<'a> {
+        let shared = identifiers(user).find_map(|identifier| {
+            self.users_named
+                .get_key_value(identifier)
+                .filter(|(_, users)| **users > 1)
+        });
+        if let Some((identification, users)) = shared {
+            return Named::Ambiguous {
+                identification,
+                users: *users,
+            };
+        }
+        identifiers(user)
+            .find_map(|identifier| self.reasons.get(identifier).copied())
+            .map_or(Named::Unnamed, Named::Failed)
+    }
 }
 
 /// Whether a failure reason says the user exists already (English or Chinese).
@@ -586,18 +677,37 @@ fn says_exists(reason: &str) -> bool {
 }
 
 fn completed(users: &[&User], job: &Job, request_id: Option<String>) -> CallReport {
-    let reasons = reasons_of(job);
+    let naming = Naming::of(job, users);
     let outcomes = users
         .iter()
-        .map(|user| match reason_for(&reasons, user) {
-            None => VendorOutcome::Registered {
+        .map(|user| match naming.of_user(user) {
+            // every failure the job lists is accounted for: the users it does not name were imported
+            Named::Unnamed if naming.unmatched == 0 => VendorOutcome::Registered {
                 vendor_user_id: None,
             },
-            Some(reason) if says_exists(reason) => VendorOutcome::AlreadyExists {
+            Named::Unnamed => VendorOutcome::failed(
+                ErrorClass::Permanent,
+                RegistrarCode::MalformedResponse,
+                format!(
+                    "the import job reports failures that match no user of the job ({}), so whether this user was imported is unknown",
+                    naming.unmatched
+                ),
+            ),
+            Named::Ambiguous {
+                identification,
+                users,
+            } => VendorOutcome::failed(
+                ErrorClass::Permanent,
+                USER_AMBIGUOUS_CODE,
+                format!(
+                    "the import job lists {identification:?} as failed, which {users} users of the job share, so which of them failed is unknown"
+                ),
+            ),
+            Named::Failed(reason) if says_exists(reason) => VendorOutcome::AlreadyExists {
                 code: USER_EXISTS_CODE.into(),
                 message: reason.to_owned(),
             },
-            Some(reason) => VendorOutcome::Rejected {
+            Named::Failed(reason) => VendorOutcome::Rejected {
                 code: USER_FAILED_CODE.into(),
                 message: if reason.is_empty() {
                     "the import job listed this user as failed without a reason".to_owned()
@@ -616,7 +726,7 @@ fn completed(users: &[&User], job: &Job, request_id: Option<String>) -> CallRepo
 }
 
 fn failed(users: &[&User], job_id: &str, job: &Job, request_id: Option<String>) -> CallReport {
-    let reasons = reasons_of(job);
+    let naming = Naming::of(job, users);
     let job_reason = job
         .error_details
         .iter()
@@ -636,9 +746,11 @@ fn failed(users: &[&User], job_id: &str, job: &Job, request_id: Option<String>) 
     let outcomes = users
         .iter()
         .map(|user| {
-            let message = match reason_for(&reasons, user).filter(|reason| !reason.is_empty()) {
-                Some(reason) => format!("import job {job_id} failed: {reason}"),
-                None => job_reason.clone(),
+            let message = match naming.of_user(user) {
+                Named::Failed(reason) if !reason.is_empty() => {
+                    format!("import job {job_id} failed: {reason}")
+                }
+                _ => job_reason.clone(),
             };
             VendorOutcome::failed(ErrorClass::Permanent, JOB_FAILED_CODE, message)
         })
@@ -929,6 +1041,20 @@ mod tests {
     }
 
     #[test]
+    fn the_answer_keys_are_the_identifiers_a_failed_user_may_be_named_by() {
+        // docs/vendors/ciam-import.md#matching-failed-users: UserName, PhoneNumber or Email.
+        assert_eq!(
+            import().answer_keys(&user("zhangsan", "13200000000", "z@example.com")),
+            ["zhangsan", "13200000000", "z@example.com"]
+        );
+        assert_eq!(
+            import().answer_keys(&user("", "13200000000", "")),
+            ["13200000000"]
+        );
+        assert!(import().answer_keys(&User::default()).is_empty());
+    }
+
+    #[test]
     fn the_poll_lists_exactly_the_job() {
         // docs/vendors/ciam-import.md#listjobs ListJobs: UserStoreId required, JobIds optional.
         let request = import()
@@ -1096,7 +1222,7 @@ mod tests {
                     {"FailedUserIdentification":"13200000003","FailedReason":"Phone number exists"},
                     {"FailedUserIdentification":"bad@example.com","FailedReason":"password format error"},
                     {"FailedUserIdentification":"chinese","FailedReason":"用户名已存在"},
-                    {"FailedUserIdentification":"someone-else","FailedReason":"error reason"}
+                    {"FailedUserIdentification":"taken@example.com","FailedReason":"named twice"}
                 ],
                 "ErrorDetails":[{"UserId":"detail","Error":"error message"}]}"#,
         );
@@ -1122,6 +1248,80 @@ mod tests {
                 rejected("password format error"),
                 exists("用户名已存在"),
                 rejected("error message"),
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_that_match_no_user_leave_the_unnamed_users_unknown_not_registered() {
+        // docs/vendors/ciam-import.md#matching-failed-users: an entry registrar cannot match may
+        // be any user of the job, so no unnamed user is known to be imported.
+        let users = [user("a", "", ""), user("b", "", "")];
+        for entries in [
+            r#""FailedUsers":[{"FailedUserIdentification":"b","FailedReason":"bad row"},
+                {"FailedUserIdentification":"53e25c3****************e4eb5bd1","FailedReason":"error reason"}]"#,
+            r#""FailedUsers":[{"FailedUserIdentification":"b","FailedReason":"bad row"}],
+                "ErrorDetails":[{"Error":"error message"}]"#,
+            r#""FailedUsers":[{"FailedUserIdentification":"b","FailedReason":"bad row"},
+                {"FailedUserIdentification":"","FailedReason":"error reason"}]"#,
+        ] {
+            let answer = job_set(&format!(r#"{{"Id":"j1","Status":"COMPLETED",{entries}}}"#));
+            let report = finished(poll(&users, "j1", 200, &answer));
+            assert_eq!(report.error_code, None, "{entries}");
+            assert_eq!(
+                report.outcomes,
+                vec![
+                    VendorOutcome::failed(
+                        ErrorClass::Permanent,
+                        RegistrarCode::MalformedResponse,
+                        "the import job reports failures that match no user of the job (1), so whether this user was imported is unknown"
+                    ),
+                    VendorOutcome::Rejected {
+                        code: USER_FAILED_CODE.into(),
+                        message: "bad row".to_owned()
+                    },
+                ],
+                "{entries}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_naming_an_identifier_users_of_the_job_share_fails_each_of_them() {
+        // docs/vendors/ciam-import.md#matching-failed-users: the entry names one identifier, here
+        // a UserName two users share and a PhoneNumber that is another user's UserName.
+        let users = [
+            user("same", "13200000001", ""),
+            user("same", "13200000002", ""),
+            user("13200000003", "", ""),
+            user("", "13200000003", ""),
+            user("fine", "", ""),
+        ];
+        let answer = job_set(
+            r#"{"Id":"j1","Status":"COMPLETED","FailedUsers":[
+                {"FailedUserIdentification":"same","FailedReason":"user already exists"},
+                {"FailedUserIdentification":"13200000003","FailedReason":"user already exists"}]}"#,
+        );
+        let report = finished(poll(&users, "j1", 200, &answer));
+        let ambiguous = |identification: &str| {
+            VendorOutcome::failed(
+                ErrorClass::Permanent,
+                USER_AMBIGUOUS_CODE,
+                format!(
+                    "the import job lists {identification:?} as failed, which 2 users of the job share, so which of them failed is unknown"
+                ),
+            )
+        };
+        assert_eq!(
+            report.outcomes,
+            vec![
+                ambiguous("same"),
+                ambiguous("same"),
+                ambiguous("13200000003"),
+                ambiguous("13200000003"),
+                VendorOutcome::Registered {
+                    vendor_user_id: None
+                },
             ]
         );
     }
