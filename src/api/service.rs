@@ -99,9 +99,11 @@ where
 {
     let (sender, receiver) = mpsc::channel::<Result<R, Status>>(RESPONSE_BUFFER);
     let mut input = input;
-    // the RPC's span goes with the task: it lasts until the batch's answer ends
-    tokio::spawn(
-        async move {
+    // the RPC's span goes with the task, so it lasts until the batch's
+    // answer ends; it is entered only around the writes made in it, not on
+    // each of the task's many polls (one per result)
+    let span = tracing::Span::current();
+    tokio::spawn(async move {
         // the caller's place for this call is held until its batch ends
         let _open_call = open_call;
         let mut input_ended = None;
@@ -146,15 +148,16 @@ where
                 .await
                 .unwrap_or_else(|_| Err(Status::internal("the batch's input task failed"))),
         };
-        let summary = results.finish(!caller_gone && input.is_ok()).await;
+        let summary = results
+            .finish(!caller_gone && input.is_ok())
+            .instrument(span)
+            .await;
         if caller_gone {
             tracing::info!(batch_id = %batch_id, "caller left before the batch ended: every result was recorded, and the batch is interrupted for a replay to resume");
         }
         let last = input.map(|()| Event::Summary(convert::summary_to_proto(summary)).into());
         let _ = sender.send(last).await;
-        }
-        .in_current_span(),
-    );
+    });
     Box::pin(ReceiverStream::new(receiver))
 }
 
