@@ -10,5 +10,6 @@
 pub mod http_client;
 pub mod rate_limit;
 pub mod retry;
+pub mod shared_quota;
 pub mod timeout;
 pub mod trace;

@@ -21,6 +21,7 @@ mod limits;
 mod malformed_requests;
 mod metrics;
 mod no_secrets_in_logs;
+mod shared_quota;
 mod sim_lcic;
 mod store_faults;
 mod streams;

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod redis_server;
 pub mod small_fs;
 pub mod tencent_sdk;
 pub mod vendors;

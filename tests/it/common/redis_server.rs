@@ -1,0 +1,61 @@
+//! A throwaway Redis server from the Debian package (`redis-server`), on a
+//! free loopback port, with no persistence, stopped when dropped.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub struct TestRedis {
+    pub url: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl TestRedis {
+    pub async fn start() -> TestRedis {
+        let port = super::postgres::free_loopback_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (Debian package redis-server)");
+        let redis = TestRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            child,
+        };
+        // up once it answers PING, within 10 s
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        for _ in 0..200 {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not answer PING on port {port}");
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
