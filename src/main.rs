@@ -113,15 +113,8 @@ struct ImportArgs {
     /// Validate every row as a real run would and write the failed-rows file; call no vendor.
     #[arg(long)]
     dry_run: bool,
-    /// The CA certificate (PEM) that signed the server's certificate.
-    #[arg(long)]
-    ca_file: Option<PathBuf>,
-    /// A client certificate (PEM), for mutual TLS.
-    #[arg(long, requires = "key")]
-    cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(long, requires = "cert")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// A file holding the bearer token (else REGISTRAR_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -133,14 +126,9 @@ struct ImportArgs {
     max_in_flight: usize,
 }
 
+/// How a client command reaches a TLS server: `registrar import` and `registrar health`.
 #[derive(clap::Args)]
-struct HealthArgs {
-    /// The registrar server's URL (https:// with --ca-file).
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
-    /// The service whose health is checked; "" asks for the server as a whole.
-    #[arg(long, default_value = "registrar.v1.RegistrationService")]
-    service: String,
+struct TlsArgs {
     /// The CA certificate (PEM) that signed the server's certificate.
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -150,6 +138,18 @@ struct HealthArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// The registrar server's URL (https:// with --ca-file).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// The service whose health is checked; "" asks for the server as a whole.
+    #[arg(long, default_value = "registrar.v1.RegistrationService")]
+    service: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// The name the server's certificate holds, when the URL's host is another.
     #[arg(long)]
     server_name: Option<String>,
@@ -158,9 +158,9 @@ struct HealthArgs {
 /// Runs `registrar health`; returns its exit code.
 async fn health_command(args: HealthArgs) -> i32 {
     let options = import::connect::ConnectOptions {
-        ca_file: args.ca_file,
-        cert: args.cert,
-        key: args.key,
+        ca_file: args.tls.ca_file,
+        cert: args.tls.cert,
+        key: args.tls.key,
         token: None,
         server_name: args.server_name,
     };
@@ -230,9 +230,9 @@ async fn import_command(args: ImportArgs) -> i32 {
         idempotency_key: args.idempotency_key,
         dry_run: args.dry_run,
         connection: import::connect::ConnectOptions {
-            ca_file: args.ca_file,
-            cert: args.cert,
-            key: args.key,
+            ca_file: args.tls.ca_file,
+            cert: args.tls.cert,
+            key: args.tls.key,
             token,
             server_name: None,
         },
