@@ -10,6 +10,7 @@ use crate::{
     audit::AuditStore,
     config::{CliOverrides, Config, ConfigError},
     engine::{Durability, Engine, target::TargetSpec},
+    outbound::shared_quota::{QuotaStore, QuotaStoreSettings},
     sim::{SimAccount, SimConfig, Simulator},
     vendor_api::{
         registry::{self, VENDOR_KINDS},
@@ -140,6 +141,10 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
             "target ready"
         );
     }
+    let quota = match &config.quota {
+        Some(quota) => Some(shared_quota(quota, &config.server.instance_name()).await?),
+        None => None,
+    };
     let engine = Engine::start(
         specs,
         audit,
@@ -148,9 +153,34 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
             instance_name: config.server.instance_name(),
             batch_lease: config.server.batch_lease,
         },
+        quota,
     );
     engine.recover().await?;
     Ok(Arc::new(engine))
+}
+
+/// The store of the quota shared through Redis, after its first heartbeat:
+/// answered, the targets start on the shared quota; not, they start at
+/// their fallback share, and move to the shared quota once Redis answers.
+async fn shared_quota(
+    quota: &crate::config::QuotaConfig,
+    instance: &str,
+) -> anyhow::Result<Arc<QuotaStore>> {
+    let store = QuotaStore::new(QuotaStoreSettings {
+        redis_url: quota.redis_url.resolve("quota.redis_url")?,
+        permit_timeout: quota.permit_timeout,
+        heartbeat_interval: quota.heartbeat_interval,
+        fallback_replicas: quota.fallback_replicas,
+        instance: instance.to_owned(),
+    })
+    .map_err(|reason| ConfigError::Invalid {
+        key: "quota.redis_url".to_owned(),
+        reason,
+    })?;
+    if let Ok(replicas) = store.beat().await {
+        tracing::info!(replicas, "quota shared through Redis");
+    }
+    Ok(store)
 }
 
 #[cfg(test)]

@@ -44,6 +44,45 @@ pub struct Config {
     /// `[metrics]`: the Prometheus metrics listener.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[quota]`: every target's quota shared by the replicas through Redis;
+    /// without it each replica paces its targets alone.
+    #[serde(default)]
+    pub quota: Option<QuotaConfig>,
+}
+
+/// `[quota]`: the Redis that keeps every target's quota for all replicas
+/// (docs/operations.md#shared-quota).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]` or `rediss://` for TLS; may
+    /// hold a password, so it is a credential.
+    pub redis_url: Credential,
+    /// A permit (or a heartbeat) Redis does not answer within this counts as
+    /// Redis down: the targets pace at their fallback share.
+    #[serde(default = "default_permit_timeout", with = "humantime_serde")]
+    pub permit_timeout: Duration,
+    /// How often this replica beats its heartbeat in Redis; a replica is
+    /// counted alive for three intervals after its last beat.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// The replicas a server assumes before its first heartbeat is
+    /// answered (Redis down at start-up): its fallback share is the quota
+    /// divided by them. The chart sets the most replicas it may run.
+    #[serde(default = "default_fallback_replicas")]
+    pub fallback_replicas: u32,
+}
+
+fn default_permit_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_fallback_replicas() -> u32 {
+    1
 }
 
 /// `[metrics]`: where GET /metrics is served (plaintext). Off unless
@@ -333,6 +372,12 @@ pub struct TargetConfig {
     /// CIAM user store.
     #[serde(default)]
     pub user_store_id: Option<String>,
+    /// The vendor account whose quota the target spends, when it is not what
+    /// the vendor kind counts it by (the app id for ZIM, the SecretId for
+    /// the others): targets with the same `quota_account`, vendor kind and
+    /// API share one quota in `[quota]`'s Redis.
+    #[serde(default)]
+    pub quota_account: Option<String>,
     /// Tencent X-TC-Region (required by CIAM), Volcengine region (default cn-north-1).
     #[serde(default)]
     pub region: Option<String>,
@@ -520,12 +565,41 @@ impl Config {
         self.check_targets()?;
         self.check_callers()?;
         self.check_limits()?;
+        self.check_quota()?;
         let ratio = self.telemetry.sample_ratio;
         if !(0.0..=1.0).contains(&ratio) {
             return Err(ConfigError::Invalid {
                 key: "telemetry.sample_ratio".to_owned(),
                 reason: format!("must be between 0 and 1 (got {ratio})"),
             });
+        }
+        Ok(())
+    }
+
+    /// The shared quota's timings and replica count can work.
+    fn check_quota(&self) -> Result<(), ConfigError> {
+        let Some(quota) = &self.quota else {
+            return Ok(());
+        };
+        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+            key: format!("quota.{field}"),
+            reason: reason.to_owned(),
+        };
+        if quota.permit_timeout < Duration::from_millis(1)
+            || quota.permit_timeout > Duration::from_secs(10)
+        {
+            return Err(invalid("permit_timeout", "must be between 1ms and 10s"));
+        }
+        if quota.heartbeat_interval < Duration::from_millis(100)
+            || quota.heartbeat_interval > Duration::from_secs(60)
+        {
+            return Err(invalid(
+                "heartbeat_interval",
+                "must be between 100ms and 60s",
+            ));
+        }
+        if quota.fallback_replicas == 0 {
+            return Err(invalid("fallback_replicas", "must be at least 1"));
         }
         Ok(())
     }

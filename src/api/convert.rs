@@ -16,6 +16,7 @@ use crate::{
         queries::{BatchRecord, BatchState, OutcomeCounts, Registration},
         target::Health,
     },
+    outbound::shared_limiter::Pacing,
 };
 
 fn non_empty_secret(value: String) -> Option<SecretString> {
@@ -109,6 +110,14 @@ pub fn vendor_to_proto(vendor: VendorKind) -> pb::VendorKind {
         vendor.as_str().to_ascii_uppercase().replace('-', "_")
     );
     pb::VendorKind::from_str_name(&name).unwrap_or(pb::VendorKind::Unspecified)
+}
+
+pub fn pacing_to_proto(pacing: Pacing) -> pb::QuotaPacing {
+    match pacing {
+        Pacing::Alone => pb::QuotaPacing::Alone,
+        Pacing::Shared => pb::QuotaPacing::Shared,
+        Pacing::Fallback { .. } => pb::QuotaPacing::Fallback,
+    }
 }
 
 pub fn health_to_proto(health: Health) -> pb::TargetHealth {

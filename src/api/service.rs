@@ -582,6 +582,8 @@ impl RegistrationService for RegistrationApi {
                 max_batch: target.max_batch as u32,
                 qps: target.qps.get(),
                 health: convert::health_to_proto(target.health.get()).into(),
+                quota_pacing: convert::pacing_to_proto(self.engine.pacing(&target.name)).into(),
+                paced_rate: target.metrics.paced_rate.get(),
             })
             .collect();
         Ok(Response::new(pb::ListTargetsResponse { targets }))

@@ -48,6 +48,8 @@ use crate::{
     outbound::{
         http_client::HttpClient,
         rate_limit::{GcraLimiter, Limiter, Metered},
+        shared_limiter::{Pacing, SharedLimiter},
+        shared_quota::QuotaStore,
     },
     vendor_api::registry,
 };
@@ -97,6 +99,8 @@ pub struct OpenedBatch {
 struct TargetRuntime {
     spec: Arc<TargetSpec>,
     queue: mpsc::Sender<Group>,
+    /// Its limiter on the shared quota, when `[quota]` is configured.
+    shared: Option<Arc<SharedLimiter>>,
 }
 
 pub struct Engine {
@@ -109,17 +113,23 @@ pub struct Engine {
     stop_input: CancellationToken,
     /// Cancelled when the server exits: lease renewal stops, writes give up.
     exit: CancellationToken,
+    /// The heartbeat in the shared quota's Redis; it ends (leaving the
+    /// heartbeats) once `exit` is cancelled.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Engine {
     /// Starts a dispatcher per target and the renewal of this run's leases.
     /// Must run inside a tokio runtime. `max_users_per_message` bounds one
-    /// `submit`: a unary batch or one stream chunk.
+    /// `submit`: a unary batch or one stream chunk. With `quota`, every
+    /// target paces on the quota shared through it (and this replica beats
+    /// its heartbeat there); without, each paces alone.
     pub fn start(
         specs: Vec<TargetSpec>,
         audit: AuditStore,
         max_users_per_message: usize,
         durability: Durability,
+        quota: Option<Arc<QuotaStore>>,
     ) -> Engine {
         let tracker = TaskTracker::new();
         let exit = CancellationToken::new();
@@ -129,11 +139,27 @@ impl Engine {
             .into_iter()
             .map(|spec| {
                 let spec = Arc::new(spec);
-                let limiter: Arc<dyn Limiter> = Arc::new(Metered::new(
-                    GcraLimiter::per_second(spec.qps, spec.rate_margin),
+                let shared = quota.as_ref().map(|store| {
+                    Arc::new(SharedLimiter::new(
+                        spec.name.clone(),
+                        store.clone(),
+                        spec.quota_key.clone(),
+                        f64::from(spec.qps.get()),
+                        spec.rate_margin,
+                    ))
+                });
+                let (permit_wait, paced_rate) = (
                     spec.metrics.permit_wait.clone(),
                     spec.metrics.paced_rate.clone(),
-                ));
+                );
+                let limiter: Arc<dyn Limiter> = match &shared {
+                    Some(shared) => Arc::new(Metered::new(shared.clone(), permit_wait, paced_rate)),
+                    None => Arc::new(Metered::new(
+                        GcraLimiter::per_second(spec.qps, spec.rate_margin),
+                        permit_wait,
+                        paced_rate,
+                    )),
+                };
                 // each vendor's answers are read up to its own limit
                 let max_response_bytes = registry::spec(spec.vendor_kind).max_response_bytes;
                 let service = stack::outbound_stack(
@@ -151,9 +177,14 @@ impl Engine {
                     tracker.clone(),
                     exit.clone(),
                 );
-                TargetRuntime { spec, queue }
+                TargetRuntime {
+                    spec,
+                    queue,
+                    shared,
+                }
             })
             .collect();
+        let heartbeat = quota.map(|store| tokio::spawn(store.keep_beating(exit.clone())));
         let ownership = Arc::new(Ownership::new(
             &durability.instance_name,
             durability.batch_lease,
@@ -171,6 +202,7 @@ impl Engine {
             ownership,
             stop_input: CancellationToken::new(),
             exit,
+            heartbeat,
         }
     }
 
@@ -187,6 +219,16 @@ impl Engine {
 
     pub fn targets(&self) -> impl Iterator<Item = &TargetSpec> {
         self.targets.iter().map(|target| target.spec.as_ref())
+    }
+
+    /// How the target named `name` paces: alone, on the shared quota, or at
+    /// its fallback share while Redis is away.
+    pub fn pacing(&self, name: &str) -> Pacing {
+        self.targets
+            .iter()
+            .find(|target| target.spec.name.as_ref() == name)
+            .and_then(|target| target.shared.as_ref())
+            .map_or(Pacing::Alone, |shared| shared.pacing())
     }
 
     pub fn max_users_per_message(&self) -> usize {
@@ -387,6 +429,15 @@ impl Engine {
         // batch ends still being written get a moment, then give up
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.exit.cancel();
+        if let Some(heartbeat) = &self.heartbeat {
+            // it leaves the heartbeats, so that the other replicas count it gone at once
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while !heartbeat.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+        }
         match ownership::release(&self.audit, &self.ownership).await {
             Ok(0) => {}
             Ok(released) => {

@@ -11,10 +11,14 @@ use std::{
 };
 
 use crate::{
-    config::{ConfigError, TargetConfig},
+    config::{ConfigError, TargetConfig, target_identifier},
     domain::VendorKind,
     metrics::TargetMetrics,
-    vendor_api::{SharedVendor, registry::CallsInFlight},
+    outbound::shared_quota::QuotaKey,
+    vendor_api::{
+        SharedVendor,
+        registry::{CallsInFlight, QuotaAccount},
+    },
 };
 
 /// How the target's last vendor call went.
@@ -60,6 +64,8 @@ pub struct TargetSpec {
     /// Spacing added to the quota's permits, as a share.
     pub rate_margin: f64,
     pub health: Arc<HealthCell>,
+    /// The quota it spends when the quota is shared: vendor kind, account and API.
+    pub quota_key: QuotaKey,
     /// Its metrics, resolved once.
     pub metrics: TargetMetrics,
 }
@@ -73,7 +79,15 @@ impl TargetSpec {
             CallsInFlight::AtMost(limit) => config.max_in_flight.unwrap_or(limit).clamp(1, limit),
             CallsInFlight::FollowQuota => config.max_in_flight().max(1),
         };
+        let account = match (&config.quota_account, kind.quota_account) {
+            (Some(account), _) => account.clone(),
+            (None, QuotaAccount::AppId) => config.app_id.unwrap_or_default().to_string(),
+            (None, QuotaAccount::SecretId) => {
+                target_identifier(config, "secret_id", &config.secret_id)?
+            }
+        };
         Ok(TargetSpec {
+            quota_key: QuotaKey::new(config.vendor.as_str(), &account, kind.quota_api),
             name: Arc::from(config.name.as_str()),
             vendor_kind: config.vendor,
             vendor,

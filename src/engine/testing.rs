@@ -245,6 +245,7 @@ pub fn target(max_batch: usize, linger: Duration, max_in_flight: usize) -> Arc<T
         max_attempts: 1,
         rate_margin: 0.0,
         health: Arc::default(),
+        quota_key: crate::outbound::shared_quota::QuotaKey::new("test", "test", "test"),
         metrics: crate::metrics::TargetMetrics::new(
             "test-target",
             VendorKind::TencentCiamImport,

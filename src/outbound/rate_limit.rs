@@ -6,7 +6,7 @@
 //! anyway (its real quota is lower than configured), a second, adaptive GCRA
 //! slows the target down for every caller and lets it recover gradually; it
 //! never exceeds the configured quota. The limiter sits behind the small
-//! `Limiter` trait so that a store shared by several replicas can back it later.
+//! `Limiter` trait so that a store shared by several replicas can back it (`shared_limiter`).
 
 use std::{
     future::Future,
@@ -48,6 +48,30 @@ pub trait Limiter: Send + Sync + 'static {
     /// write, signing) takes a varying time; this guard, right before the
     /// send, keeps calls that bunch up from breaking the vendor's window.
     fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// A shared limiter is a limiter: so that one can be both decorated (see
+/// `Metered`) and asked how it paces.
+impl<L: Limiter + ?Sized> Limiter for Arc<L> {
+    fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.as_ref().acquire()
+    }
+
+    fn throttled(&self) {
+        self.as_ref().throttled();
+    }
+
+    fn succeeded(&self) {
+        self.as_ref().succeeded();
+    }
+
+    fn current_rate(&self) -> f64 {
+        self.as_ref().current_rate()
+    }
+
+    fn before_send(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.as_ref().before_send()
+    }
 }
 
 /// governor's clock read from tokio's, so that tests can pause and advance time.
@@ -102,6 +126,28 @@ const BELOW_THROTTLED_RATE: f64 = 0.95;
 const THROTTLED_RATE_MEMORY: Duration = Duration::from_secs(60);
 /// The slowest rate the adaptive limiter falls to, in calls per second.
 const MIN_RATE: f64 = 0.5;
+
+/// How an adaptive rate moves after throttle answers and successes: the
+/// steps above, for a rate kept elsewhere (the quota shared through Redis).
+#[derive(Debug, Clone, Copy)]
+pub struct Adaptation {
+    pub decrease: f64,
+    pub debounce: Duration,
+    pub increase_per_success: f64,
+    pub below_throttled_rate: f64,
+    pub memory: Duration,
+    pub min_rate: f64,
+}
+
+/// The in-process limiter's steps.
+pub const ADAPTATION: Adaptation = Adaptation {
+    decrease: DECREASE,
+    debounce: DECREASE_DEBOUNCE,
+    increase_per_success: INCREASE_PER_SUCCESS,
+    below_throttled_rate: BELOW_THROTTLED_RATE,
+    memory: THROTTLED_RATE_MEMORY,
+    min_rate: MIN_RATE,
+};
 
 /// An in-process GCRA limiter for one target.
 pub struct GcraLimiter {
@@ -193,7 +239,13 @@ impl GcraLimiter {
     /// the vendor's receipt of the call cannot squeeze one more call into the
     /// vendor's window.
     pub fn per_second(calls_per_second: NonZeroU32, margin: f64) -> Self {
-        let quota = f64::from(calls_per_second.get());
+        Self::at_rate(f64::from(calls_per_second.get()), margin)
+    }
+
+    /// As `per_second`, at a rate that need not be whole (a replica's share
+    /// of a quota); at least `MIN_RATE`.
+    pub fn at_rate(calls_per_second: f64, margin: f64) -> Self {
+        let quota = calls_per_second.max(MIN_RATE);
         let clock = TokioClock::default();
         GcraLimiter {
             ceiling: gcra(quota, margin, &clock),

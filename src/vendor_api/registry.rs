@@ -28,6 +28,16 @@ pub enum CallsInFlight {
     AtMost(usize),
 }
 
+/// What names the vendor account a target's quota belongs to, so that
+/// targets on one account and API share one quota across replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaAccount {
+    /// The app id: the vendor's quota is per app.
+    AppId,
+    /// The SecretId/AccessKeyId: the quota is per account, whose key it is.
+    SecretId,
+}
+
 /// The account a kind has in the embedded simulator. These credentials exist
 /// only inside the simulator; they are not secrets.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +65,10 @@ pub struct VendorKindSpec {
     /// The key holding the secret the kind signs with (`secret_key` or `server_secret`).
     pub signing_secret_key: &'static str,
     pub calls_in_flight: CallsInFlight,
+    /// The API whose quota the target spends (its registering action).
+    pub quota_api: &'static str,
+    /// What the quota is counted per.
+    pub quota_account: QuotaAccount,
     /// The largest answer read from the vendor, in bytes: many times the
     /// largest answer a full call gets (docs/performance.md#vendor-answer-sizes),
     /// so that a real answer always fits and a runaway one cannot fill memory.
@@ -86,6 +100,9 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
             secret_id: "AKIDregistrarDEMOlcic0000000000000000",
             region: None,
         },
+        quota_api: lcic::ACTION,
+        // docs/vendors/lcic.md#quota: per API and account
+        quota_account: QuotaAccount::SecretId,
         build: lcic::from_settings,
     },
     VendorKindSpec {
@@ -105,6 +122,9 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
             secret_id: "",
             region: None,
         },
+        quota_api: zim::ACTION,
+        // docs/vendors/zim.md#quota: per app
+        quota_account: QuotaAccount::AppId,
         build: zim::from_settings,
     },
     VendorKindSpec {
@@ -124,6 +144,9 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
             secret_id: "AKLTregistrarDEMOvolc000000000000000",
             region: Some(rtc::DEFAULT_REGION),
         },
+        quota_api: rtc::ACTION,
+        // docs/vendors/volc-rtc.md#quota: per account, shared by all its AppIds
+        quota_account: QuotaAccount::SecretId,
         build: rtc::from_settings,
     },
     VendorKindSpec {
@@ -142,6 +165,9 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
             secret_id: "AKIDregistrarDEMOciam0000000000000000",
             region: Some("ap-guangzhou"),
         },
+        quota_api: ciam::ACTION,
+        // docs/vendors/ciam.md#quota: per API and account
+        quota_account: QuotaAccount::SecretId,
         build: ciam::from_settings,
     },
     VendorKindSpec {
@@ -162,6 +188,9 @@ pub static VENDOR_KINDS: [VendorKindSpec; 5] = [
             secret_id: "AKIDregistrarDEMOciamimport0000000000",
             region: Some("ap-guangzhou"),
         },
+        quota_api: ciam_import::ACTION,
+        // docs/vendors/ciam-import.md#quota: per action and account
+        quota_account: QuotaAccount::SecretId,
         build: ciam_import::from_settings,
     },
 ];
