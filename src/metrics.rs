@@ -109,6 +109,20 @@ pub struct Metrics {
     import_jobs_running: Family<TargetLabels, Gauge>,
     grpc_handled: Family<GrpcLabels, Counter>,
     audit_write_duration: Family<AuditLabels, Histogram>,
+    /// The quota shared through Redis (`[quota]`): whether Redis answers.
+    pub shared_quota_reachable: Gauge,
+    /// The replicas alive at the last heartbeat answered.
+    pub shared_quota_replicas: Gauge,
+    /// Each Redis script run: a permit, a send, a rate change, a heartbeat.
+    shared_quota_request_duration: Family<SharedQuotaLabels, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SharedQuotaLabels {
+    /// `reserve`, `send`, `throttled`, `succeeded` or `heartbeat`.
+    pub request: String,
+    /// `ok` or `error` (a timeout included).
+    pub result: String,
 }
 
 impl Metrics {
@@ -202,7 +216,30 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             }),
         );
+        let shared_quota_reachable = Gauge::default();
+        registry.register(
+            "registrar_shared_quota_reachable",
+            "1 while the Redis of the shared quota answers, 0 while the targets pace at their fallback share (always 0 without [quota])",
+            shared_quota_reachable.clone(),
+        );
+        let shared_quota_replicas = Gauge::default();
+        registry.register(
+            "registrar_shared_quota_replicas",
+            "Replicas alive in the shared quota's heartbeats when last answered: the fallback share is qps divided by it",
+            shared_quota_replicas.clone(),
+        );
+        let shared_quota_request_duration =
+            Family::new_with_constructor(short_seconds_buckets as fn() -> _);
+        registry.register_with_unit(
+            "registrar_shared_quota_request_duration",
+            "Round trip of each Redis script run for the shared quota, by request (reserve, send, throttled, succeeded, heartbeat) and result (ok, error)",
+            Unit::Seconds,
+            shared_quota_request_duration.clone(),
+        );
         Metrics {
+            shared_quota_reachable,
+            shared_quota_replicas,
+            shared_quota_request_duration,
             registry,
             registrations,
             vendor_calls,
@@ -237,6 +274,16 @@ impl Metrics {
                 grpc_code: grpc_code_name(code).to_owned(),
             })
             .inc();
+    }
+
+    /// One Redis script run of the shared quota, and how long it took.
+    pub fn shared_quota_request(&self, request: &'static str, ok: bool, seconds: f64) {
+        self.shared_quota_request_duration
+            .get_or_create(&SharedQuotaLabels {
+                request: request.to_owned(),
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// One audit write, committed or not, and how long it took.

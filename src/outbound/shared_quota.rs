@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::rate_limit::Adaptation;
+use crate::metrics;
 
 /// The GCRA step. KEYS: the schedule, the adaptive rate. ARGV: the quota
 /// in calls per second, the margin (a share), how far ahead a slot may be
@@ -256,6 +257,9 @@ impl QuotaStore {
             .get_connection_manager_lazy(config)
             .map_err(|error| format!("cannot set up the Redis connection ({:?})", error.kind()))?;
         let replicas = settings.fallback_replicas.max(1);
+        metrics::global()
+            .shared_quota_replicas
+            .set(i64::from(replicas));
         Ok(Arc::new(QuotaStore {
             connection,
             reserve: Script::new(RESERVE),
@@ -297,6 +301,7 @@ impl QuotaStore {
         reach.up = false;
         reach.since = Instant::now();
         reach.epoch += 1;
+        metrics::global().shared_quota_reachable.set(0);
         tracing::warn!(
             %error,
             replicas = reach.replicas,
@@ -310,12 +315,16 @@ impl QuotaStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         reach.replicas = replicas.max(1);
+        metrics::global()
+            .shared_quota_replicas
+            .set(i64::from(reach.replicas));
         if reach.up {
             return;
         }
         reach.up = true;
         reach.since = Instant::now();
         reach.epoch += 1;
+        metrics::global().shared_quota_reachable.set(1);
         tracing::info!(
             replicas = reach.replicas,
             "shared quota reachable: targets pace on the quota shared through Redis"
@@ -325,14 +334,23 @@ impl QuotaStore {
     /// Runs one script under the permit timeout.
     async fn run<T: redis::FromRedisValue>(
         &self,
+        request: &'static str,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, QuotaError> {
         let mut connection = self.connection.clone();
         let timeout = self.settings.permit_timeout;
-        match tokio::time::timeout(timeout, invocation.invoke_async(&mut connection)).await {
-            Ok(answer) => Ok(answer?),
-            Err(_) => Err(QuotaError::Timeout(timeout)),
-        }
+        let started = Instant::now();
+        let answer =
+            match tokio::time::timeout(timeout, invocation.invoke_async(&mut connection)).await {
+                Ok(answer) => answer.map_err(QuotaError::from),
+                Err(_) => Err(QuotaError::Timeout(timeout)),
+            };
+        metrics::global().shared_quota_request(
+            request,
+            answer.is_ok(),
+            started.elapsed().as_secs_f64(),
+        );
+        answer
     }
 
     /// Reserves the next slot of `key`'s schedule.
@@ -350,7 +368,7 @@ impl QuotaStore {
             .arg(quota)
             .arg(margin)
             .arg(micros(max_ahead));
-        let (booked, micros_, rate): (i64, i64, i64) = self.run(invocation).await?;
+        let (booked, micros_, rate): (i64, i64, i64) = self.run("reserve", invocation).await?;
         let after = Duration::from_micros(u64::try_from(micros_).unwrap_or(0));
         let rate = rate as f64 / 1000.0;
         Ok(if booked == 0 {
@@ -382,7 +400,7 @@ impl QuotaStore {
             .arg(limit.max(1))
             .arg(micros(window))
             .arg(member);
-        let wait: i64 = self.run(invocation).await?;
+        let wait: i64 = self.run("send", invocation).await?;
         Ok((wait > 0).then(|| Duration::from_micros(wait.unsigned_abs())))
     }
 
@@ -401,7 +419,7 @@ impl QuotaStore {
             .arg(micros(adaptive.debounce))
             .arg(adaptive.min_rate)
             .arg(micros(adaptive.memory * 2));
-        let rate: i64 = self.run(invocation).await?;
+        let rate: i64 = self.run("throttled", invocation).await?;
         Ok(rate as f64 / 1000.0)
     }
 
@@ -420,7 +438,7 @@ impl QuotaStore {
             .arg(adaptive.increase_per_success)
             .arg(adaptive.below_throttled_rate)
             .arg(micros(adaptive.memory));
-        let rate: i64 = self.run(invocation).await?;
+        let rate: i64 = self.run("succeeded", invocation).await?;
         Ok(rate as f64 / 1000.0)
     }
 
@@ -433,7 +451,7 @@ impl QuotaStore {
             .key(REPLICAS_KEY)
             .arg(&self.settings.instance)
             .arg(micros(alive));
-        match self.run::<u32>(invocation).await {
+        match self.run::<u32>("heartbeat", invocation).await {
             Ok(replicas) => {
                 self.mark_up(replicas);
                 Ok(replicas)
