@@ -1121,6 +1121,27 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_quota_loads_with_its_defaults_and_refuses_timings_that_cannot_work() {
+        let load = |quota: &str| load(&format!("{LCIC}\n[quota]\n{quota}\n"));
+        let config = load(r#"redis_url = { env = "REGISTRAR_REDIS_URL" }"#).unwrap();
+        let quota = config.quota.unwrap();
+        assert_eq!(quota.permit_timeout, Duration::from_millis(250));
+        assert_eq!(quota.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(quota.fallback_replicas, 1);
+        assert!(load("").unwrap_err().to_string().contains("redis_url"));
+        for (setting, key) in [
+            ("permit_timeout = \"0s\"", "quota.permit_timeout"),
+            ("heartbeat_interval = \"10ms\"", "quota.heartbeat_interval"),
+            ("fallback_replicas = 0", "quota.fallback_replicas"),
+        ] {
+            let error = load(&format!("redis_url = \"redis://127.0.0.1:1\"\n{setting}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{setting}: {error}");
+        }
+    }
+
+    #[test]
     fn credentials_resolve_from_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");

@@ -151,13 +151,28 @@ const RATE_MARGIN: f64 = 0.04;
 /// A `registrar serve` named `name` with the ZIM target on the shared quota
 /// of `redis_url`, in its own directory (its own SQLite audit file and log).
 async fn replica(dir: &Path, name: &str, redis_url: &str, simulator: &Simulator) -> ServeProcess {
+    replica_with(dir, name, redis_url, "", simulator).await
+}
+
+/// As `replica`, with more `[quota]` settings.
+async fn replica_with(
+    dir: &Path,
+    name: &str,
+    redis_url: &str,
+    quota_toml: &str,
+    simulator: &Simulator,
+) -> ServeProcess {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
         "[audit]\ndatabase_url = \"sqlite://{}/audit.db?mode=rwc\"\n\n\
-         [quota]\nredis_url = \"{redis_url}\"\nheartbeat_interval = \"200ms\"\npermit_timeout = \"250ms\"\n\n{}",
+         [quota]\nredis_url = \"{redis_url}\"\nheartbeat_interval = \"200ms\"\npermit_timeout = \"250ms\"\n{quota_toml}\n\n{}",
         dir.display(),
-        ZIM.target("zim", &simulator.endpoint(), &format!("qps = {QPS}\nrate_margin = {RATE_MARGIN}")),
+        ZIM.target(
+            "zim",
+            &simulator.endpoint(),
+            &format!("qps = {QPS}\nrate_margin = {RATE_MARGIN}")
+        ),
     );
     ServeProcess::start(&dir, &format!("instance_name = \"{name}\""), &config).await
 }
@@ -405,4 +420,45 @@ async fn a_throttle_answer_one_replica_met_slows_the_other() {
     let (pacing, paced_rate) = pacing_of(&b).await;
     assert_eq!(pacing, pb::QuotaPacing::Shared);
     assert!(paced_rate < f64::from(QPS), "B paces at {paced_rate}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_is_down_paces_at_its_assumed_share_until_redis_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = TestRedis::start().await;
+    redis.kill();
+    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
+    // it has never seen a heartbeat: it assumes the replicas it is told
+    let a = replica_with(
+        dir.path(),
+        "a",
+        &redis.url,
+        "fallback_replicas = 4",
+        &simulator,
+    )
+    .await;
+    let (pacing, paced_rate) = pacing_of(&a).await;
+    assert_eq!(pacing, pb::QuotaPacing::Fallback);
+    assert_eq!(paced_rate, 5.0, "20 calls/s shared by 4");
+
+    let count = 15 * MAX_BATCH;
+    let stream = stream_in_background(&a.client, &["zim"], "a-key", users("a-", count));
+    all_registered(&stream.await.unwrap().unwrap(), count);
+    let calls = simulator.calls();
+    no_throttle_answers(&calls);
+    assert!(
+        call_rate(&calls) <= 5.0,
+        "{:.1} calls/s at a share of 5",
+        call_rate(&calls)
+    );
+
+    redis.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pacing_of(&a).await.0 != pb::QuotaPacing::Shared {
+        assert!(
+            Instant::now() < deadline,
+            "still on its share with Redis back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
