@@ -82,6 +82,10 @@ enum Shape {
     Baseline,
     /// `registrar import` of a CSV file of the scenario's users.
     Import,
+    /// This many `registrar serve` processes sharing the target's quota
+    /// through one Redis, each fed one stream of its share of the users
+    /// (chunks of this many).
+    Replicas(usize, usize),
 }
 
 #[derive(Clone)]
@@ -130,6 +134,10 @@ struct Row {
     in_place_updates: f64,
     /// Import: the `registrar import` process's peak RSS.
     client_rss_mb: f64,
+    /// Replicas: a Redis permit's round trip (the reservation script) while
+    /// the replicas run, median and 99th percentile, in milliseconds.
+    redis_permit_p50_ms: f64,
+    redis_permit_p99_ms: f64,
 }
 
 fn free_port() -> u16 {
@@ -302,7 +310,7 @@ async fn connect(port: u16) -> RegistrationServiceClient<Channel> {
 async fn drive_stream(
     client: &mut RegistrationServiceClient<Channel>,
     vendor: VendorKind,
-    users: usize,
+    users: std::ops::Range<usize>,
     chunk: usize,
 ) -> (Vec<pb::UserResult>, Instant) {
     use pb::batch_register_stream_request::Message;
@@ -317,9 +325,9 @@ async fn drive_stream(
         if sender.send(header).await.is_err() {
             return;
         }
-        let mut next = 0;
-        while next < users {
-            let end = (next + chunk).min(users);
+        let mut next = users.start;
+        while next < users.end {
+            let end = (next + chunk).min(users.end);
             let chunk = pb::BatchRegisterStreamRequest {
                 message: Some(Message::Users(pb::UserChunk {
                     users: (next..end).map(|n| user_for(vendor, n)).collect(),
@@ -336,7 +344,7 @@ async fn drive_stream(
         .await
         .expect("the stream opens")
         .into_inner();
-    let mut results = Vec::with_capacity(users);
+    let mut results = Vec::with_capacity(users.len());
     while let Some(response) = stream.message().await.expect("the stream ends cleanly") {
         if let Some(pb::batch_register_stream_response::Event::Result(result)) = response.event {
             results.push(result);
@@ -449,15 +457,39 @@ async fn run_registrar(
         Some((postgres, database)) => postgres.create_database(database),
         None => format!("sqlite://{}?mode=rwc", dir.join("audit.db").display()),
     };
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{server_port}\"\nshutdown_grace = \"5s\"\nallow_unauthenticated = true\n\n[audit]\ndatabase_url = \"{database_url}\"\n\n[telemetry]\nlog_format = \"json\"\n\n{}",
-            target_toml(scenario, &endpoint)
-        ),
-    )
-    .unwrap();
+    // several replicas share the quota through a throwaway redis-server
+    let replicas = match scenario.shape {
+        Shape::Replicas(replicas, _) => replicas,
+        _ => 1,
+    };
     let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
+    let redis_port = free_port();
+    let _redis = (replicas > 1).then(|| {
+        Process(
+            Command::new("redis-server")
+                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(log("redis.log"))
+                .spawn()
+                .expect("redis-server starts (Debian package redis-server)"),
+        )
+    });
+    if replicas > 1 {
+        wait_for_port(redis_port).await;
+    }
+    let config_text = |port: u16, replica: usize, database_url: &str| {
+        let quota = if replicas > 1 {
+            format!("[quota]\nredis_url = \"redis://127.0.0.1:{redis_port}\"\n\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\nallow_unauthenticated = true\ninstance_name = \"bench-{replica}\"\n\n[audit]\ndatabase_url = \"{database_url}\"\n\n[telemetry]\nlog_format = \"json\"\n\n{quota}{}",
+            target_toml(scenario, &endpoint)
+        )
+    };
+    std::fs::write(&config, config_text(server_port, 0, &database_url)).unwrap();
     let mut sim = Command::new(BINARY);
     sim.args(["sim", "--config"])
         .arg(&config)
@@ -479,24 +511,44 @@ async fn run_registrar(
     }
     let _sim = Process(sim.spawn().expect("the simulator starts"));
     wait_for_port(sim_port).await;
-    let server = Process(
-        Command::new(BINARY)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log("registrar.log"))
-            .spawn()
-            .expect("registrar starts"),
-    );
-    wait_for_port(server_port).await;
+    let mut servers = Vec::new();
+    let mut server_ports = vec![server_port];
+    for replica in 0..replicas {
+        let config = if replica == 0 {
+            config.clone()
+        } else {
+            let port = free_port();
+            server_ports.push(port);
+            let database_url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.join(format!("audit-{replica}.db")).display()
+            );
+            let path = dir.join(format!("registrar-{replica}.toml"));
+            std::fs::write(&path, config_text(port, replica, &database_url)).unwrap();
+            path
+        };
+        servers.push(Process(
+            Command::new(BINARY)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log(&format!("registrar-{replica}.log")))
+                .spawn()
+                .expect("registrar starts"),
+        ));
+    }
+    for port in &server_ports {
+        wait_for_port(*port).await;
+    }
     let mut client = connect(server_port).await;
+    let mut redis_permits = (0.0, 0.0);
 
     let mut started = Instant::now();
     let mut client_rss_mb = 0.0;
     let (results, last_result) = match scenario.shape {
         Shape::Stream(chunk) => {
-            drive_stream(&mut client, scenario.vendor, scenario.users, chunk).await
+            drive_stream(&mut client, scenario.vendor, 0..scenario.users, chunk).await
         }
         Shape::Callers(callers) => drive_callers(server_port, scenario.vendor, callers).await,
         Shape::Import => {
@@ -506,17 +558,45 @@ async fn run_registrar(
             client_rss_mb = peak;
             (results, ended)
         }
+        Shape::Replicas(_, chunk) => {
+            let share = scenario.users.div_ceil(replicas);
+            let streams: Vec<_> = server_ports
+                .iter()
+                .enumerate()
+                .map(|(replica, port)| {
+                    let (port, vendor) = (*port, scenario.vendor);
+                    let users = replica * share..((replica + 1) * share).min(scenario.users);
+                    tokio::spawn(async move {
+                        drive_stream(&mut connect(port).await, vendor, users, chunk).await
+                    })
+                })
+                .collect();
+            let probe = tokio::spawn(probe_redis_permits(redis_port));
+            let mut results = Vec::new();
+            let mut last = Instant::now();
+            for stream in streams {
+                let (mut some, at) = stream.await.unwrap();
+                results.append(&mut some);
+                last = last.max(at);
+            }
+            probe.abort();
+            redis_permits = probe_results(&probe_samples());
+            (results, last)
+        }
         Shape::Baseline => unreachable!("the baseline does not run registrar"),
     };
     let wall = last_result - started;
-    let peak_rss_mb = peak_rss_mb(server.0.id());
+    let peak_rss_mb = servers
+        .iter()
+        .map(|server| peak_rss_mb(server.0.id()))
+        .fold(0.0, f64::max);
     let calls = sim_calls(sim_port).await;
     let registered_at_vendor: std::collections::HashSet<String> =
         sim_registered(sim_port, scenario.vendor, app_id_of(scenario.vendor))
             .await
             .into_iter()
             .collect();
-    drop(server);
+    drop(servers);
 
     let accepted: Vec<&RecordedCall> = calls
         .iter()
@@ -610,7 +690,55 @@ async fn run_registrar(
                 .unwrap_or(0.0)
         }),
         client_rss_mb,
+        redis_permit_p50_ms: redis_permits.0,
+        redis_permit_p99_ms: redis_permits.1,
     }
+}
+
+/// The round trips the Redis permit probe measured, in milliseconds.
+static PROBE_SAMPLES: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+
+fn probe_samples() -> Vec<f64> {
+    std::mem::take(&mut *PROBE_SAMPLES.lock().unwrap())
+}
+
+/// While the replicas run, reserves a permit of a quota of its own on their
+/// Redis every 10 ms (the same script, the same connection kind as the
+/// servers'), timing each round trip: a permit's cost on a busy Redis.
+async fn probe_redis_permits(redis_port: u16) {
+    use registrar::outbound::shared_quota::{QuotaKey, QuotaStore, QuotaStoreSettings};
+    let store = QuotaStore::new(QuotaStoreSettings {
+        redis_url: SecretString::from(format!("redis://127.0.0.1:{redis_port}")),
+        permit_timeout: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_secs(1),
+        fallback_replicas: 1,
+        instance: "bench-probe".to_owned(),
+    })
+    .unwrap();
+    let key = QuotaKey::new("bench", "probe", "probe");
+    loop {
+        let asked = Instant::now();
+        if store
+            .reserve(&key, 1_000_000.0, 0.0, Duration::from_secs(1))
+            .await
+            .is_ok()
+        {
+            let millis = asked.elapsed().as_secs_f64() * 1000.0;
+            PROBE_SAMPLES.lock().unwrap().push(millis);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Median and 99th percentile.
+fn probe_results(samples: &[f64]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |share: f64| sorted[((sorted.len() - 1) as f64 * share).round() as usize];
+    (at(0.5), at(0.99))
 }
 
 /// The client a team would otherwise write: full batches, one call at a time.
@@ -747,6 +875,19 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
             postgres: false,
         });
     }
+    // three replicas on one target, pacing on the quota shared through Redis
+    all.push(Scenario {
+        name: "replicas 3 tencent-lcic 50ms, shared quota".to_owned(),
+        vendor: VendorKind::TencentLcic,
+        users: (20_000.0 * seconds) as usize,
+        latency: Duration::from_millis(50),
+        fault_rate: 0.0,
+        qps: 20,
+        max_batch: 1000,
+        real_qps: None,
+        shape: Shape::Replicas(3, 1000),
+        postgres: false,
+    });
     all.push(Scenario {
         name: "coalescing zego-zim 2000 callers".to_owned(),
         vendor: VendorKind::ZegoZim,
@@ -872,6 +1013,8 @@ fn median_row(rows: &[Row]) -> Row {
         rows_written: pick(|row| row.rows_written as f64) as usize,
         in_place_updates: pick(|row| row.in_place_updates),
         client_rss_mb: pick(|row| row.client_rss_mb),
+        redis_permit_p50_ms: pick(|row| row.redis_permit_p50_ms),
+        redis_permit_p99_ms: pick(|row| row.redis_permit_p99_ms),
     }
 }
 
@@ -999,6 +1142,12 @@ fn main() {
                 "    the import command's peak RSS: {:.1} MB; end to end {:.1}% of the ceiling",
                 row.client_rss_mb,
                 100.0 * row.users_per_second / scenario.ceiling()
+            );
+        }
+        if let Shape::Replicas(replicas, _) = scenario.shape {
+            println!(
+                "    {replicas} servers, one Redis: a Redis permit's round trip p50 {:.2} ms, p99 {:.2} ms (rss MB: the largest server)",
+                row.redis_permit_p50_ms, row.redis_permit_p99_ms
             );
         }
         if scenario.name.starts_with("coalescing") {

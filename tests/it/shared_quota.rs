@@ -462,3 +462,55 @@ async fn a_replica_started_while_redis_is_down_paces_at_its_assumed_share_until_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_too_slow_to_answer_within_the_permit_timeout_counts_as_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = TestRedis::start().await;
+    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
+    let a = replica_with(
+        dir.path(),
+        "a",
+        &redis.url,
+        "fallback_replicas = 2",
+        &simulator,
+    )
+    .await;
+    let count = 60 * MAX_BATCH;
+    let stream = stream_in_background(&a.client, &["zim"], "a-key", users("a-", count));
+    crate::common::wait_for_calls(&simulator, 10).await;
+
+    // Redis stops answering for 3 s (it is busy, not gone): past the 250 ms
+    // permit timeout, the target paces at its share of the replicas last
+    // seen alive (itself only: the whole quota, alone) and goes on
+    let blocked = tokio::spawn({
+        let url = redis.url.clone();
+        async move {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let _: redis::RedisResult<String> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(3)
+                .query_async(&mut connection)
+                .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls_while_slow = simulator.calls().len();
+    assert_eq!(pacing_of(&a).await.0, pb::QuotaPacing::Fallback);
+    blocked.await.unwrap();
+    all_registered(&stream.await.unwrap().unwrap(), count);
+    assert_eq!(pacing_of(&a).await.0, pb::QuotaPacing::Shared);
+
+    let calls = simulator.calls();
+    no_throttle_answers(&calls);
+    let most = simulator.max_calls_in_any_second(VendorKind::ZegoZim, ZIM.app_id);
+    assert!(
+        most <= QPS as usize,
+        "{most} calls in one second at a quota of {QPS}"
+    );
+    assert!(
+        calls.len() > calls_while_slow,
+        "calls went on while Redis was slow"
+    );
+}

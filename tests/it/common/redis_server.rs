@@ -67,6 +67,9 @@ fn spawn(port: u16) -> Child {
             "",
             "--appendonly",
             "no",
+            // DEBUG SLEEP, from loopback: a Redis that stops answering for a while
+            "--enable-debug-command",
+            "local",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
