@@ -904,7 +904,7 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
     });
     // fair share: a 1-user caller's latency while three big streams fill every call
     all.push(Scenario {
-        name: "fairness 1-user caller behind 3x200k tencent-lcic 50ms".to_owned(),
+        name: "fairness tencent-lcic 3x200k + 1 user".to_owned(),
         vendor: VendorKind::TencentLcic,
         users: 600_000,
         latency: Duration::from_millis(50),
