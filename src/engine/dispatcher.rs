@@ -3,6 +3,13 @@
 //! call's first rate permit while it fills, and keeps up to `max_in_flight`
 //! calls going; each answered call is settled (see `settle`).
 //!
+//! Callers share each call fairly: the dispatcher takes groups off the queue
+//! as soon as they come, keeps each batch's users in a line of their own,
+//! and fills a call round-robin across the batches that have users, a fair
+//! share of the room left to each in turn. So a caller with one user gets it
+//! into the next call that leaves, however much several huge streams have
+//! queued, and a call still leaves full when only one batch has users.
+//!
 //! It never puts the same user id twice into one call (vendors match answers
 //! by user id), nor two users the vendor's answer would name alike (their
 //! `answer_keys`), never lets a partly filled call wait longer than `linger`
@@ -10,12 +17,12 @@
 //! deadline passed before its call left.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
 };
 
 use tokio::{
-    sync::{Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, mpsc::error::TryRecvError},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -24,13 +31,16 @@ use tower::ServiceExt;
 use super::{
     call::{CallRequest, CallService},
     call_log::SharedCallLog,
-    queue::{Group, Pending},
+    queue::{BatchShared, Group, Pending},
     settle::{settle, settle_unsent_past_deadline},
     target::TargetSpec,
 };
 use crate::{outbound::rate_limit::Limiter, vendor_api::SharedVendor};
 
-/// Groups queued per target before writers wait; each batch also bounds its own users.
+/// Groups handed over before writers wait. The dispatcher takes groups off
+/// as they come, also while a call waits for its permit or for room in
+/// flight, so no group waits here behind others; what bounds the users it
+/// holds is each batch's places (see `Buffered`).
 const QUEUED_GROUPS: usize = 64;
 
 /// Starts the dispatcher of a target; users sent on the returned queue get registered.
@@ -52,7 +62,8 @@ pub(super) fn spawn(
         tracker: tracker.clone(),
         exit,
         queue: receiver,
-        buffered: VecDeque::new(),
+        queue_open: true,
+        buffered: Buffered::default(),
     };
     // the dispatcher itself is not tracked: it lives as long as its queue; the calls it starts are
     tokio::spawn(dispatcher.run());
@@ -69,8 +80,10 @@ struct Dispatcher {
     /// Cancelled when the server exits: outcome writes stop being retried.
     exit: CancellationToken,
     queue: mpsc::Receiver<Group>,
-    /// Users taken off the queue but not yet in a call, oldest first.
-    buffered: VecDeque<Arc<Pending>>,
+    /// False once every writer is gone and the queue is empty.
+    queue_open: bool,
+    /// Users taken off the queue but not yet in a call.
+    buffered: Buffered,
     in_flight: Arc<Semaphore>,
 }
 
@@ -78,7 +91,7 @@ impl Dispatcher {
     async fn run(mut self) {
         loop {
             // wait for room first, so the call is formed from the fullest queue
-            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            let Some(permit) = self.room_in_flight().await else {
                 return;
             };
             let Some(users) = self.next_call().await else {
@@ -117,107 +130,301 @@ impl Dispatcher {
         }
     }
 
+    /// Waits for room for one more call in flight, taking groups off the
+    /// queue meanwhile. `None` only if the semaphore is closed.
+    async fn room_in_flight(&mut self) -> Option<OwnedSemaphorePermit> {
+        let room = self.in_flight.clone().acquire_owned();
+        tokio::pin!(room);
+        loop {
+            tokio::select! {
+                biased;
+                permit = &mut room => return permit.ok(),
+                group = self.queue.recv(), if self.queue_open => {
+                    self.received(group);
+                }
+            }
+        }
+    }
+
     /// Up to `max_batch` users for one call, with the call's rate permit.
     ///
     /// A partial call waits at most `linger` for more users; past that, it
     /// goes out as soon as the quota allows, and keeps taking users until
-    /// then: a call that could not leave sooner anyway leaves fuller.
+    /// then: a call that could not leave sooner anyway leaves fuller. Users
+    /// who come once it is full get their fair share of it when it leaves.
     /// `None` once the queue is closed and nothing is buffered.
     async fn next_call(&mut self) -> Option<Vec<Arc<Pending>>> {
-        if self.buffered.is_empty() {
-            let group = self.queue.recv().await?;
-            self.buffered.extend(group);
+        while self.buffered.is_empty() {
+            if !self.queue_open {
+                return None;
+            }
+            let group = self.queue.recv().await;
+            self.received(group);
         }
+        self.take_ready_groups();
         let mut call = FillingCall::new(&self.target);
         call.fill(&mut self.buffered);
         let deadline = Instant::now() + self.target.linger;
-        while !call.is_full() {
+        while !call.is_full() && self.queue_open {
             match tokio::time::timeout_at(deadline, self.queue.recv()).await {
-                Ok(Some(group)) => {
-                    self.buffered.extend(group);
-                    call.fill(&mut self.buffered);
+                Ok(group) => {
+                    if self.received(group) {
+                        call.users_came(&mut self.buffered);
+                    }
                 }
-                Ok(None) | Err(_) => break,
+                Err(_) => break,
             }
         }
         let limiter = self.limiter.clone();
         let mut permit = limiter.acquire();
-        let mut queue_open = true;
-        while !call.is_full() && queue_open {
+        loop {
             tokio::select! {
                 biased;
-                () = &mut permit => {
-                    call.finish(&mut self.buffered);
-                    return Some(call.users);
-                }
-                group = self.queue.recv() => match group {
-                    Some(group) => {
-                        self.buffered.extend(group);
-                        call.fill(&mut self.buffered);
+                () = &mut permit => break,
+                group = self.queue.recv(), if self.queue_open => {
+                    if self.received(group) {
+                        call.users_came(&mut self.buffered);
                     }
-                    None => queue_open = false,
-                },
+                }
             }
         }
-        permit.await;
-        call.finish(&mut self.buffered);
-        Some(call.users)
+        if self.take_ready_groups() {
+            call.users_came(&mut self.buffered);
+        }
+        Some(call.leave(&mut self.buffered))
+    }
+
+    /// Buffers a group received from the queue, and every group ready after
+    /// it; `None` marks the queue closed. Whether users were buffered.
+    fn received(&mut self, group: Option<Group>) -> bool {
+        match group {
+            Some(group) => {
+                self.buffered.extend(group);
+                self.take_ready_groups();
+                true
+            }
+            None => {
+                self.queue_open = false;
+                false
+            }
+        }
+    }
+
+    /// Buffers every group the queue holds now, without waiting, so that
+    /// none waits in the queue behind others. Whether any was there.
+    fn take_ready_groups(&mut self) -> bool {
+        let mut took = false;
+        while self.queue_open {
+            match self.queue.try_recv() {
+                Ok(group) => {
+                    self.buffered.extend(group);
+                    took = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.queue_open = false,
+            }
+        }
+        took
+    }
+}
+
+/// Which batch a buffered user belongs to: its shared side's address, the
+/// same for all its users and no other batch's while any of them is held
+/// (each holds the batch), and cheaper to hash than its id.
+type BatchKey = usize;
+
+fn batch_key(batch: &Arc<BatchShared>) -> BatchKey {
+    Arc::as_ptr(batch) as BatchKey
+}
+
+/// Users taken off the queue but not yet in a call: a line per batch,
+/// oldest first, and the batches with users in the order of their turns.
+///
+/// Its size is bounded without a bound of its own: each queued user holds
+/// one of its batch's places from submission until its result is read
+/// (`BatchShared::outstanding`), so the lines hold at most the places of
+/// the open batches, whose number the server's limits bound.
+#[derive(Default)]
+struct Buffered {
+    lines: HashMap<BatchKey, VecDeque<Arc<Pending>>>,
+    /// Each batch of `lines` exactly once; the next to be served first.
+    turns: VecDeque<BatchKey>,
+}
+
+impl Buffered {
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    /// Queues users at the back of their batch's line; a batch new to the
+    /// buffer takes its turn after the others.
+    fn extend(&mut self, group: Group) {
+        for pending in group {
+            let key = batch_key(&pending.batch);
+            let line = self.lines.entry(key).or_insert_with(|| {
+                self.turns.push_back(key);
+                VecDeque::new()
+            });
+            line.push_back(pending);
+        }
+    }
+
+    /// Puts a user back at the front of its batch's line; a batch that had
+    /// no line left takes its turn `first` or after the others.
+    fn put_back(&mut self, pending: Arc<Pending>, first: bool) {
+        let key = batch_key(&pending.batch);
+        let line = self.lines.entry(key).or_insert_with(|| {
+            if first {
+                self.turns.push_front(key);
+            } else {
+                self.turns.push_back(key);
+            }
+            VecDeque::new()
+        });
+        line.push_front(pending);
     }
 }
 
 /// A call being filled: one user id at most once, since vendors match
 /// answers by user id, and one answer key at most once, since the vendor's
 /// answer names users by those too; a user who repeats either waits for a
-/// later call.
+/// later call, first in its batch's line.
+///
+/// It fills round-robin: each batch with users in turn gets a fair share of
+/// the room left (the room over the number of such batches, at least one
+/// user), and rounds go on until the call is full or no one is left. A
+/// batch that used its share goes to the back of the turns, so the next
+/// call starts with the one after it.
 struct FillingCall {
-    users: Vec<Arc<Pending>>,
+    /// Every user taken off the buffer for this call, in the order taken,
+    /// and whether it is in the call or held back: so that all can go back
+    /// where they were.
+    taken: Vec<(Arc<Pending>, Place)>,
+    in_call: usize,
     user_ids: HashSet<String>,
     answer_keys: HashSet<String>,
-    held_back: VecDeque<Arc<Pending>>,
+    /// Users came after the call was full: it is dealt again when it leaves.
+    users_came_when_full: bool,
     vendor: SharedVendor,
     max: usize,
+}
+
+/// Where a user taken for a call went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    InCall,
+    HeldBack,
 }
 
 impl FillingCall {
     fn new(target: &TargetSpec) -> Self {
         FillingCall {
-            users: Vec::new(),
+            taken: Vec::new(),
+            in_call: 0,
             user_ids: HashSet::new(),
             answer_keys: HashSet::new(),
-            held_back: VecDeque::new(),
+            users_came_when_full: false,
             vendor: target.vendor.clone(),
             max: target.max_batch,
         }
     }
 
     fn is_full(&self) -> bool {
-        self.users.len() >= self.max
+        self.in_call >= self.max
     }
 
-    /// Moves users from the buffer until the call is full.
-    fn fill(&mut self, buffered: &mut VecDeque<Arc<Pending>>) {
-        while !self.is_full() {
-            let Some(pending) = buffered.pop_front() else {
-                return;
-            };
-            let keys = self.vendor.answer_keys(&pending.user);
-            let repeats = self.user_ids.contains(&pending.user.user_id)
-                || keys.iter().any(|key| self.answer_keys.contains(key));
-            if repeats {
-                self.held_back.push_back(pending);
-                continue;
+    /// Moves users from the buffer, round-robin across batches, until the
+    /// call is full or the buffer has no one left.
+    fn fill(&mut self, buffered: &mut Buffered) {
+        while !self.is_full() && !buffered.turns.is_empty() {
+            let batches = buffered.turns.len();
+            let share = ((self.max - self.in_call) / batches).max(1);
+            for _ in 0..batches {
+                if self.is_full() {
+                    return;
+                }
+                let Some(key) = buffered.turns.pop_front() else {
+                    return;
+                };
+                let Some(line) = buffered.lines.get_mut(&key) else {
+                    continue;
+                };
+                let mut took = 0;
+                while took < share && !self.is_full() {
+                    let Some(pending) = line.pop_front() else {
+                        break;
+                    };
+                    if self.take(pending) == Place::InCall {
+                        took += 1;
+                    }
+                }
+                if line.is_empty() {
+                    buffered.lines.remove(&key);
+                } else {
+                    buffered.turns.push_back(key);
+                }
             }
+        }
+    }
+
+    /// Takes one user into the call, or holds it back if it repeats a user
+    /// id or an answer key already in the call.
+    fn take(&mut self, pending: Arc<Pending>) -> Place {
+        let keys = self.vendor.answer_keys(&pending.user);
+        let repeats = self.user_ids.contains(&pending.user.user_id)
+            || keys.iter().any(|key| self.answer_keys.contains(key));
+        let place = if repeats {
+            Place::HeldBack
+        } else {
             self.user_ids.insert(pending.user.user_id.clone());
             self.answer_keys.extend(keys);
-            self.users.push(pending);
+            self.in_call += 1;
+            Place::InCall
+        };
+        self.taken.push((pending, place));
+        place
+    }
+
+    /// Users came while the call waits: taken while there is room; once it
+    /// is full, they get their fair share of it when it leaves.
+    fn users_came(&mut self, buffered: &mut Buffered) {
+        if self.is_full() {
+            self.users_came_when_full = true;
+        } else {
+            self.fill(buffered);
         }
     }
 
-    /// Puts the users held back in front of the buffer, in their order.
-    fn finish(&mut self, buffered: &mut VecDeque<Arc<Pending>>) {
-        while let Some(pending) = self.held_back.pop_back() {
-            buffered.push_front(pending);
+    /// The call's users as it leaves. If users came after it was full, it
+    /// is dealt again from everyone buffered, so that they get their share.
+    /// Users held back go back to the front of their batch's line, in their
+    /// order.
+    fn leave(mut self, buffered: &mut Buffered) -> Vec<Arc<Pending>> {
+        if self.users_came_when_full {
+            self.put_everyone_back(buffered);
+            self.fill(buffered);
         }
+        let mut users = Vec::with_capacity(self.in_call);
+        for (pending, place) in self.taken.into_iter().rev() {
+            match place {
+                Place::InCall => users.push(pending),
+                // a batch whose line it emptied has had its turn
+                Place::HeldBack => buffered.put_back(pending, false),
+            }
+        }
+        users.reverse();
+        users
+    }
+
+    /// Undoes the filling: every user taken goes back where it was.
+    fn put_everyone_back(&mut self, buffered: &mut Buffered) {
+        for (pending, _) in self.taken.drain(..).rev() {
+            buffered.put_back(pending, true);
+        }
+        self.in_call = 0;
+        self.user_ids.clear();
+        self.answer_keys.clear();
+        self.users_came_when_full = false;
     }
 }
 
@@ -255,10 +462,38 @@ mod tests {
         gate: Arc<Semaphore>,
     }
 
+    /// A limiter that gives a permit only when the test lets one through.
+    struct GatedLimiter {
+        permits: Semaphore,
+    }
+
+    impl Limiter for GatedLimiter {
+        fn acquire(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(async { self.permits.acquire().await.unwrap().forget() })
+        }
+
+        fn current_rate(&self) -> f64 {
+            f64::INFINITY
+        }
+
+        fn before_send(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(async {})
+        }
+    }
+
     /// Starts a dispatcher for `spec` in front of a fake stack.
     fn start(
         spec: Arc<TargetSpec>,
         gated: bool,
+    ) -> (mpsc::Sender<Group>, FakeStack, Arc<MemoryCallLog>) {
+        start_with_limiter(spec, gated, Arc::new(CountingLimiter::default()))
+    }
+
+    /// As `start`, with the target's limiter `limiter`.
+    fn start_with_limiter(
+        spec: Arc<TargetSpec>,
+        gated: bool,
+        limiter: Arc<dyn Limiter>,
     ) -> (mpsc::Sender<Group>, FakeStack, Arc<MemoryCallLog>) {
         let start = Instant::now();
         let (seen, calls) = mpsc::unbounded_channel();
@@ -300,7 +535,7 @@ mod tests {
         let queue = spawn(
             spec,
             BoxCloneService::new(service),
-            Arc::new(CountingLimiter::default()),
+            limiter,
             log.clone(),
             TaskTracker::new(),
             CancellationToken::new(),
@@ -334,11 +569,18 @@ mod tests {
 
         let (at, first) = stack.calls.recv().await.unwrap();
         assert_eq!(at, Duration::ZERO, "a full call goes at once");
-        let expected: Vec<String> = a.iter().chain(&b).chain(&c[..2]).cloned().collect();
+        // a fair share of the 10 places to each batch in turn: 3 each, then the last to a
+        let expected: Vec<String> = a[..3]
+            .iter()
+            .chain(&b[..3])
+            .chain(&c[..3])
+            .chain(&a[3..])
+            .cloned()
+            .collect();
         assert_eq!(first, expected);
         let (at, second) = stack.calls.recv().await.unwrap();
         assert_eq!(at, Duration::from_millis(50), "the rest waits for linger");
-        assert_eq!(second, c[2..].to_vec());
+        assert_eq!(second, [b[3].clone(), c[3].clone()]);
 
         // each result goes back to the batch its user came from
         for (results, ids, batch_id) in [
@@ -540,5 +782,180 @@ mod tests {
         answered.sort();
         assert_eq!(answered, ["u0", "u1", "u2", "u3", "u4", "u5"]);
         assert!(stack.calls.try_recv().is_err(), "three calls only");
+    }
+
+    /// How many of `users` have an id starting with `prefix`.
+    fn count_of(users: &[String], prefix: &str) -> usize {
+        users.iter().filter(|id| id.starts_with(prefix)).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_batch_in_turn_gets_a_fair_share_of_a_call_and_the_remainder_rotates() {
+        let (queue, mut stack, _log) = start(target(4, Duration::from_millis(50), 4), false);
+        let mut keep = Vec::new();
+        for name in ["a", "b", "c"] {
+            let (shared, results) = batch(name);
+            keep.push(results);
+            queue
+                .send(group(&shared, 0, &refs(&ids(name, 4))))
+                .await
+                .unwrap();
+        }
+
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            let (at, users) = stack.calls.recv().await.unwrap();
+            assert_eq!(at, Duration::ZERO, "full calls go at once");
+            calls.push(users);
+        }
+        // one place to each batch in turn; the fourth to the batch whose turn
+        // came next, and the next call starts with the batch after it
+        assert_eq!(
+            calls,
+            [
+                ["a0", "b0", "c0", "a1"],
+                ["b1", "c1", "a2", "b2"],
+                ["c2", "a3", "b3", "c3"],
+            ]
+        );
+        assert!(stack.calls.try_recv().is_err(), "three calls only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_user_batch_queued_behind_three_big_batches_goes_in_the_next_call() {
+        // one call in flight at a time, answered when the test says
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 1), true);
+        let mut keep = Vec::new();
+        for name in ["a", "b", "c"] {
+            let (shared, results) = batch(name);
+            keep.push(results);
+            let users = ids(name, 100);
+            for (n, part) in users.chunks(10).enumerate() {
+                queue
+                    .send(group(&shared, n as u64 * 10, &refs(part)))
+                    .await
+                    .unwrap();
+            }
+        }
+        let (_, first) = stack.calls.recv().await.unwrap();
+        assert_eq!(first.len(), 10);
+        // 290 users of the big batches wait; then the small caller comes
+        let (solo, mut solo_results) = batch("solo");
+        queue.send(group(&solo, 0, &["solo"])).await.unwrap();
+        stack.gate.add_permits(1);
+
+        let (_, second) = stack.calls.recv().await.unwrap();
+        assert!(
+            second.contains(&"solo".to_owned()),
+            "the small caller's user goes in the very next call: {second:?}"
+        );
+        assert_eq!(second.len(), 10, "the call is still full");
+        for name in ["a", "b", "c"] {
+            assert_eq!(count_of(&second, name), 3, "{name}'s share of {second:?}");
+        }
+        stack.gate.add_permits(1);
+        let result = solo_results.recv().await.unwrap();
+        assert_eq!(result.outcome, Outcome::Registered);
+        assert_eq!(result.user_id, "solo");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_who_comes_while_a_full_call_waits_for_its_permit_gets_a_share_of_it() {
+        let limiter = Arc::new(GatedLimiter {
+            permits: Semaphore::new(0),
+        });
+        let (queue, mut stack, _log) = start_with_limiter(
+            target(10, Duration::from_millis(50), 4),
+            false,
+            limiter.clone(),
+        );
+        let (big, _big_results) = batch("big");
+        let users = ids("u", 30);
+        queue.send(group(&big, 0, &refs(&users))).await.unwrap();
+        // the dispatcher fills a call of u0..u9, which waits for its permit
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (solo, _solo_results) = batch("solo");
+        queue.send(group(&solo, 0, &["solo"])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(stack.calls.try_recv().is_err(), "no call without a permit");
+
+        limiter.permits.add_permits(1);
+        let (_, first) = stack.calls.recv().await.unwrap();
+        let mut expected = refs(&users[..5]);
+        expected.push("solo");
+        expected.extend(refs(&users[5..9]));
+        assert_eq!(first, expected, "dealt again as it left");
+        limiter.permits.add_permits(1);
+        let (_, second) = stack.calls.recv().await.unwrap();
+        assert_eq!(second, users[9..19].to_vec(), "u9 first: it kept its place");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_that_alone_has_users_fills_every_call() {
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (big, _big_results) = batch("big");
+        let (solo, _solo_results) = batch("solo");
+        let users = ids("u", 25);
+        queue.send(group(&big, 0, &refs(&users))).await.unwrap();
+        queue.send(group(&solo, 0, &["solo"])).await.unwrap();
+
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            calls.push(stack.calls.recv().await.unwrap());
+        }
+        let mut first = refs(&users[..5]);
+        first.push("solo");
+        first.extend(refs(&users[5..9]));
+        assert_eq!(
+            calls[0],
+            (
+                Duration::ZERO,
+                first.iter().map(|id| id.to_string()).collect()
+            )
+        );
+        assert_eq!(
+            calls[1],
+            (Duration::ZERO, users[9..19].to_vec()),
+            "the rest of the share goes to the batch with users"
+        );
+        assert_eq!(calls[2], (Duration::from_millis(50), users[19..].to_vec()));
+        assert!(stack.calls.try_recv().is_err(), "three calls only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_back_users_keep_their_order_in_their_batch_while_other_batches_go() {
+        // every user named "same" collides with every other: one of them a call
+        let (queue, mut stack, _log) = start(target(10, Duration::from_millis(50), 4), false);
+        let (first_batch, _first_results) = batch("first");
+        let (second_batch, _second_results) = batch("second");
+        queue
+            .send(named_group(
+                &first_batch,
+                &[("a0", "same"), ("a1", "same"), ("a2", "same")],
+            ))
+            .await
+            .unwrap();
+        queue
+            .send(named_group(
+                &second_batch,
+                &[("b0", "same"), ("b1", "other")],
+            ))
+            .await
+            .unwrap();
+
+        let mut calls = Vec::new();
+        for _ in 0..4 {
+            let (at, users) = stack.calls.recv().await.unwrap();
+            calls.push((at.as_millis(), users));
+        }
+        let expected: Vec<(u128, Vec<String>)> = vec![
+            (50, vec!["a0".into(), "b1".into()]),
+            // the second batch's held-back user has its turn before the first's go again
+            (100, vec!["b0".into()]),
+            (150, vec!["a1".into()]),
+            (200, vec!["a2".into()]),
+        ];
+        assert_eq!(calls, expected);
+        assert!(stack.calls.try_recv().is_err(), "four calls only");
     }
 }

@@ -12,6 +12,7 @@ mod ciam_vendor_contract;
 mod coalescing;
 mod crash_recovery;
 mod durability;
+mod fairness;
 mod fan_out_and_dry_run;
 mod faults;
 mod import;
