@@ -195,6 +195,34 @@ impl SharedLimiter {
     fn shared_rate(&self) -> f64 {
         f64::from_bits(self.shared_rate.load(Ordering::Relaxed))
     }
+
+    /// Tells Redis how a call was answered, without waiting: the shared
+    /// rate it answers is this limiter's from then on.
+    fn report(&self, answer: Answer) {
+        let (store, key, quota, shared_rate) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.quota,
+            self.shared_rate.clone(),
+        );
+        tokio::spawn(async move {
+            let rate = match answer {
+                Answer::Throttled => store.throttled(&key, quota, &ADAPTATION).await,
+                Answer::Succeeded => store.succeeded(&key, quota, &ADAPTATION).await,
+            };
+            match rate {
+                Ok(rate) => shared_rate.store(rate.to_bits(), Ordering::Relaxed),
+                Err(error) => store.mark_down(&error),
+            }
+        });
+    }
+}
+
+/// How the vendor answered a call, as the shared rate hears of it.
+#[derive(Clone, Copy)]
+enum Answer {
+    Throttled,
+    Succeeded,
 }
 
 impl Limiter for SharedLimiter {
@@ -249,18 +277,7 @@ impl Limiter for SharedLimiter {
             return;
         }
         drop(mode);
-        let (store, key, quota, shared_rate) = (
-            self.store.clone(),
-            self.key.clone(),
-            self.quota,
-            self.shared_rate.clone(),
-        );
-        tokio::spawn(async move {
-            match store.throttled(&key, quota, &ADAPTATION).await {
-                Ok(rate) => shared_rate.store(rate.to_bits(), Ordering::Relaxed),
-                Err(error) => store.mark_down(&error),
-            }
-        });
+        self.report(Answer::Throttled);
     }
 
     fn succeeded(&self) {
@@ -272,18 +289,7 @@ impl Limiter for SharedLimiter {
             return;
         }
         drop(mode);
-        let (store, key, quota, shared_rate) = (
-            self.store.clone(),
-            self.key.clone(),
-            self.quota,
-            self.shared_rate.clone(),
-        );
-        tokio::spawn(async move {
-            match store.succeeded(&key, quota, &ADAPTATION).await {
-                Ok(rate) => shared_rate.store(rate.to_bits(), Ordering::Relaxed),
-                Err(error) => store.mark_down(&error),
-            }
-        });
+        self.report(Answer::Succeeded);
     }
 
     fn current_rate(&self) -> f64 {
