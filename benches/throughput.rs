@@ -6,6 +6,11 @@
 //! and the server's peak RSS; then registrar's speed-up over the sequential
 //! client a team would otherwise write.
 //!
+//! The fairness scenario runs three streams of 200,000 users on one LCIC
+//! target and, while they fill every call, a caller with one user every
+//! 200 ms; it reports the 50th and 99th percentiles of that caller's latency
+//! (send to result), medians over the runs.
+//!
 //! Scenarios whose name ends in `postgres` keep the audit store on a
 //! throwaway PostgreSQL server the benchmark starts (Debian's `postgresql`
 //! package, loopback only, PostgreSQL's durable defaults: fsync on,
@@ -86,7 +91,17 @@ enum Shape {
     /// through one Redis, each fed one stream of its share of the users
     /// (chunks of this many).
     Replicas(usize, usize),
+    /// This many concurrent streams share the scenario's users (chunks of
+    /// 1000); meanwhile a caller with one user sends a `BatchRegister` every
+    /// `PROBE_EVERY`, waiting for each result: fair share.
+    StreamsAndProbes(usize),
 }
+
+/// How often the fairness scenario's 1-user caller sends, and at most how often.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+const MAX_PROBES: usize = 100;
+/// The streams are under way (the queue deep) before the first probe.
+const PROBES_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct Scenario {
@@ -138,6 +153,11 @@ struct Row {
     /// the replicas run, median and 99th percentile, in milliseconds.
     redis_permit_p50_ms: f64,
     redis_permit_p99_ms: f64,
+    /// Fair share: how many 1-user probes got their result while the streams
+    /// ran, and the 50th and 99th percentiles of their latency.
+    probes: usize,
+    probe_p50_ms: f64,
+    probe_p99_ms: f64,
 }
 
 fn free_port() -> u16 {
@@ -306,7 +326,8 @@ async fn connect(port: u16) -> RegistrationServiceClient<Channel> {
         .max_decoding_message_size(64 * 1024 * 1024)
 }
 
-/// Drives one stream; returns the results received and when the last arrived.
+/// Drives one stream of the users numbered `first..first + users`; returns
+/// the results received and when the last arrived.
 async fn drive_stream(
     client: &mut RegistrationServiceClient<Channel>,
     vendor: VendorKind,
@@ -392,6 +413,77 @@ async fn drive_callers(
         last = last.max(at);
     }
     (results, last)
+}
+
+/// `streams` concurrent streams, each on its own connection, sharing `users`
+/// between them; and, from `PROBES_AFTER` on while they run, a caller with
+/// one user (numbered after the streams' users) sending a `BatchRegister`
+/// every `PROBE_EVERY`, at most `MAX_PROBES`. Returns the streams' results,
+/// when the last arrived, and the latency of each probe, from its send to
+/// its result.
+async fn drive_streams_and_probes(
+    port: u16,
+    vendor: VendorKind,
+    streams: usize,
+    users: usize,
+) -> (Vec<pb::UserResult>, Instant, Vec<Duration>) {
+    let per_stream = users / streams;
+    let mut running = Vec::new();
+    for stream in 0..streams {
+        let mut client = connect(port).await;
+        running.push(tokio::spawn(async move {
+            drive_stream(&mut client, vendor, stream * per_stream..(stream + 1) * per_stream, 1000).await
+        }));
+    }
+    let mut probe_client = connect(port).await;
+    tokio::time::sleep(PROBES_AFTER).await;
+    let mut latencies = Vec::new();
+    let mut ticks = tokio::time::interval(PROBE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while latencies.len() < MAX_PROBES && running.iter().any(|stream| !stream.is_finished()) {
+        ticks.tick().await;
+        let request = pb::BatchRegisterRequest {
+            targets: vec!["bench".to_owned()],
+            users: vec![user_for(vendor, streams * per_stream + latencies.len())],
+            ..pb::BatchRegisterRequest::default()
+        };
+        let sent = Instant::now();
+        let mut answer = probe_client
+            .batch_register(request)
+            .await
+            .expect("the probe is taken")
+            .into_inner();
+        let mut results = 0;
+        while let Some(response) = answer.message().await.expect("the probe ends cleanly") {
+            if let Some(pb::batch_register_response::Event::Result(_)) = response.event {
+                results += 1;
+            }
+        }
+        assert_eq!(results, 1, "the probe's one result");
+        // only probes answered while the streams still ran measure fair share
+        if running.iter().any(|stream| !stream.is_finished()) {
+            latencies.push(sent.elapsed());
+        }
+    }
+    let mut results = Vec::with_capacity(users);
+    let mut last = Instant::now();
+    for stream in running {
+        let (mut some, at) = stream.await.unwrap();
+        results.append(&mut some);
+        last = last.max(at);
+    }
+    (results, last, latencies)
+}
+
+/// The `share` (0..=1) percentile of `values`, nearest rank; 0 when empty.
+fn percentile_ms(values: &[Duration], share: f64) -> f64 {
+    let mut sorted: Vec<f64> = values
+        .iter()
+        .map(|value| value.as_secs_f64() * 1000.0)
+        .collect();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((share * sorted.len() as f64).ceil() as usize).max(1);
+    sorted.get(rank - 1).copied().unwrap_or(0.0)
 }
 
 /// Writes the scenario's users as a CSV file and imports it with
@@ -546,9 +638,17 @@ async fn run_registrar(
 
     let mut started = Instant::now();
     let mut client_rss_mb = 0.0;
+    let mut probe_latencies = Vec::new();
     let (results, last_result) = match scenario.shape {
         Shape::Stream(chunk) => {
             drive_stream(&mut client, scenario.vendor, 0..scenario.users, chunk).await
+        }
+        Shape::StreamsAndProbes(streams) => {
+            let (results, last, latencies) =
+                drive_streams_and_probes(server_port, scenario.vendor, streams, scenario.users)
+                    .await;
+            probe_latencies = latencies;
+            (results, last)
         }
         Shape::Callers(callers) => drive_callers(server_port, scenario.vendor, callers).await,
         Shape::Import => {
@@ -692,6 +792,9 @@ async fn run_registrar(
         client_rss_mb,
         redis_permit_p50_ms: redis_permits.0,
         redis_permit_p99_ms: redis_permits.1,
+        probes: probe_latencies.len(),
+        probe_p50_ms: percentile_ms(&probe_latencies, 0.5),
+        probe_p99_ms: percentile_ms(&probe_latencies, 0.99),
     }
 }
 
@@ -939,6 +1042,19 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
         shape: Shape::Stream(1000),
         postgres: false,
     });
+    // fair share: a 1-user caller's latency while three big streams fill every call
+    all.push(Scenario {
+        name: "fairness 1-user caller behind 3x200k tencent-lcic 50ms".to_owned(),
+        vendor: VendorKind::TencentLcic,
+        users: 600_000,
+        latency: Duration::from_millis(50),
+        fault_rate: 0.0,
+        qps: 20,
+        max_batch: 1000,
+        real_qps: None,
+        shape: Shape::StreamsAndProbes(3),
+        postgres: false,
+    });
     // an engineer's million-user CSV through `registrar import`
     all.push(Scenario {
         name: "import csv 1M tencent-lcic 50ms".to_owned(),
@@ -1015,6 +1131,9 @@ fn median_row(rows: &[Row]) -> Row {
         client_rss_mb: pick(|row| row.client_rss_mb),
         redis_permit_p50_ms: pick(|row| row.redis_permit_p50_ms),
         redis_permit_p99_ms: pick(|row| row.redis_permit_p99_ms),
+        probes: pick(|row| row.probes as f64) as usize,
+        probe_p50_ms: pick(|row| row.probe_p50_ms),
+        probe_p99_ms: pick(|row| row.probe_p99_ms),
     }
 }
 
@@ -1156,6 +1275,15 @@ fn main() {
             println!(
                 "    first request to last result: {:.2} s",
                 row.wall.as_secs_f64()
+            );
+        }
+        if let Shape::StreamsAndProbes(streams) = scenario.shape {
+            println!(
+                "    a 1-user caller's result behind the {streams} streams, {} probes every {} ms: p50 {:.0} ms, p99 {:.0} ms (goal <= 250 ms)",
+                row.probes,
+                PROBE_EVERY.as_millis(),
+                row.probe_p50_ms,
+                row.probe_p99_ms
             );
         }
         if scenario.name.starts_with("faults") {

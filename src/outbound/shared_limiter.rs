@@ -12,8 +12,9 @@
 //! shared schedule by itself once the heartbeat is answered again.
 //!
 //! Both changes of mode keep the window: entering the fallback, the first
-//! fallback permit waits until every shared slot already handed out (at
-//! most `RESERVE_AHEAD` ahead) has left a window behind it; coming back,
+//! fallback permit, and every call still holding a shared slot, waits until
+//! every shared slot already handed out (at most `RESERVE_AHEAD` ahead) has
+//! left a window behind it; coming back,
 //! a replica takes its fallback permit too for a grace period, until every
 //! other replica must have come back as well, so that the sends of replicas
 //! still in the fallback (which the shared send log does not hold) and of
@@ -305,14 +306,23 @@ impl Limiter for SharedLimiter {
         Box::pin(async move {
             let mut local_passed = false;
             loop {
-                let (up, fallback, grace_until) = {
+                let (up, fallback, fallback_from, grace_until) = {
                     let mode = self.mode();
-                    (mode.up, mode.fallback.clone(), mode.grace_until)
+                    (
+                        mode.up,
+                        mode.fallback.clone(),
+                        mode.fallback_from,
+                        mode.grace_until,
+                    )
                 };
                 if !up {
-                    if !local_passed {
-                        fallback.before_send().await;
-                    }
+                    // a call whose permit was a shared slot (Redis was lost
+                    // since, maybe while the shared window held it) waits
+                    // out the hold as the first fallback permit does, so
+                    // the shared sends already made leave the window first;
+                    // then it passes this replica's own send guard
+                    tokio::time::sleep_until(fallback_from).await;
+                    fallback.before_send().await;
                     return;
                 }
                 if !local_passed && Instant::now() < grace_until {
