@@ -10,10 +10,7 @@
 //! Ground truth is what the simulator recorded: when each call was decided,
 //! and whose users it carried (replica A's users are `a-…`, B's `b-…`).
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use registrar::{
     api::pb,
@@ -148,33 +145,46 @@ async fn two_replicas_reserving_from_one_key_never_exceed_the_quota_together() {
 /// the default 2 % (20 ms) is for a vendor across a network of its own.
 const RATE_MARGIN: f64 = 0.04;
 
-/// A `registrar serve` named `name` with the ZIM target on the shared quota
-/// of `redis_url`, in its own directory (its own SQLite audit file and log).
-async fn replica(dir: &Path, name: &str, redis_url: &str, simulator: &Simulator) -> ServeProcess {
-    replica_with(dir, name, redis_url, "", simulator).await
+/// What every two-process test runs on: a redis-server, the simulator with
+/// one ZIM account at `QPS`, and a directory for the replicas.
+struct Setup {
+    dir: tempfile::TempDir,
+    redis: TestRedis,
+    simulator: Simulator,
 }
 
-/// As `replica`, with more `[quota]` settings.
-async fn replica_with(
-    dir: &Path,
-    name: &str,
-    redis_url: &str,
-    quota_toml: &str,
-    simulator: &Simulator,
-) -> ServeProcess {
-    let dir = dir.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = format!(
-        "[audit]\ndatabase_url = \"sqlite://{}/audit.db?mode=rwc\"\n\n\
-         [quota]\nredis_url = \"{redis_url}\"\nheartbeat_interval = \"200ms\"\npermit_timeout = \"250ms\"\n{quota_toml}\n\n{}",
-        dir.display(),
-        ZIM.target(
-            "zim",
-            &simulator.endpoint(),
-            &format!("qps = {QPS}\nrate_margin = {RATE_MARGIN}")
-        ),
-    );
-    ServeProcess::start(&dir, &format!("instance_name = \"{name}\""), &config).await
+impl Setup {
+    async fn start() -> Setup {
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            redis: TestRedis::start().await,
+            simulator: start_simulator(vec![ZIM.sim(QPS)]).await,
+        }
+    }
+
+    /// A `registrar serve` named `name` with the ZIM target on the shared
+    /// quota, in its own directory (its own SQLite audit file and log).
+    async fn replica(&self, name: &str) -> ServeProcess {
+        self.replica_with(name, "").await
+    }
+
+    /// As `replica`, with more `[quota]` settings.
+    async fn replica_with(&self, name: &str, quota_toml: &str) -> ServeProcess {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "[audit]\ndatabase_url = \"sqlite://{}/audit.db?mode=rwc\"\n\n\
+             [quota]\nredis_url = \"{}\"\nheartbeat_interval = \"200ms\"\npermit_timeout = \"250ms\"\n{quota_toml}\n\n{}",
+            dir.display(),
+            self.redis.url,
+            ZIM.target(
+                "zim",
+                &self.simulator.endpoint(),
+                &format!("qps = {QPS}\nrate_margin = {RATE_MARGIN}")
+            ),
+        );
+        ServeProcess::start(&dir, &format!("instance_name = \"{name}\""), &config).await
+    }
 }
 
 /// The calls that carried `prefix`'s users, in the order decided.
@@ -247,11 +257,10 @@ async fn pacing_of(replica: &ServeProcess) -> (pb::QuotaPacing, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_on_one_redis_share_the_quota_and_use_all_of_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = TestRedis::start().await;
-    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
-    let a = replica(dir.path(), "a", &redis.url, &simulator).await;
-    let b = replica(dir.path(), "b", &redis.url, &simulator).await;
+    let setup = Setup::start().await;
+    let simulator = &setup.simulator;
+    let a = setup.replica("a").await;
+    let b = setup.replica("b").await;
     assert_eq!(pacing_of(&a).await.0, pb::QuotaPacing::Shared);
 
     // 80 full calls each: about 8 s at the quota together, 4 s each alone
@@ -288,11 +297,10 @@ async fn two_serve_processes_on_one_redis_share_the_quota_and_use_all_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_killed_replicas_go_on_at_their_share_and_come_back_to_the_shared_quota() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut redis = TestRedis::start().await;
-    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
-    let a = replica(dir.path(), "a", &redis.url, &simulator).await;
-    let b = replica(dir.path(), "b", &redis.url, &simulator).await;
+    let mut setup = Setup::start().await;
+    let a = setup.replica("a").await;
+    let b = setup.replica("b").await;
+    let (redis, simulator) = (&mut setup.redis, &setup.simulator);
     // both heartbeats are in: each knows there are two replicas
     tokio::time::sleep(Duration::from_millis(600)).await;
 
@@ -300,7 +308,7 @@ async fn with_redis_killed_replicas_go_on_at_their_share_and_come_back_to_the_sh
     let (users_a, users_b) = (170 * MAX_BATCH, 60 * MAX_BATCH);
     let stream_a = stream_in_background(&a.client, &["zim"], "a-key", users("a-", users_a));
     let stream_b = stream_in_background(&b.client, &["zim"], "b-key", users("b-", users_b));
-    crate::common::wait_for_calls(&simulator, 60).await;
+    crate::common::wait_for_calls(simulator, 60).await;
 
     redis.kill();
     let killed_at = simulator.calls().last().unwrap().received_at_ms;
@@ -377,11 +385,10 @@ async fn with_redis_killed_replicas_go_on_at_their_share_and_come_back_to_the_sh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_answer_one_replica_met_slows_the_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = TestRedis::start().await;
-    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
-    let a = replica(dir.path(), "a", &redis.url, &simulator).await;
-    let b = replica(dir.path(), "b", &redis.url, &simulator).await;
+    let setup = Setup::start().await;
+    let simulator = &setup.simulator;
+    let a = setup.replica("a").await;
+    let b = setup.replica("b").await;
 
     // the vendor throttles A's calls for a while (its quota lowered, as the
     // ZIM account really can be); A's retries meet it more than once
@@ -390,7 +397,7 @@ async fn a_throttle_answer_one_replica_met_slows_the_other() {
         ..SimFaults::default()
     });
     let stream_a = stream_in_background(&a.client, &["zim"], "a-key", users("a-", 300));
-    crate::common::wait_for_calls(&simulator, 3).await;
+    crate::common::wait_for_calls(simulator, 3).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     simulator.set_faults(SimFaults::default());
     let collected = stream_a.await.unwrap().unwrap();
@@ -424,19 +431,11 @@ async fn a_throttle_answer_one_replica_met_slows_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_started_while_redis_is_down_paces_at_its_assumed_share_until_redis_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut redis = TestRedis::start().await;
-    redis.kill();
-    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
+    let mut setup = Setup::start().await;
+    setup.redis.kill();
     // it has never seen a heartbeat: it assumes the replicas it is told
-    let a = replica_with(
-        dir.path(),
-        "a",
-        &redis.url,
-        "fallback_replicas = 4",
-        &simulator,
-    )
-    .await;
+    let a = setup.replica_with("a", "fallback_replicas = 4").await;
+    let (redis, simulator) = (&mut setup.redis, &setup.simulator);
     let (pacing, paced_rate) = pacing_of(&a).await;
     assert_eq!(pacing, pb::QuotaPacing::Fallback);
     assert_eq!(paced_rate, 5.0, "20 calls/s shared by 4");
@@ -465,20 +464,12 @@ async fn a_replica_started_while_redis_is_down_paces_at_its_assumed_share_until_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_too_slow_to_answer_within_the_permit_timeout_counts_as_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = TestRedis::start().await;
-    let simulator = start_simulator(vec![ZIM.sim(QPS)]).await;
-    let a = replica_with(
-        dir.path(),
-        "a",
-        &redis.url,
-        "fallback_replicas = 2",
-        &simulator,
-    )
-    .await;
+    let setup = Setup::start().await;
+    let (redis, simulator) = (&setup.redis, &setup.simulator);
+    let a = setup.replica_with("a", "fallback_replicas = 2").await;
     let count = 60 * MAX_BATCH;
     let stream = stream_in_background(&a.client, &["zim"], "a-key", users("a-", count));
-    crate::common::wait_for_calls(&simulator, 10).await;
+    crate::common::wait_for_calls(simulator, 10).await;
 
     // Redis stops answering for 3 s (it is busy, not gone): past the 250 ms
     // permit timeout, the target paces at its share of the replicas last
