@@ -1,7 +1,8 @@
 //! Fair share inside a target's dispatcher: a caller with one user, behind
 //! three streams that keep the target's queue thousands of users deep, gets
-//! its user into one of the next two vendor calls, and its result within two
-//! call intervals plus the vendor's latency. Registrar and the simulator run
+//! its user into one of the next two vendor calls once it is queued, and its
+//! result within two call intervals plus the vendor's latency (and an
+//! allowance for a loaded machine). Registrar and the simulator run
 //! in-process on loopback; the assertions are on the simulator's record of
 //! the calls and on the results.
 
@@ -31,9 +32,10 @@ const RATE_MARGIN: f64 = 0.02;
 /// dispatcher's wait: the gRPC exchange, its batch and registration rows
 /// written before it is queued, the call's audit row before the call leaves
 /// and the outcome after, on two cores that also run the three streams, the
-/// simulator and the client, in a debug build. The assertion on the calls is
-/// the exact one; this bound keeps the wait on the order of the call
-/// interval, where a first-come queue makes it seconds.
+/// simulator and the client, in a debug build. It bounds both the wait and
+/// the calls that may leave before the user's (as many as leave within it):
+/// on the order of the call interval, where a first-come queue makes it
+/// seconds and the user's call the last of all.
 const LOADED_MACHINE_ALLOWANCE: Duration = Duration::from_millis(250);
 
 // several threads: the client, registrar and the simulator share the runtime
@@ -104,10 +106,15 @@ async fn a_one_user_caller_behind_three_big_streams_goes_in_one_of_the_next_two_
         .iter()
         .map(|call| call.user_ids.len())
         .sum();
+    // one of the next two calls once it is queued; before that, its batch
+    // and registration rows are written behind the streams' rows, and on a
+    // loaded machine calls leave meanwhile: as many as leave in the allowance
+    let interval = Duration::from_secs_f64((1.0 + RATE_MARGIN) / f64::from(QPS));
+    let calls_in_allowance = LOADED_MACHINE_ALLOWANCE.as_secs_f64() / interval.as_secs_f64();
     assert!(
-        nth_after < 2,
-        "the single user went in call {} of those the simulator received after it was sent, \
-         with {stream_users_after} stream users still to go after it",
+        (nth_after as f64) < 2.0 + calls_in_allowance.floor(),
+        "the single user went in call {} of those the simulator received after it was sent \
+         ({waited:?} before its result), with {stream_users_after} stream users still to go after it",
         nth_after + 1,
     );
     // the streams were queued deep: a full call carried it, and seconds of calls followed
@@ -126,7 +133,6 @@ async fn a_one_user_caller_behind_three_big_streams_goes_in_one_of_the_next_two_
     assert_eq!(carried.len(), 3 * STREAM_USERS + 1);
     assert_eq!(distinct.len(), carried.len());
 
-    let interval = Duration::from_secs_f64((1.0 + RATE_MARGIN) / f64::from(QPS));
     let bound = 2 * interval + VENDOR_LATENCY + LOADED_MACHINE_ALLOWANCE;
     assert!(
         waited <= bound,
