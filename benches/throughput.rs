@@ -412,6 +412,15 @@ async fn drive_callers(
             })
         })
         .collect();
+    gather(tasks).await
+}
+
+/// Waits for every task driving users; returns all their results and the
+/// latest of their last-result instants (no earlier than when it began
+/// waiting).
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<pb::UserResult>, Instant)>>,
+) -> (Vec<pb::UserResult>, Instant) {
     let mut results = Vec::new();
     let mut last = Instant::now();
     for task in tasks {
@@ -478,13 +487,7 @@ async fn drive_streams_and_probes(
             latencies.push(sent.elapsed());
         }
     }
-    let mut results = Vec::with_capacity(users);
-    let mut last = Instant::now();
-    for stream in running {
-        let (mut some, at) = stream.await.unwrap();
-        results.append(&mut some);
-        last = last.max(at);
-    }
+    let (results, last) = gather(running).await;
     (results, last, latencies)
 }
 
@@ -685,13 +688,7 @@ async fn run_registrar(
                 })
                 .collect();
             let probe = tokio::spawn(probe_redis_permits(redis_port));
-            let mut results = Vec::new();
-            let mut last = Instant::now();
-            for stream in streams {
-                let (mut some, at) = stream.await.unwrap();
-                results.append(&mut some);
-                last = last.max(at);
-            }
+            let (results, last) = gather(streams).await;
             probe.abort();
             redis_permits = probe_results(&probe_samples());
             (results, last)

@@ -64,6 +64,14 @@ pub fn fallback_share(quota: f64, replicas: u32) -> f64 {
     }
 }
 
+/// The mode's fields a permit or a send acts on, copied out of the lock.
+struct Now {
+    up: bool,
+    fallback: Arc<GcraLimiter>,
+    fallback_from: Instant,
+    grace_until: Instant,
+}
+
 /// A target's limiter on the shared quota.
 pub struct SharedLimiter {
     target: Arc<str>,
@@ -177,6 +185,18 @@ impl SharedLimiter {
         mode
     }
 
+    /// What a permit or a send acts on, read once so that no lock is held
+    /// while it waits.
+    fn now(&self) -> Now {
+        let mode = self.mode();
+        Now {
+            up: mode.up,
+            fallback: mode.fallback.clone(),
+            fallback_from: mode.fallback_from,
+            grace_until: mode.grace_until,
+        }
+    }
+
     /// How the target paces now.
     pub fn pacing(&self) -> Pacing {
         let mode = self.mode();
@@ -231,15 +251,12 @@ impl Limiter for SharedLimiter {
         Box::pin(async move {
             let mut fallback_taken = false;
             loop {
-                let (up, fallback, fallback_from, grace_until) = {
-                    let mode = self.mode();
-                    (
-                        mode.up,
-                        mode.fallback.clone(),
-                        mode.fallback_from,
-                        mode.grace_until,
-                    )
-                };
+                let Now {
+                    up,
+                    fallback,
+                    fallback_from,
+                    grace_until,
+                } = self.now();
                 if !up {
                     tokio::time::sleep_until(fallback_from).await;
                     fallback.acquire().await;
@@ -306,15 +323,12 @@ impl Limiter for SharedLimiter {
         Box::pin(async move {
             let mut local_passed = false;
             loop {
-                let (up, fallback, fallback_from, grace_until) = {
-                    let mode = self.mode();
-                    (
-                        mode.up,
-                        mode.fallback.clone(),
-                        mode.fallback_from,
-                        mode.grace_until,
-                    )
-                };
+                let Now {
+                    up,
+                    fallback,
+                    fallback_from,
+                    grace_until,
+                } = self.now();
                 if !up {
                     // a call whose permit was a shared slot (Redis was lost
                     // since, maybe while the shared window held it) waits

@@ -243,6 +243,19 @@ fn no_throttle_answers(calls: &[RecordedCall]) {
     );
 }
 
+/// Every call the simulator recorded, after checking that the vendor
+/// refused none and never saw more than `QPS` in any one-second window.
+fn within_the_quota(simulator: &Simulator) -> Vec<RecordedCall> {
+    let calls = simulator.calls();
+    no_throttle_answers(&calls);
+    let most = simulator.max_calls_in_any_second(VendorKind::ZegoZim, ZIM.app_id);
+    assert!(
+        most <= QPS as usize,
+        "{most} calls in one second at a quota of {QPS}"
+    );
+    calls
+}
+
 async fn pacing_of(replica: &ServeProcess) -> (pb::QuotaPacing, f64) {
     let targets = replica
         .client
@@ -273,13 +286,7 @@ async fn two_serve_processes_on_one_redis_share_the_quota_and_use_all_of_it() {
         all_registered(&stream.await.unwrap().unwrap(), per_replica);
     }
 
-    let calls = simulator.calls();
-    no_throttle_answers(&calls);
-    let most = simulator.max_calls_in_any_second(VendorKind::ZegoZim, ZIM.app_id);
-    assert!(
-        most <= QPS as usize,
-        "{most} calls in one second at a quota of {QPS}"
-    );
+    let calls = within_the_quota(simulator);
     assert_eq!(calls.len(), 160, "full calls only");
     // both replicas sent all along, not one after the other
     let (of_a, of_b) = (calls_of(&calls, "a-"), calls_of(&calls, "b-"));
@@ -326,13 +333,7 @@ async fn with_redis_killed_replicas_go_on_at_their_share_and_come_back_to_the_sh
     all_registered(&stream_a.await.unwrap().unwrap(), users_a);
     assert_eq!(pacing_of(&a).await.0, pb::QuotaPacing::Shared);
 
-    let calls = simulator.calls();
-    no_throttle_answers(&calls);
-    let most = simulator.max_calls_in_any_second(VendorKind::ZegoZim, ZIM.app_id);
-    assert!(
-        most <= QPS as usize,
-        "{most} calls in one second at a quota of {QPS}"
-    );
+    let calls = within_the_quota(simulator);
 
     // Redis away: each replica at its share, 20 / 2 replicas = 10 calls/s
     // (after the hold for the shared slots already granted, ~2 s)
@@ -493,13 +494,7 @@ async fn a_redis_too_slow_to_answer_within_the_permit_timeout_counts_as_down() {
     all_registered(&stream.await.unwrap().unwrap(), count);
     assert_eq!(pacing_of(&a).await.0, pb::QuotaPacing::Shared);
 
-    let calls = simulator.calls();
-    no_throttle_answers(&calls);
-    let most = simulator.max_calls_in_any_second(VendorKind::ZegoZim, ZIM.app_id);
-    assert!(
-        most <= QPS as usize,
-        "{most} calls in one second at a quota of {QPS}"
-    );
+    let calls = within_the_quota(simulator);
     assert!(
         calls.len() > calls_while_slow,
         "calls went on while Redis was slow"
