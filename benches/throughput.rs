@@ -26,7 +26,8 @@
 //! Options (after `--`): `--runs N` (default 3; figures are medians),
 //! `--only A,B` (scenarios whose name contains A or B), `--seconds S` (vendor
 //! time per throughput scenario, default 10), `--each` (also each run's
-//! users/s, max1s and throttle answers, above its scenario's row).
+//! users/s, max1s, throttle answers and probe latencies, above its
+//! scenario's row).
 //!
 //! Utilization is measured where the quota is spent: users carried by
 //! accepted calls per second, over the span from the first call the
@@ -1234,8 +1235,16 @@ fn main() {
             .collect();
         if each {
             for (run, row) in rows.iter().enumerate() {
+                let probes = if row.probes > 0 {
+                    format!(
+                        ", 1-user caller p50 {:.0} ms, p99 {:.0} ms",
+                        row.probe_p50_ms, row.probe_p99_ms
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "    run {}: {:.0} users/s of {:.0}, max1s {}, {} throttle answers",
+                    "    run {}: {:.0} users/s of {:.0}, max1s {}, {} throttle answers{probes}",
                     run + 1,
                     row.vendor_users_per_second,
                     row.ceiling,
