@@ -1,4 +1,6 @@
-//! The integration tests, one binary: a module per area, the shared harness in `common`.
+//! The integration tests, one binary: a module per area, the shared harness
+//! in `common`. The tests that measure pacing and waits against the wall
+//! clock are in `tests/paced/`, a binary of their own.
 
 mod common;
 
@@ -12,7 +14,6 @@ mod ciam_vendor_contract;
 mod coalescing;
 mod crash_recovery;
 mod durability;
-mod fairness;
 mod fan_out_and_dry_run;
 mod faults;
 mod import;
@@ -22,7 +23,6 @@ mod limits;
 mod malformed_requests;
 mod metrics;
 mod no_secrets_in_logs;
-mod shared_quota;
 mod sim_lcic;
 mod store_faults;
 mod streams;

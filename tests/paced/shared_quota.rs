@@ -60,6 +60,7 @@ fn max_in_one_second(instants: &mut [Duration]) -> usize {
 
 #[tokio::test]
 async fn two_replicas_reserving_from_one_key_never_exceed_the_quota_together() {
+    let _alone = crate::alone().await;
     let redis = TestRedis::start().await;
     let qps = 50.0;
     let shared = QuotaKey::new("tencent-lcic", "1400000001", "BatchRegister");
@@ -270,6 +271,7 @@ async fn pacing_of(replica: &ServeProcess) -> (pb::QuotaPacing, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_on_one_redis_share_the_quota_and_use_all_of_it() {
+    let _alone = crate::alone().await;
     let setup = Setup::start().await;
     let simulator = &setup.simulator;
     let a = setup.replica("a").await;
@@ -304,6 +306,7 @@ async fn two_serve_processes_on_one_redis_share_the_quota_and_use_all_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_killed_replicas_go_on_at_their_share_and_come_back_to_the_shared_quota() {
+    let _alone = crate::alone().await;
     let mut setup = Setup::start().await;
     let a = setup.replica("a").await;
     let b = setup.replica("b").await;
@@ -386,6 +389,7 @@ async fn with_redis_killed_replicas_go_on_at_their_share_and_come_back_to_the_sh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_answer_one_replica_met_slows_the_other() {
+    let _alone = crate::alone().await;
     let setup = Setup::start().await;
     let simulator = &setup.simulator;
     let a = setup.replica("a").await;
@@ -432,6 +436,7 @@ async fn a_throttle_answer_one_replica_met_slows_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_started_while_redis_is_down_paces_at_its_assumed_share_until_redis_answers() {
+    let _alone = crate::alone().await;
     let mut setup = Setup::start().await;
     setup.redis.kill();
     // it has never seen a heartbeat: it assumes the replicas it is told
@@ -465,6 +470,7 @@ async fn a_replica_started_while_redis_is_down_paces_at_its_assumed_share_until_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_too_slow_to_answer_within_the_permit_timeout_counts_as_down() {
+    let _alone = crate::alone().await;
     let setup = Setup::start().await;
     let (redis, simulator) = (&setup.redis, &setup.simulator);
     let a = setup.replica_with("a", "fallback_replicas = 2").await;

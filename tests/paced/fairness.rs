@@ -41,6 +41,7 @@ const LOADED_MACHINE_ALLOWANCE: Duration = Duration::from_millis(250);
 // several threads: the client, registrar and the simulator share the runtime
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_user_caller_behind_three_big_streams_goes_in_one_of_the_next_two_calls() {
+    let _alone = crate::alone().await;
     let simulator = lcic_with_latency(QPS, VENDOR_LATENCY).await;
     let mut registrar = Registrar::start(&LCIC.target(
         "lcic",
