@@ -4,6 +4,18 @@
 //! (thousands of callers each opening a batch of one user) then cost one
 //! commit, not thousands.
 //!
+//! A group takes the small writes first: every write of a few rows waiting
+//! (a batch opened, a vendor call started or finished, a 1-user caller's
+//! row), then bulk writes (a stream's chunk of rows, a full call's
+//! outcomes) in their order up to about [`BULK_ROWS_PER_GROUP`] rows, at
+//! least one. A caller with one user then waits for at most the group being
+//! committed and its own, each of about that many rows, however many rows
+//! big streams have queued ahead of it; the bulk writes still go in every
+//! group, so none waits forever. Writes are reordered only across lanes:
+//! every write's sender waits for it to commit before it sends one that
+//! depends on it (the batch before its rows, the rows before a call carries
+//! them, the call's start before its end).
+//!
 //! If a grouped transaction fails, each of its writes is applied again on
 //! its own, so that a failure is reported to the write that caused it (a
 //! repeated idempotency key) and never to its neighbours.
@@ -17,6 +29,7 @@
 //! the last write committed is published for readiness.
 
 use std::{
+    collections::VecDeque,
     path::PathBuf,
     sync::{
         Arc, RwLock,
@@ -44,9 +57,16 @@ use super::{
 };
 use crate::domain::Outcome;
 
-/// Writes waiting to be applied before the writer stops taking more into a group.
+/// Small writes the writer takes into one group.
 const WRITES_PER_GROUP: usize = 256;
-/// Writes queued before writers wait.
+/// Rows of bulk writes in one group beyond its small writes (one full LCIC
+/// call's outcomes, a stream's chunk of 1000): a group is a few milliseconds
+/// of writing, and a small write waits for at most two.
+const BULK_ROWS_PER_GROUP: usize = 1000;
+/// A write of at most this many rows is small.
+const SMALL_WRITE_ROWS: usize = 8;
+/// Writes queued in the channel before writers wait; as many again may be
+/// taken out of it and wait in the writer's lanes.
 const QUEUE: usize = 1024;
 
 /// One write of the audit store.
@@ -85,6 +105,14 @@ pub(super) enum Write {
 }
 
 impl Write {
+    /// Rows the write inserts or updates, about: what it costs to apply.
+    fn rows(&self) -> usize {
+        match self {
+            Write::InsertRegistrations { rows, .. } | Write::RecordOutcomes(rows) => rows.len(),
+            _ => 1,
+        }
+    }
+
     /// The write's name in `registrar_audit_write_duration_seconds`.
     pub fn operation(&self) -> &'static str {
         match self {
@@ -129,12 +157,70 @@ pub(super) fn spawn(
         shared,
     };
     tokio::spawn(async move {
-        let mut group = Vec::with_capacity(WRITES_PER_GROUP);
-        while receiver.recv_many(&mut group, WRITES_PER_GROUP).await > 0 {
-            writer.apply_group(std::mem::take(&mut group)).await;
+        let mut lanes = Lanes::default();
+        loop {
+            if lanes.is_empty() {
+                match receiver.recv().await {
+                    Some(queued) => lanes.push(queued),
+                    None => break,
+                }
+            }
+            // whatever else is queued, up to a bounded backlog: writers
+            // still wait once the writer falls behind
+            while lanes.len() < QUEUE {
+                match receiver.try_recv() {
+                    Ok(queued) => lanes.push(queued),
+                    Err(_) => break,
+                }
+            }
+            writer.apply_group(lanes.next_group()).await;
         }
     });
     sender
+}
+
+/// The writes taken from the channel and not yet applied, small and bulk
+/// apart, each lane in the order the writes came.
+#[derive(Default)]
+struct Lanes {
+    small: VecDeque<Queued>,
+    bulk: VecDeque<Queued>,
+}
+
+impl Lanes {
+    fn push(&mut self, queued: Queued) {
+        if queued.write.rows() <= SMALL_WRITE_ROWS {
+            self.small.push_back(queued);
+        } else {
+            self.bulk.push_back(queued);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.small.len() + self.bulk.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The small writes waiting (up to [`WRITES_PER_GROUP`]), then bulk
+    /// writes in their order while their rows stay within
+    /// [`BULK_ROWS_PER_GROUP`], and at least one bulk write if any waits.
+    fn next_group(&mut self) -> Vec<Queued> {
+        let small = self.small.len().min(WRITES_PER_GROUP);
+        let mut group: Vec<Queued> = self.small.drain(..small).collect();
+        let mut bulk_rows = 0;
+        while let Some(next) = self.bulk.front() {
+            let rows = next.write.rows();
+            if bulk_rows > 0 && bulk_rows + rows > BULK_ROWS_PER_GROUP {
+                break;
+            }
+            bulk_rows += rows;
+            group.extend(self.bulk.pop_front());
+        }
+        group
+    }
 }
 
 struct Writer {
@@ -604,5 +690,77 @@ mod tests {
         );
         assert_eq!(ranges_of(&carried, "b").collect::<Vec<_>>(), [(7, 7)]);
         assert_eq!(ranges_of(&carried, "c").count(), 0);
+    }
+
+    /// A write of `rows` outcome rows, told apart by its batch id.
+    fn outcomes(batch: &str, rows: usize) -> Queued {
+        let row = RegistrationRow {
+            batch_id: batch.to_owned(),
+            index: 0,
+            target: "t".to_owned(),
+            user_id: "u".to_owned(),
+            outcome: Outcome::Registered,
+            vendor_user_id: None,
+            error_code: None,
+            error_message: None,
+            attempts: 1,
+            vendor_call_id: None,
+            fingerprint: None,
+        };
+        Queued {
+            write: Write::RecordOutcomes(vec![row; rows]),
+            done: oneshot::channel().0,
+        }
+    }
+
+    fn batches(group: &[Queued]) -> Vec<&str> {
+        group
+            .iter()
+            .map(|queued| match &queued.write {
+                Write::RecordOutcomes(rows) => rows[0].batch_id.as_str(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_write_goes_in_the_next_group_ahead_of_the_bulk_queued_before_it() {
+        let mut lanes = Lanes::default();
+        for stream in ["a", "b", "c", "d"] {
+            lanes.push(outcomes(stream, 1000));
+        }
+        lanes.push(outcomes("single", 1));
+        lanes.push(outcomes("e", 400));
+        assert_eq!(batches(&lanes.next_group()), ["single", "a"]);
+        assert_eq!(batches(&lanes.next_group()), ["b"]);
+        lanes.push(outcomes("single-2", 1));
+        assert_eq!(batches(&lanes.next_group()), ["single-2", "c"]);
+        // bulk writes share a group up to the rows of a group, in their order
+        assert_eq!(batches(&lanes.next_group()), ["d"]);
+        lanes.push(outcomes("f", 300));
+        lanes.push(outcomes("g", 400));
+        assert_eq!(batches(&lanes.next_group()), ["e", "f"]);
+        assert_eq!(batches(&lanes.next_group()), ["g"]);
+        assert!(lanes.is_empty());
+    }
+
+    #[test]
+    fn a_bulk_write_over_the_rows_of_a_group_still_goes_alone() {
+        let mut lanes = Lanes::default();
+        lanes.push(outcomes("huge", 5 * BULK_ROWS_PER_GROUP));
+        lanes.push(outcomes("next", 10));
+        assert_eq!(batches(&lanes.next_group()), ["huge"]);
+        assert_eq!(batches(&lanes.next_group()), ["next"]);
+    }
+
+    #[test]
+    fn small_writes_past_a_groups_share_wait_for_the_next_group_in_their_order() {
+        let mut lanes = Lanes::default();
+        let names: Vec<String> = (0..WRITES_PER_GROUP + 3).map(|n| format!("s{n}")).collect();
+        for name in &names {
+            lanes.push(outcomes(name, 1));
+        }
+        assert_eq!(lanes.next_group().len(), WRITES_PER_GROUP);
+        assert_eq!(batches(&lanes.next_group()), names[WRITES_PER_GROUP..]);
     }
 }
