@@ -2,9 +2,9 @@
 //! three streams that keep the target's queue thousands of users deep, gets
 //! its user into one of the next two vendor calls once it is queued, and its
 //! result within two call intervals plus the vendor's latency (and an
-//! allowance for a loaded machine). Registrar and the simulator run
-//! in-process on loopback; the assertions are on the simulator's record of
-//! the calls and on the results.
+//! allowance for the rest of its round trip on a debug build). Registrar and
+//! the simulator run in-process on loopback; the assertions are on the
+//! simulator's record of the calls and on the results.
 
 use std::{
     collections::BTreeSet,
@@ -28,15 +28,18 @@ const STREAM_USERS: usize = 4_000;
 const VENDOR_LATENCY: Duration = Duration::from_millis(50);
 /// The target's default `rate_margin`: permits come every `1/qps x (1 + margin)`.
 const RATE_MARGIN: f64 = 0.02;
-/// What a loaded CI machine adds to the single user's round trip beyond the
+/// What the machine adds to the single user's round trip beyond the
 /// dispatcher's wait: the gRPC exchange, its batch and registration rows
 /// written before it is queued, the call's audit row before the call leaves
 /// and the outcome after, on two cores that also run the three streams, the
 /// simulator and the client, in a debug build. It bounds both the wait and
 /// the calls that may leave before the user's (as many as leave within it):
 /// on the order of the call interval, where a first-come queue makes it
-/// seconds and the user's call the last of all.
-const LOADED_MACHINE_ALLOWANCE: Duration = Duration::from_millis(250);
+/// seconds and the user's call the last of all. (Alone on the development
+/// machine, 11 runs took 110 to 151 ms in all, the user always in the first
+/// call after it was sent; a run beside the rest of `tests/it/` once took
+/// 370 ms, which is why this test runs alone.)
+const MACHINE_ALLOWANCE: Duration = Duration::from_millis(150);
 
 // several threads: the client, registrar and the simulator share the runtime
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,10 +111,10 @@ async fn a_one_user_caller_behind_three_big_streams_goes_in_one_of_the_next_two_
         .map(|call| call.user_ids.len())
         .sum();
     // one of the next two calls once it is queued; before that, its batch
-    // and registration rows are written behind the streams' rows, and on a
-    // loaded machine calls leave meanwhile: as many as leave in the allowance
+    // and registration rows are written, and calls leave meanwhile: as many
+    // as leave in the allowance
     let interval = Duration::from_secs_f64((1.0 + RATE_MARGIN) / f64::from(QPS));
-    let calls_in_allowance = LOADED_MACHINE_ALLOWANCE.as_secs_f64() / interval.as_secs_f64();
+    let calls_in_allowance = MACHINE_ALLOWANCE.as_secs_f64() / interval.as_secs_f64();
     assert!(
         (nth_after as f64) < 2.0 + calls_in_allowance.floor(),
         "the single user went in call {} of those the simulator received after it was sent \
@@ -134,7 +137,7 @@ async fn a_one_user_caller_behind_three_big_streams_goes_in_one_of_the_next_two_
     assert_eq!(carried.len(), 3 * STREAM_USERS + 1);
     assert_eq!(distinct.len(), carried.len());
 
-    let bound = 2 * interval + VENDOR_LATENCY + LOADED_MACHINE_ALLOWANCE;
+    let bound = 2 * interval + VENDOR_LATENCY + MACHINE_ALLOWANCE;
     assert!(
         waited <= bound,
         "the single user's result took {waited:?}, more than {bound:?} \
